@@ -1,0 +1,3 @@
+"""Imports every command module so each registers its command on the shared `app`."""
+
+from __future__ import annotations
