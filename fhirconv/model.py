@@ -176,7 +176,7 @@ class Eligibility(Part):
 
 
 class MeshTerm(Part):
-    id: str
+    id: str | None = None  # MeSH id (D…/C…); None when the source gives only the term (legacy XML)
     term: str
 
 
