@@ -1,0 +1,55 @@
+"""Deterministic resource ids, keys and references.
+
+Ids are derived from identifiers, never random, so the same input gives a byte-identical Bundle and
+`PUT Type/id` is an idempotent upsert. Study-owned resources use the NCT id; shared resources
+(organizations, practitioners, locations) use a hash of a normalized natural key, so the same
+sponsor or site named by many studies is one resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import uuid
+
+# A fixed namespace: fullUrls are uuid5(namespace, "Type/id").
+_NAMESPACE = uuid.UUID("6f0d6c1e-8a51-4a4c-9a55-2b6f1d0c7e21")
+
+
+def normalize_key(*parts: str | None) -> str:
+    """Case-, accent-, punctuation- and whitespace-insensitive key from natural-language parts."""
+    cleaned = []
+    for part in parts:
+        text = unicodedata.normalize("NFKD", part or "")
+        text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+        text = re.sub(r"[^\w]+", " ", text).strip()
+        cleaned.append(text)
+    return "|".join(cleaned)
+
+
+def hashed_id(prefix: str, key: str) -> str:
+    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+
+
+def full_url(resource_type: str, resource_id: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{resource_type}/{resource_id}')}"
+
+
+def reference(resource_type: str, resource_id: str, display: str | None = None) -> dict[str, str]:
+    ref = {"reference": f"{resource_type}/{resource_id}"}
+    if display:
+        ref["display"] = display
+    return ref
+
+
+def organization_id(name: str) -> str:
+    return hashed_id("org", normalize_key(name))
+
+
+def practitioner_key(name: str, affiliation: str | None) -> str:
+    return normalize_key(name, affiliation)
+
+
+def location_key(facility: str | None, city: str | None, state: str | None, country: str | None) -> str:
+    return normalize_key(facility, city, state, country)
