@@ -290,6 +290,14 @@ def textblock_to_text(raw: str | None) -> str | None:
     return _render(blocks)
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\<>\[\]*^~&])")
+
+
+def markdown_escape(text: str) -> str:
+    """Backslash-escape what API v2 escapes in its Markdown text: ``<3`` → ``\\<3``."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def _render(blocks: list[_Block]) -> str | None:
     out: list[str] = []
     stack: list[tuple[int, int]] = []  # (content column, leading spaces for children)
@@ -302,10 +310,10 @@ def _render(blocks: list[_Block]) -> str | None:
                 stack.pop()
             leading = stack[-1][1] if stack else 0
             stack.append((block.content_col, leading + len(block.marker) + 1))
-            text = f"{' ' * leading}{block.marker} {block.text}"
+            text = f"{' ' * leading}{block.marker} {markdown_escape(block.text)}"
         else:
             stack.clear()
-            text = block.text
+            text = markdown_escape(block.text)
         if previous is not None:
             out.append("\n" if previous.is_item and block.is_item else "\n\n")
         out.append(text)
