@@ -1,0 +1,132 @@
+"""Per-study results of a push and the overall summary, with the lines a person reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fhirconv.publish.outcome import IssueReport
+
+StudyStatus = Literal["pushed", "failed", "planned"]
+
+
+@dataclass
+class StudyResult:
+    """What happened to one study's bundle."""
+
+    study: str
+    source: str
+    status: StudyStatus
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+    issues: list[IssueReport] = field(default_factory=list)
+    error: str | None = None  # a failure with no OperationOutcome (network, bad file, …)
+    outcome_unknown: bool = False  # a non-idempotent bundle may or may not have been applied
+    attempts: int = 0
+    elapsed: float = 0.0
+    planned: list[tuple[str, str]] = field(default_factory=list)  # dry run: (method, url)
+    idempotent: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    @property
+    def entry_count(self) -> int:
+        if self.status == "planned":
+            return len(self.planned)
+        return (len(self.created) + len(self.updated) + len(self.unchanged)
+                + len(self.deleted) + len(self.other))
+
+    def counts(self) -> str:
+        parts = [f"created {len(self.created)}", f"updated {len(self.updated)}",
+                 f"unchanged {len(self.unchanged)}"]
+        if self.deleted:
+            parts.append(f"deleted {len(self.deleted)}")
+        if self.other:
+            parts.append(f"other {len(self.other)}")
+        return ", ".join(parts)
+
+    def line(self) -> str:
+        """``NCT… created 5, updated 1, unchanged 12`` or ``NCT… FAILED: <first issue>``."""
+        if self.status == "planned":
+            note = "" if self.idempotent else " (not idempotent: sent once, never retried)"
+            return f"{self.study} would send {len(self.planned)} entries{note}"
+        if self.status == "pushed":
+            return f"{self.study} {self.counts()}"
+        errors = [i for i in self.issues if i.severity in ("error", "fatal")] or self.issues
+        if errors:
+            reason = errors[0].text()
+            more = len(errors) - 1
+            if more:
+                reason += f" — and {more} more issue(s)"
+        else:
+            reason = self.error or "unknown failure"
+        if self.outcome_unknown and self.error and self.error not in reason:
+            reason += f" ({self.error})"
+        return f"{self.study} FAILED: {reason}"
+
+    def detail_lines(self) -> list[str]:
+        """Indented lines under ``line()``: every issue of a failure; the plan of a dry run."""
+        if self.status == "planned":
+            return [f"  {method} {url}" for method, url in self.planned]
+        lines: list[str] = []
+        if self.status == "failed":
+            errors = [i for i in self.issues if i.severity in ("error", "fatal")] or self.issues
+            lines.extend(f"  - {issue.text()}" for issue in errors[1:])
+            if self.source != self.study:
+                lines.append(f"  (from {self.source})")
+        return lines
+
+
+@dataclass
+class PushSummary:
+    """All studies of one push, in input order."""
+
+    studies: list[StudyResult]
+    dry_run: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def failed(self) -> list[StudyResult]:
+        return [s for s in self.studies if not s.ok]
+
+    @property
+    def succeeded(self) -> list[StudyResult]:
+        return [s for s in self.studies if s.ok]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every study was pushed (or planned), 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def total(self, kind: Literal["created", "updated", "unchanged", "deleted"]) -> int:
+        return sum(len(getattr(s, kind)) for s in self.studies)
+
+    def lines(self) -> list[str]:
+        n = len(self.studies)
+        if self.dry_run:
+            entries = sum(s.entry_count for s in self.succeeded)
+            line = (f"Dry run: {len(self.succeeded)} of {n} studies would be sent "
+                    f"({entries} entries); nothing was sent")
+            if self.failed:
+                line += f"; {len(self.failed)} cannot be sent"
+            return [line]
+        lines = [
+            f"Pushed {len(self.succeeded)} of {n} studies"
+            + (f", {len(self.failed)} FAILED" if self.failed else "")
+            + f" in {self.elapsed:.1f} s: created {self.total('created')}, "
+            f"updated {self.total('updated')}, unchanged {self.total('unchanged')}"
+            + (f", deleted {self.total('deleted')}" if self.total("deleted") else "")
+        ]
+        unknown = [s.study for s in self.failed if s.outcome_unknown]
+        if unknown:
+            lines.append(
+                "Outcome unknown (check the server before pushing again): " + ", ".join(unknown)
+            )
+        if self.failed:
+            lines.append("Failed: " + ", ".join(s.study for s in self.failed))
+        return lines
