@@ -163,7 +163,7 @@ def enum_tables() -> EnumTables:
 def _clean(value: str | None) -> str | None:
     if value is None:
         return None
-    text = value.strip()
+    text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
     return text or None
 
 
