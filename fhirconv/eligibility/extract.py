@@ -1,0 +1,615 @@
+"""Rule-based extraction of computable items from eligibility criteria text.
+
+Finds numeric comparisons (operator + value(s) + unit) and classifies each by its context:
+`age` ("aged 18-65", "18 years or older"), `window` ("within 6 months prior to …"),
+`threshold` (labs, vitals, scores: "creatinine > 2.5 mg/dL", "ECOG 0-1", "NYHA class III"),
+`dose` (mass per time next to a drug), plus word mentions: `sex`, `pregnancy`, `lactation`,
+`childbearing`. Offline, no models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from fhirconv.eligibility._tables import load_rows
+from fhirconv.eligibility.criteria import parse_criteria
+from fhirconv.eligibility.numbers import NUMBER_PATTERN, parse_number, roman_to_int
+from fhirconv.eligibility.units import ucum_for_written_unit
+
+__all__ = ["ExtractedItem", "ItemKind", "Operator", "extract_document", "extract_items"]
+
+ItemKind = Literal[
+    "age", "threshold", "window", "sex", "pregnancy", "lactation", "childbearing", "dose"
+]
+Operator = Literal[">", ">=", "<", "<=", "=", "between"]
+
+
+class ExtractedItem(BaseModel):
+    """One computable item found in criteria text; `span` indexes the text given."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ItemKind
+    operator: Operator | None = None
+    value: float | str | None = None
+    value2: float | None = None
+    unit: str | None = None
+    ucum: str | None = None
+    name: str | None = None
+    code: str | None = None
+    span: tuple[int, int]
+    exclude: bool = False
+    negated: bool = False
+    event: str | None = None
+    text: str = ""
+
+
+# --- text normalisation (keeps a map back to the original offsets) ----------------------------
+
+_ESCAPE = re.compile(r"\\(?=[!-/:-@\[-`{-~])")
+_CHAR_MAP = str.maketrans(
+    {"＞": ">", "＜": "<", "≧": "≥", "≦": "≤", "⩾": "≥", "⩽": "≤", "＝": "=", "～": "~",
+     "μ": "µ", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "−": "-"}
+)  # fmt: skip
+
+
+def _normalise(text: str) -> tuple[str, list[int]]:
+    """Text with Markdown escapes removed and look-alike characters unified, plus an index map."""
+    kept: list[str] = []
+    origin: list[int] = []
+    for index, ch in enumerate(text):
+        if ch == "\\" and _ESCAPE.match(text, index):
+            continue
+        kept.append(ch)
+        origin.append(index)
+    origin.append(len(text))
+    return "".join(kept).translate(_CHAR_MAP), origin
+
+
+# --- vocabulary -------------------------------------------------------------------------------
+
+_OPERATOR_WORDS: list[tuple[str, str]] = [
+    (r"greater\s+than\s+or\s+equal\s+to|more\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
+     r"(?:greater|more|higher)\s+than|equal\s+or\s+(?:greater|more)\s+than|higher\s+than\s+or\s+"
+     r"equal\s+to|at\s+least|no\s+less\s+than|not\s+less\s+than|no\s+fewer\s+than|minimum\s+"
+     r"(?:of\s+)?|a\s+minimum\s+of|≥\s*or\s*=|>\s*or\s*=|>\s*/\s*=|>=|=>|≥=?|over\s+or\s+equal\s+to"
+     r"|older\s+than\s+or\s+equal\s+to|aged?\s+over\s+or\s+equal\s+to", ">="),
+    (r"less\s+than\s+or\s+equal\s+to|lower\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
+     r"(?:less|lower)\s+than|equal\s+or\s+less\s+than|at\s+most|no\s+more\s+than|not\s+more\s+than"
+     r"|no\s+greater\s+than|not\s+greater\s+than|no\s+higher\s+than|not\s+exceeding|not\s+to\s+"
+     r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|≤\s*or\s*=|<\s*or\s*=|<\s*/\s*="
+     r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?", "<="),
+    (r"more\s+than|greater\s+than|higher\s+than|larger\s+than|older\s+than|in\s+excess\s+of|"
+     r"exceeding|exceeds?|above|over|beyond|superior\s+to|>", ">"),
+    (r"less\s+than|lower\s+than|fewer\s+than|younger\s+than|under|below|inferior\s+to|<", "<"),
+    (r"=|equal\s+to|equals", "="),
+]
+_SUFFIX_OPERATORS: list[tuple[str, str]] = [
+    (r"or\s+(?:more|older|greater|above|over|higher|longer)|and\s+(?:above|older|over|up|more)"
+     r"|\+|or\s+later|at\s+minimum", ">="),
+    (r"or\s+(?:less|younger|below|fewer|lower|under|shorter)|and\s+(?:under|below|younger|less)"
+     r"|at\s+(?:the\s+)?most|or\s+earlier|maximum", "<="),
+]
+
+_PREFIX_OP = "|".join(f"(?P<op{index}>{pattern})" for index, (pattern, _) in
+                      enumerate(_OPERATOR_WORDS))
+_PREFIX_OP_VALUES = [operator for _, operator in _OPERATOR_WORDS]
+_SUFFIX_OP = "|".join(f"(?P<sop{index}>{pattern})" for index, (pattern, _) in
+                      enumerate(_SUFFIX_OPERATORS))
+_SUFFIX_OP_VALUES = [operator for _, operator in _SUFFIX_OPERATORS]
+
+_TIME_UCUM = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours",
+              "min": "minutes"}  # fmt: skip
+_ULN = (r"(?:[x×*]|times|fold)?\s*(?:the\s+)?(?:institutional\s+|local\s+)?(?:upper\s+limits?\s+of"
+        r"\s+(?:the\s+)?normal(?:\s+range)?|ULN|LLN|lower\s+limit\s+of\s+(?:the\s+)?normal|"
+        r"(?:the\s+)?(?:normal|reference)\s+(?:upper\s+)?(?:value|range|limit)|maximum\s+normal"
+        r"\s+value|highest\s+reference\s+value)")
+_POWER = r"(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*[0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{1,2}\s*/\s*(?:L|l|µL|uL|mm3|mm³|mcL)"
+
+
+@cache
+def _unit_pattern() -> str:
+    spellings = {row["written"] for row in load_rows("eligibility-units.csv")}
+    words = sorted(spellings, key=len, reverse=True)
+    alternation = "|".join(re.escape(word).replace(r"\ ", r"\s*") for word in words)
+    # A unit never runs into a following letter or digit ("mg" in "mgs", "m" in "more").
+    return rf"(?:{_POWER}|{_ULN}|{alternation}|[x×]\s*(?:ULN|normal))(?![A-Za-z0-9µ²³/])"
+
+
+_NUM = rf"(?:{NUMBER_PATTERN})"
+
+
+@cache
+def _comparison_regex() -> re.Pattern[str]:
+    unit = _unit_pattern()
+    return re.compile(
+        rf"""
+        (?:(?P<between>between|from|range\s+(?:of|from))\s+)?
+        (?:(?:{_PREFIX_OP})\s*)?
+        (?P<v1>{_NUM})\s*(?P<u1>{unit})?
+        (?:
+            \s*(?P<range>-|–|—|~|to|and|through|until)\s*
+            (?:(?P<rop>≤|<=|<|≥|>=|>)\s*)?
+            (?P<v2>{_NUM})\s*(?P<u2>{unit})?
+        )?
+        (?:\s*(?:{_SUFFIX_OP}))?
+        """,
+        re.VERBOSE | re.IGNORECASE,
+    )
+
+
+@dataclass
+class _Comparison:
+    operator: str | None
+    value: float
+    value2: float | None
+    unit: str | None
+    start: int
+    end: int
+    explicit: bool  # an operator or range was written (not a bare number)
+
+
+def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
+    value = parse_number(match.group("v1"))
+    if value is None:
+        return None
+    operator: str | None = None
+    for index, op in enumerate(_PREFIX_OP_VALUES):
+        if match.group(f"op{index}"):
+            operator = op
+    for index, op in enumerate(_SUFFIX_OP_VALUES):
+        if match.group(f"sop{index}"):
+            operator = op
+    unit = match.group("u1") or match.group("u2")
+    value2: float | None = None
+    end = match.end()
+    if match.group("v2") is not None:
+        second = parse_number(match.group("v2"))
+        joiner = match.group("range").lower()
+        if second is None or (joiner == "and" and not match.group("between")):
+            # "18 and 65" without "between" is a list, not a range: keep the first number only.
+            end = match.end("u1") if match.group("u1") else match.end("v1")
+            unit = match.group("u1")
+        elif second > value and operator is None:
+            operator, value2 = "between", second
+        else:
+            end = match.end("u1") if match.group("u1") else match.end("v1")
+            unit = match.group("u1")
+    start = match.start()
+    if match.group("between") and operator != "between":
+        start = match.start("v1") if operator is None else start
+    text = match.group(0)
+    end = start + len(text[: end - start].rstrip())
+    return _Comparison(operator, value, value2, unit.strip() if unit else None, start, end,
+                       explicit=operator is not None)
+
+
+# --- context classifiers ------------------------------------------------------------------------
+
+_AGE_BEFORE = re.compile(
+    r"(?:\bage[ds]?\b|\baging\b|years?\s+of\s+age|\bolder\b|\byounger\b|\badults?\b\s*(?:\(|,)?"
+    r"|\bpatients?\b|\bsubjects?\b|\bparticipants?\b|\bchildren\b|\bmen\b|\bwomen\b|\bmales?\b"
+    r"|\bfemales?\b|\bindividuals?\b|\bvolunteers?\b|\bboys?\b|\bgirls?\b|\binfants?\b"
+    r"|\bpersons?\b|\bpeople\b)[^.;\n]{0,25}$",
+    re.IGNORECASE,
+)
+_AGE_WORD_BEFORE = re.compile(r"\b(?:age[ds]?|aging)\b[^.;\n\d]{0,20}$", re.IGNORECASE)
+_AGE_AFTER = re.compile(
+    r"^\s*(?:\)|-)?\s*(?:years?|yrs?|y|months?|weeks?|days?)?\s*[-\s]?(?:old\b|of\s+age\b|"
+    r"at\s+(?:the\s+)?time\b|age\b|yo\b|y/o\b|in\s+age\b)",
+    re.IGNORECASE,
+)
+_WINDOW_CUE = re.compile(
+    r"\b(?:within|past|last|previous|preceding|prior|before|ago|since|after|following|recent"
+    r"|recently|during|in\s+the)\b",
+    re.IGNORECASE,
+)
+_DURATION_BEFORE = re.compile(r"\b(?:for|lasting|duration|history\s+of)\b[^.;\n]{0,12}$", re.I)
+_THRESHOLD_TIME_NAMES = re.compile(
+    r"(?:life\s+expectancy|expected\s+survival|survival|prognosis|gestation\w*|amenorrh\w+|"
+    r"\bweeks?\s+pregnant|\bGA\b|\bSA\b|postmenstrual|corrected\s+age|QTc?\w*|PT|aPTT|INR)"
+    r"[^.;\n]{0,40}$",
+    re.IGNORECASE,
+)
+_SCORE_WORDS = re.compile(
+    r"\b(?:score|scale|index|class|grade|level|count|ratio|value|rate|status|questionnaire|"
+    r"test|total|percentile|IQ|inventory|stage|points?)\b",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(r"\b(?:no|not|without|non|absence\s+of|never)\b[^.;\n]{0,30}$", re.I)
+_CLAUSE_START = re.compile(r"[.;:\n•]\s|^|\(|,\s+(?:and|or)\b")
+
+
+@dataclass(frozen=True)
+class _Concept:
+    name: str
+    code: str | None
+    synonyms: tuple[str, ...]
+    is_score: bool
+    roman: bool
+
+
+@cache
+def _concepts() -> tuple[_Concept, ...]:
+    concepts: list[_Concept] = []
+    for row in load_rows("eligibility-analytes.csv"):
+        concepts.append(_Concept(row["name"], row["loinc"] or None,
+                                 tuple(row["synonyms"].split("|")), False, False))
+    for row in load_rows("eligibility-scores.csv"):
+        concepts.append(_Concept(row["name"], row["loinc"] or row["id"],
+                                 tuple(row["synonyms"].split("|")), True, row["roman"] == "true"))
+    return tuple(concepts)
+
+
+@cache
+def _concept_regex() -> tuple[re.Pattern[str], dict[str, _Concept]]:
+    by_synonym: dict[str, _Concept] = {}
+    for concept in _concepts():
+        for synonym in concept.synonyms:
+            by_synonym.setdefault(synonym.lower(), concept)
+    words = sorted(by_synonym, key=len, reverse=True)
+    # Short upper-case abbreviations (Hb, PS, EF) must match as written; names in any case.
+    alternation = "|".join(re.escape(word) for word in words)
+    return re.compile(rf"(?<![\w-])(?:{alternation})(?![\w])", re.IGNORECASE), by_synonym
+
+
+def _find_concept(before: str) -> tuple[_Concept, str] | None:
+    """The analyte/score named closest before a comparison (in the same clause)."""
+    regex, by_synonym = _concept_regex()
+    found: tuple[_Concept, str] | None = None
+    for match in regex.finditer(before):
+        written = match.group(0)
+        if len(written) <= 3 and not any(ch.isupper() for ch in written):
+            continue  # "hr", "ps", "ef": only as capitalised abbreviations
+        concept = by_synonym[written.lower()]
+        found = (concept, written)
+    return found
+
+
+_NAME_TAIL = re.compile(r"([A-Za-z][\w\-/()+ ]{0,40}?)\s*(?:\(|:|,|of|is|was|level|levels)?\s*$")
+
+
+def _clause_before(text: str, start: int, limit: int = 80) -> str:
+    window = text[max(0, start - limit) : start]
+    cut = max(window.rfind(ch) for ch in ".;\n•")
+    if cut >= 0 and not (cut > 0 and window[cut] == "." and window[cut - 1 : cut].isdigit()):
+        window = window[cut + 1 :]
+    return window
+
+
+# --- extraction -------------------------------------------------------------------------------
+
+_SEX_WORDS = re.compile(
+    r"\b(?:(?P<female>women|woman|females?|girls?|ladies|lady)|(?P<male>men|man|males?|boys?))\b",
+    re.IGNORECASE,
+)
+_PREGNANCY = re.compile(r"\bpregnan\w*", re.IGNORECASE)
+_LACTATION = re.compile(r"\b(?:breast[- ]?feeding|lactat\w+|nursing)\b", re.IGNORECASE)
+_CHILDBEARING = re.compile(r"\bchild[- ]?bearing\s+(?:potential|age)\b|\bWOCBP\b", re.IGNORECASE)
+_IMPLIED_WINDOW = re.compile(
+    r"\b(?:within\s+(?:the\s+)?(?:(?:past|last|previous|preceding)\s+)?|in\s+the\s+(?:past|last|"
+    r"previous|preceding)\s+|(?:during|over)\s+the\s+(?:past|last|previous|preceding)\s+)"
+    r"(?P<unit>year|month|week|day|hour)\b",
+    re.IGNORECASE,
+)
+_PAST_WINDOW = re.compile(
+    r"\b(?:in|during|over|for)\s+the\s+(?P<span>(?:past|last|previous|preceding|former)\s+"
+    r"(?P<v>" + NUMBER_PATTERN + r")\s*(?P<u>years?|months?|weeks?|days?|hours?|yrs?|wks?|mos?))",
+    re.IGNORECASE,
+)
+_ROMAN_SCORE = re.compile(
+    r"(?:class(?:ification)?|grade|stage|status|functional\s+class|score|physical\s+status)?\s*"
+    r"(?:(?P<op>≥|>=|>|≤|<=|<)\s*)?(?P<r1>IV|III|II|I|V|VI)\b"
+    r"(?:\s*(?:-|–|to|~)\s*(?P<r2>IV|III|II|I|V|VI)\b)?"
+)
+_DOSE_CONTEXT = re.compile(
+    r"(?:\bdose\b|\bdaily\b|prednisone|prednisolone|methylprednisolone|dexamethasone|"
+    r"hydrocortisone|corticosteroid|steroid|mg/kg|equivalent|\bdrug\b|therapy|treatment|"
+    r"\btaking\b|\bmedication\b)",
+    re.IGNORECASE,
+)
+_DRUG_NAME = re.compile(
+    r"\b([A-Z]?[a-z]+(?:one|olone|asone|sone|ine|ate|mab|nib|tin|pril|sartan|olol|azole|mycin|"
+    r"cillin|fen|pam|lam|ide|ol))\b"
+)
+
+
+def _unit_ucum(unit: str | None) -> str | None:
+    if unit is None:
+        return None
+    compact = re.sub(r"\s+", " ", unit.strip())
+    if re.match(r"^(?:[x×*]|times|fold)?\s*(?:the\s+)?.*(?:ULN|upper|normal|reference|LLN)",
+                compact, re.IGNORECASE):
+        return None
+    power = re.match(r"^(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*([0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{1,2})\s*/\s*(\S+)$",
+                     compact)
+    if power:
+        exponent = power.group(1).translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789"))
+        per = {"l": "L", "µl": "uL", "ul": "uL", "mcl": "uL", "mm3": "mm3", "mm³": "mm3"}.get(
+            power.group(2).lower())
+        return f"10*{exponent}/{per}" if per else None
+    return ucum_for_written_unit(compact)
+
+
+def _display_unit(unit: str | None) -> str | None:
+    """Units as written, except "x ULN" forms which all read "x ULN" ("twice the ULN")."""
+    if unit is None:
+        return None
+    if re.search(r"ULN|upper\s+limit|normal|reference", unit, re.IGNORECASE) and not re.search(
+        r"LLN|lower", unit, re.IGNORECASE
+    ):
+        return "x ULN"
+    return unit
+
+
+def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[ExtractedItem]:
+    """Items found in ONE criterion's text; spans are `offset` + indices into `text`."""
+    clean, origin = _normalise(text)
+    items: list[ExtractedItem] = []
+    taken: list[tuple[int, int]] = []
+
+    def span_of(start: int, end: int) -> tuple[int, int]:
+        return origin[start] + offset, origin[end - 1] + 1 + offset
+
+    def add(kind: str, start: int, end: int, **fields: object) -> None:
+        span = span_of(start, end)
+        items.append(ExtractedItem.model_validate(
+            {"kind": kind, "span": span, "exclude": exclude,
+             "text": text[span[0] - offset : span[1] - offset], **fields}
+        ))
+        taken.append((start, end))
+
+    _extract_implied_windows(clean, add)
+    _extract_scores(clean, add, taken)
+    previous: dict[str, object] | None = None
+    for match in _comparison_regex().finditer(clean):
+        if any(s < match.end() and match.start() < e for s, e in taken):
+            continue
+        comparison = _parse_comparison(match)
+        if comparison is None:
+            continue
+        before = clean[: comparison.start]
+        chained = previous is not None and re.fullmatch(
+            r"\s*(?:,|or|and|/|and/or)\s*", clean[int(str(previous["end"])) : comparison.start],
+            re.IGNORECASE,
+        )
+        if chained and previous is not None:
+            if comparison.operator is None:
+                comparison.operator = str(previous["operator"])
+                comparison.explicit = True
+            if comparison.unit is None and previous["kind"] in ("age", "window"):
+                comparison.unit = previous["unit"]  # type: ignore[assignment]
+        fields = _classify(clean, comparison, before, chained_kind=(
+            str(previous["kind"]) if chained and previous is not None else None),
+            chained_name=(previous.get("name") if chained and previous is not None else None))
+        if fields is None:
+            previous = None
+            continue
+        kind = str(fields.pop("kind"))
+        add(kind, comparison.start, comparison.end, **fields)
+        previous = {"kind": kind, "end": comparison.end, "operator": comparison.operator,
+                    "unit": comparison.unit, "name": fields.get("name")}
+    _merge_dose_ranges(items)
+    _extract_mentions(clean, add)
+    items.sort(key=lambda item: item.span)
+    return items
+
+
+def _classify(
+    clean: str,
+    comparison: _Comparison,
+    before: str,
+    chained_kind: str | None,
+    chained_name: object,
+) -> dict[str, object] | None:
+    """Decide what a comparison is about; None to drop it."""
+    ucum = _unit_ucum(comparison.unit)
+    after = clean[comparison.end : comparison.end + 30]
+    clause = _clause_before(clean, comparison.start)
+    is_time = ucum in _TIME_UCUM
+    common: dict[str, object] = {
+        "operator": comparison.operator,
+        "value": comparison.value,
+        "value2": comparison.value2,
+        "unit": _display_unit(comparison.unit),
+        "ucum": ucum,
+        "negated": bool(_NEGATION.search(clause)),
+    }
+    if comparison.operator is None:
+        return None
+    if chained_kind in ("age", "threshold", "window") and (
+        comparison.unit is None or is_time == (chained_kind != "threshold")
+    ):
+        kind = chained_kind
+        if kind == "age" and comparison.unit is None:
+            common["ucum"] = "a"
+        if kind == "threshold":
+            common["name"] = chained_name
+        return {"kind": kind, **common}
+    age_after = bool(_AGE_AFTER.match(after))
+    if ucum in (None, "a", "mo", "wk", "d") and (
+        _AGE_WORD_BEFORE.search(clause) or age_after
+        or (ucum in ("a",) and _AGE_BEFORE.search(clause) and not _WINDOW_CUE.search(after[:15])
+            and not _DURATION_BEFORE.search(clause))
+        or (comparison.unit is None and re.search(r"\b(?:older|younger)\s+than\s*$",
+                                                  clean[: comparison.start + 14][-30:]))
+    ) and not _THRESHOLD_TIME_NAMES.search(clause):
+        if comparison.unit is None or ucum in ("a", "mo", "wk", "d"):
+            if comparison.unit is None and comparison.value > 120:
+                return None
+            common["ucum"] = ucum or "a"
+            return {"kind": "age", **common}
+    if is_time:
+        time_name = _THRESHOLD_TIME_NAMES.search(clause)
+        if time_name:
+            return {"kind": "threshold", "name": time_name.group(0).split()[0], **common}
+        if _DURATION_BEFORE.search(clause) and not _WINDOW_CUE.search(after[:20]):
+            return None  # "diabetes for at least 6 months": a duration, not a window
+        return {"kind": "window", "event": _event_name(clause), **common}
+    concept = _find_concept(clause)
+    if ucum is not None and _DOSE_CONTEXT.search(clause + after[:10]) and ucum.startswith(
+        ("mg", "g", "ug", "mg/kg")
+    ) and (concept is None or concept[0].is_score) and "/L" not in ucum and "/dL" not in ucum:
+        drug = _DRUG_NAME.findall(clause)
+        return {"kind": "dose", "name": drug[-1] if drug else None, **common}
+    name: str | None = None
+    code: str | None = None
+    if concept is not None:
+        name, code = concept[1], concept[0].code
+    elif comparison.unit is None and not _SCORE_WORDS.search(clause):
+        tail = clause.strip()
+        if not re.search(r"[A-Za-z]{2,}[^A-Za-z]{0,4}$", tail) or re.search(
+            r"\b(?:times?|episodes?|attacks?|lesions?|drinks?|cigarettes?|visits?|lines?|"
+            r"cycles?|doses?|days?|sessions?|points?)\b", after[:20], re.IGNORECASE
+        ):
+            return None
+    if name is None:
+        tail = _NAME_TAIL.search(clause)
+        name = tail.group(1).strip() if tail else None
+    return {"kind": "threshold", "name": name, "code": code, **common}
+
+
+def _event_name(clause: str) -> str | None:
+    words = re.findall(r"[A-Za-z][\w\-]+", clause)
+    stop = {"within", "the", "in", "of", "a", "an", "for", "past", "last", "prior", "to", "or",
+            "and", "at", "least", "less", "than", "more", "no", "not", "with", "any", "has",
+            "have", "had", "been", "who", "is", "are", "was", "were", "previous"}
+    meaningful = [word for word in words if word.lower() not in stop]
+    return " ".join(meaningful[-3:]) or None
+
+
+def _extract_scores(clean: str, add: _Adder, taken: list[tuple[int, int]]) -> None:
+    """Scores written as classes ("NYHA class III", "ASA I-II", "ECOG 0-1", "Gleason 7")."""
+    regex, by_synonym = _concept_regex()
+    for match in regex.finditer(clean):
+        concept = by_synonym[match.group(0).lower()]
+        if not concept.is_score:
+            continue
+        if len(match.group(0)) <= 3 and not match.group(0).isupper():
+            continue
+        rest_start = match.end()
+        if concept.roman:
+            roman = _ROMAN_SCORE.match(clean, rest_start)
+            if roman is None or not roman.group("r1"):
+                continue
+            first = roman_to_int(roman.group("r1"))
+            second = roman_to_int(roman.group("r2")) if roman.group("r2") else None
+            if first is None:
+                continue
+            start = roman.start("op") if roman.group("op") else roman.start("r1")
+            end = roman.end()
+            following = clean[end : end + 12]
+            if re.match(r"\s*(?:or|and|,|/)\s*(?:IV|III|II|I|V)\b", following):
+                continue  # "NYHA III or IV": a list of classes, not a single comparison
+            if roman.group("op"):
+                operator = {"≥": ">=", ">=": ">=", ">": ">", "≤": "<=", "<=": "<=",
+                            "<": "<"}[roman.group("op")]
+                if second is not None:
+                    continue
+                add("threshold", start, end, operator=operator, value=first,
+                    name=match.group(0), code=concept.code)
+            elif second is not None and second > first:
+                add("threshold", start, end, operator="between", value=first, value2=second,
+                    name=match.group(0), code=concept.code)
+            else:
+                add("threshold", start, end, operator="=", value=first, name=match.group(0),
+                    code=concept.code)
+            continue
+        # Numeric score with no operator: "ECOG 0-1" (between), "Gleason score 7" (=).
+        bare = re.compile(
+            r"(?:\s*(?:\([^)]{0,60}\))?\s*(?:performance\s+)?(?:status|score|scale|total)?"
+            r"\s*(?:of|:|=)?\s*)(?P<v1>\d+(?:[.,]\d+)?)(?:\s*(?P<r>-|–|to|~)\s*(?P<v2>\d+(?:[.,]\d+)?))?"
+            r"(?!\s*(?:%|[a-zA-Z]))"
+        ).match(clean, rest_start)
+        if bare is None:
+            continue
+        following = clean[bare.end() : bare.end() + 10]
+        if re.match(r"\s*(?:or|and|,)\s*\d", following) or re.match(r"\s*[<>≤≥=]", following):
+            continue
+        first_value = parse_number(bare.group("v1"))
+        second_value = parse_number(bare.group("v2")) if bare.group("v2") else None
+        if first_value is None:
+            continue
+        if second_value is not None and second_value > first_value:
+            add("threshold", bare.start("v1"), bare.end(), operator="between", value=first_value,
+                value2=second_value, name=match.group(0), code=concept.code)
+        elif second_value is None:
+            add("threshold", bare.start("v1"), bare.end(), operator="=", value=first_value,
+                name=match.group(0), code=concept.code)
+    del taken  # `add` records the spans it covers
+
+
+def _extract_implied_windows(clean: str, add: _Adder) -> None:
+    """"within the past year", "in the last month": windows of one unit."""
+    units = {"year": "a", "month": "mo", "week": "wk", "day": "d", "hour": "h"}
+    for match in _IMPLIED_WINDOW.finditer(clean):
+        unit = match.group("unit").lower()
+        add("window", match.start(), match.end(), operator="<=", value=1.0, unit=unit,
+            ucum=units[unit], event=_event_name(_clause_before(clean, match.start())))
+    for match in _PAST_WINDOW.finditer(clean):
+        value = parse_number(match.group("v"))
+        ucum = ucum_for_written_unit(match.group("u"))
+        if value is None or ucum is None:
+            continue
+        add("window", match.start("span"), match.end("span"), operator="<=", value=value,
+            unit=match.group("u"), ucum=ucum,
+            event=_event_name(_clause_before(clean, match.start())))
+
+
+def _extract_mentions(clean: str, add: _Adder) -> None:
+    for match in _SEX_WORDS.finditer(clean):
+        value = "female" if match.group("female") else "male"
+        if match.group(0).lower() == "man" and re.match(r"\s*-?made", clean[match.end() :]):
+            continue
+        add("sex", match.start(), match.end(), operator="=", value=value)
+    for regex, kind in ((_PREGNANCY, "pregnancy"), (_LACTATION, "lactation"),
+                        (_CHILDBEARING, "childbearing")):
+        for match in regex.finditer(clean):
+            add(kind, match.start(), match.end())
+
+
+def _merge_dose_ranges(items: list[ExtractedItem]) -> None:
+    """"≥7.5 mg/day, and ≤30 mg/day" of one drug → one dose item `between` 7.5 and 30."""
+    index = 0
+    while index + 1 < len(items):
+        low, high = items[index], items[index + 1]
+        if (low.kind == high.kind == "dose" and low.operator in (">=", ">")
+                and high.operator in ("<=", "<") and low.ucum == high.ucum
+                and isinstance(low.value, float) and isinstance(high.value, float)
+                and low.value < high.value):
+            items[index] = low.model_copy(update={
+                "operator": "between", "value2": high.value,
+                "span": (low.span[0], high.span[1]), "text": low.text + " … " + high.text})
+            del items[index + 1]
+        index += 1
+
+
+class _Adder:
+    """Type of the `add` callback (kind, start, end, **fields)."""
+
+    def __call__(self, kind: str, start: int, end: int, **fields: object) -> None: ...
+
+
+def extract_document(text: str) -> list[ExtractedItem]:
+    """Items of a whole criteria section, with inclusion/exclusion from its headings.
+
+    Criteria come from `split_criteria`; a heading line that carries numbers ("Type II diabetic
+    patients, 18 years and older, were included if:") is read too.
+    """
+    layout = parse_criteria(text)
+    items: list[ExtractedItem] = []
+    for criterion in layout.criteria:
+        items.extend(extract_items(text[criterion.start : criterion.end],
+                                   exclude=criterion.exclude, offset=criterion.start))
+    for heading in layout.headings:
+        if any(ch.isdigit() for ch in text[heading.start : heading.end]):
+            found = extract_items(text[heading.start : heading.end], exclude=heading.exclude,
+                                  offset=heading.start)
+            items.extend(item for item in found if item.kind != "sex" or True)
+    items.sort(key=lambda item: item.span)
+    return items

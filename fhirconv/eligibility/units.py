@@ -1,0 +1,123 @@
+"""Unit look-up (written spelling → UCUM) and conversion between UCUM units.
+
+Dimensional conversions go through pint, with each UCUM code mapped to a pint expression in
+`mappings/eligibility-units.csv`. Mass ↔ substance (molar) conversions need the analyte's molar
+mass from `mappings/eligibility-analytes.csv`. HbA1c % (NGSP/DCCT) ↔ mmol/mol (IFCC) uses the
+IFCC–NGSP master equation NGSP = 0.09148 × IFCC + 2.152 (Hoelzel W et al., Clin Chem
+2004;50:166–174). Anything else is not convertible: `convert` returns None, never a guess.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fhirconv.eligibility._tables import load_rows
+
+__all__ = ["analyte_molar_mass", "convert", "ucum_for_written_unit"]
+
+_HBA1C_LOINC = "4548-4"
+_NGSP_SLOPE = 0.09148
+_NGSP_INTERCEPT = 2.152
+
+
+@cache
+def _written_to_ucum() -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for row in load_rows("eligibility-units.csv"):
+        mapping.setdefault(row["written"], row["ucum"])
+    return mapping
+
+
+@cache
+def _written_lower_to_ucum() -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for written, ucum in _written_to_ucum().items():
+        mapping.setdefault(written.lower(), ucum)
+    return mapping
+
+
+@cache
+def _ucum_to_pint() -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for row in load_rows("eligibility-units.csv"):
+        if row["pint"]:
+            mapping.setdefault(row["ucum"], row["pint"])
+    return mapping
+
+
+def ucum_for_written_unit(written: str) -> str | None:
+    """UCUM code of a unit as written ("mg/dl" → "mg/dL"), None when the table lacks it."""
+    compact = " ".join(written.split())
+    exact = _written_to_ucum().get(compact)
+    if exact is not None:
+        return exact
+    return _written_lower_to_ucum().get(compact.lower()) or _written_lower_to_ucum().get(
+        compact.replace(" ", "").lower()
+    )
+
+
+@cache
+def _molar_masses() -> dict[str, float]:
+    return {
+        row["loinc"]: float(row["molar_mass_g_per_mol"])
+        for row in load_rows("eligibility-analytes.csv")
+        if row["loinc"] and row["molar_mass_g_per_mol"]
+    }
+
+
+def analyte_molar_mass(loinc: str) -> float | None:
+    """Molar mass (g/mol) of an analyte from the table, None when it has none."""
+    return _molar_masses().get(loinc)
+
+
+@cache
+def _registry() -> Any:
+    import pint
+
+    return pint.UnitRegistry()
+
+
+def _quantity(value: float, ucum: str) -> Any:
+    expression = _ucum_to_pint().get(ucum)
+    if expression is None:
+        return None
+    # registry("1e9/liter") parses numbers too, so one path serves every expression.
+    return value * _registry()(expression)
+
+
+def convert(
+    value: float, from_ucum: str, to_ucum: str, analyte_code: str | None = None
+) -> float | None:
+    """`value` in `from_ucum` expressed in `to_ucum`; None when not convertible.
+
+    `analyte_code` (LOINC) enables mass ↔ molar conversion via the analyte's molar mass and the
+    HbA1c % ↔ mmol/mol master equation.
+    """
+    if from_ucum == to_ucum:
+        return value
+    if analyte_code == _HBA1C_LOINC:
+        if (from_ucum, to_ucum) == ("%", "mmol/mol"):
+            return (value - _NGSP_INTERCEPT) / _NGSP_SLOPE
+        if (from_ucum, to_ucum) == ("mmol/mol", "%"):
+            return value * _NGSP_SLOPE + _NGSP_INTERCEPT
+    source = _quantity(value, from_ucum)
+    target = _quantity(1.0, to_ucum)
+    if source is None or target is None:
+        return None
+    import pint
+
+    try:
+        return float((source / target).to("dimensionless").magnitude)
+    except pint.DimensionalityError:
+        pass
+    molar_mass = analyte_molar_mass(analyte_code) if analyte_code else None
+    if molar_mass is None:
+        return None
+    grams_per_mole = _registry().Quantity(molar_mass, "gram/mole")
+    for candidate in (source / grams_per_mole, source * grams_per_mole):
+        try:
+            return float((candidate / target).to("dimensionless").magnitude)
+        except pint.DimensionalityError:
+            continue
+    return None
