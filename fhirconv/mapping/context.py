@@ -48,6 +48,10 @@ class MappingContext:
             self.warn(code.field, f"code {lookup_key!r} is not in mappings/{table}; kept as text")
         return entry
 
+    def lookup_fallback(self, table: str) -> str:
+        fallback: str = load_json(table)["fallback"]["code"]
+        return fallback
+
     def ctgov_coding(self, enum: str, code: Code) -> Json:
         """A coding in the fhirconv CT.gov code system for API v2 enum `enum`."""
         tables = load_json("ctgov-enums.json")

@@ -1,0 +1,50 @@
+"""Resources → transaction Bundle (one per study) or NDJSON (bulk load), deterministically.
+
+Every entry is `PUT Type/id` with an id derived from identifiers: posting the same Bundle twice
+creates nothing new, and a resource shared by many studies is written to one place. fullUrls are
+uuid5 of `Type/id`; the order is the mapper's stable order; no timestamps: the same input gives a
+byte-identical Bundle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from fhirconv.mapping import ids
+
+Json = dict[str, Any]
+
+
+def transaction_bundle(nct_id: str, resources: Iterable[Json]) -> Json:
+    entries = [
+        {
+            "fullUrl": ids.full_url(resource["resourceType"], resource["id"]),
+            "resource": resource,
+            "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
+        }
+        for resource in resources
+    ]
+    return {
+        "resourceType": "Bundle",
+        "id": f"{nct_id}-transaction",
+        "type": "transaction",
+        "entry": entries,
+    }
+
+
+def dumps(resource: Json, pretty: bool = False) -> str:
+    if pretty:
+        return json.dumps(resource, ensure_ascii=False, indent=2) + "\n"
+    return json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def ndjson_by_type(resources: Iterable[Json]) -> dict[str, list[str]]:
+    """Resources grouped by type as NDJSON lines (the bulk-data layout: one file per type),
+    each resource once even when several studies share it."""
+    lines: dict[str, dict[str, str]] = {}
+    for resource in resources:
+        by_id = lines.setdefault(resource["resourceType"], {})
+        by_id.setdefault(resource["id"], json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
+    return {kind: list(by_id.values()) for kind, by_id in sorted(lines.items())}

@@ -1,0 +1,158 @@
+"""Trial → eligibility Group: who may enrol, in a form EHR trial matching can read.
+
+`type` person, `actual` false. Structured limits become coded characteristics (age as a UCUM
+Range, sex, healthy volunteers); the free-text criteria become one characteristic per inclusion or
+exclusion criterion with `exclude` set and the criterion's verbatim text as the value, so a consumer
+that knows none of our extensions still reads every criterion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhirconv.eligibility.criteria import split_criteria
+from fhirconv.mapping import ids, systems
+from fhirconv.mapping.context import MappingContext
+from fhirconv.model import AgeLimit, Code
+
+Json = dict[str, Any]
+
+CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
+CRITERIA_TEXT = systems.extension("eligibility-criteria-text")
+STUDY_POPULATION = systems.extension("study-population")
+SAMPLING_METHOD = systems.extension("sampling-method")
+GENDER_BASED = systems.extension("gender-based")
+GENDER_DESCRIPTION = systems.extension("gender-description")
+STANDARD_AGE = systems.extension("standard-age-group")
+
+AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
+SEX = {"system": systems.LOINC, "code": "46098-0", "display": "Sex"}
+
+
+def group_id(nct_id: str) -> str:
+    return f"{nct_id}-eligibility"
+
+
+def group_reference(nct_id: str) -> dict[str, str]:
+    return ids.reference("Group", group_id(nct_id))
+
+
+def characteristic_code(code: str, display: str) -> Json:
+    return {"coding": [{"system": CHARACTERISTIC_CODES, "code": code, "display": display}], "text": display}
+
+
+def age_quantity(ctx: MappingContext, limit: AgeLimit) -> Json:
+    unit = ctx.lookup("age-units.json", Code(code=limit.unit, field=limit.field))
+    value: int | float = int(limit.value) if limit.value.is_integer() else limit.value
+    quantity: Json = {"value": value, "unit": limit.unit.lower()}
+    if unit:
+        quantity.update(system=systems.UCUM, code=unit["code"], unit=unit["display"])
+    return quantity
+
+
+def age_characteristic(ctx: MappingContext) -> Json | None:
+    eligibility = ctx.trial.eligibility
+    if not eligibility.minimum_age and not eligibility.maximum_age:
+        return None
+    value_range: Json = {}
+    if eligibility.minimum_age:
+        value_range["low"] = age_quantity(ctx, eligibility.minimum_age)
+    if eligibility.maximum_age:
+        value_range["high"] = age_quantity(ctx, eligibility.maximum_age)
+    return {"code": {"coding": [AGE], "text": "Age"}, "valueRange": value_range, "exclude": False}
+
+
+def sex_characteristic(ctx: MappingContext) -> Json | None:
+    sex = ctx.trial.eligibility.sex
+    if sex is None:
+        return None
+    target = ctx.lookup("sex.json", sex)
+    if target is None:
+        return None  # ALL (unrestricted) or an unknown code, which lookup() has reported
+    return {
+        "code": {"coding": [SEX], "text": "Sex"},
+        "valueCodeableConcept": {
+            "coding": [
+                {"system": systems.ADMINISTRATIVE_GENDER, "code": target["code"], "display": target["display"]}
+            ],
+            "text": target["display"],
+        },
+        "exclude": False,
+    }
+
+
+def healthy_volunteers_characteristic(ctx: MappingContext) -> Json | None:
+    accepts = ctx.trial.eligibility.healthy_volunteers
+    if accepts is None:
+        return None
+    return {
+        "code": characteristic_code("healthy-volunteers", "Accepts healthy volunteers"),
+        "valueBoolean": accepts,
+        "exclude": False,
+    }
+
+
+def criteria_characteristics(ctx: MappingContext) -> list[Json]:
+    text = ctx.trial.eligibility.criteria
+    if not text:
+        return []
+    characteristics = []
+    for criterion in split_criteria(text):
+        kind = "exclusion-criterion" if criterion.exclude else "inclusion-criterion"
+        display = "Exclusion criterion" if criterion.exclude else "Inclusion criterion"
+        characteristics.append(
+            {
+                "code": characteristic_code(kind, display),
+                "valueCodeableConcept": {"text": criterion.text},
+                "exclude": criterion.exclude,
+            }
+        )
+    return characteristics
+
+
+def to_group(ctx: MappingContext) -> Json:
+    trial = ctx.trial
+    eligibility = trial.eligibility
+    characteristics = [
+        c
+        for c in (
+            age_characteristic(ctx),
+            sex_characteristic(ctx),
+            healthy_volunteers_characteristic(ctx),
+        )
+        if c
+    ]
+    characteristics += criteria_characteristics(ctx)
+    extensions: list[Json] = []
+    if eligibility.criteria:
+        extensions.append({"url": CRITERIA_TEXT, "valueMarkdown": eligibility.criteria})
+    if eligibility.study_population:
+        extensions.append({"url": STUDY_POPULATION, "valueMarkdown": eligibility.study_population})
+    if eligibility.sampling_method:
+        extensions.append(
+            {
+                "url": SAMPLING_METHOD,
+                "valueCodeableConcept": ctx.ctgov_concept("SamplingMethod", eligibility.sampling_method),
+            }
+        )
+    if eligibility.gender_based is not None:
+        extensions.append({"url": GENDER_BASED, "valueBoolean": eligibility.gender_based})
+    if eligibility.gender_description:
+        extensions.append({"url": GENDER_DESCRIPTION, "valueString": eligibility.gender_description})
+    extensions += [
+        {"url": STANDARD_AGE, "valueCodeableConcept": ctx.ctgov_concept("StandardAge", age)}
+        for age in eligibility.std_ages
+    ]
+    group: Json = {"resourceType": "Group", "id": group_id(trial.nct_id)}
+    if extensions:
+        group["extension"] = extensions
+    group.update(
+        identifier=[{"system": systems.STUDY_PART_KEY, "value": f"{trial.nct_id}/eligibility"}],
+        active=True,
+        type="person",
+        actual=False,
+        name=f"Eligibility: {trial.brief_title or trial.nct_id}",
+    )
+    if characteristics:
+        group["characteristic"] = characteristics
+    return group
