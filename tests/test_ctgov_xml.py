@@ -362,6 +362,21 @@ def test_mapping_file_is_found_and_has_a_section_per_element() -> None:
         assert all(isinstance(v, str | None) for v in tables[section].values())
 
 
+def test_every_enum_in_the_xml_tables_is_in_the_api_v2_code_table() -> None:
+    code_table = load_json("ctgov-enums.json")["enums"]
+    known = {code for table in code_table.values() for code in table}
+    not_codes = {"enrollment_type", "date_type"}  # these become booleans (estimated), not codes
+    tables = load_json("ctgov-xml-enums.json")
+    missing = {
+        (section, code)
+        for section, table in tables.items()
+        if not section.startswith("_") and section not in not_codes
+        for code in table.values()
+        if code is not None and code not in known
+    }
+    assert missing == set()
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 
