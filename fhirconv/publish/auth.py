@@ -329,3 +329,65 @@ class SmartBackendAuth(httpx.Auth):
                 token = self._token
         request.headers["Authorization"] = f"Bearer {token.value.reveal()}"
         yield request
+
+
+@dataclass(frozen=True)
+class AuthOptions:
+    """The credential choices of ``fhirconv push``; at most one scheme may be chosen."""
+
+    token_env: str | None = None
+    token_file: Path | None = None
+    basic_user: str | None = None
+    basic_password_env: str | None = None
+    basic_password_file: Path | None = None
+    smart_client_id: str | None = None
+    smart_key: Path | None = None
+    smart_token_url: str | None = None
+    smart_scope: str = "system/*.write"
+    smart_kid: str | None = None
+
+
+def build_auth(options: AuthOptions) -> httpx.Auth | None:
+    """The ``httpx.Auth`` the options ask for (``None``: anonymous); ``AuthConfigError`` if the
+    options are contradictory or incomplete, or a secret cannot be loaded."""
+    bearer = options.token_env is not None or options.token_file is not None
+    basic = any(v is not None for v in (options.basic_user, options.basic_password_env,
+                                        options.basic_password_file))
+    smart = any(v is not None for v in (options.smart_client_id, options.smart_key,
+                                        options.smart_token_url))
+    if sum((bearer, basic, smart)) > 1:
+        raise AuthConfigError("choose one way to authenticate: a bearer token, HTTP basic, "
+                              "or SMART Backend Services")
+    if bearer:
+        if options.token_env is not None and options.token_file is not None:
+            raise AuthConfigError("give the bearer token by --token-env or --token-file, not both")
+        if options.token_env is not None:
+            return BearerTokenAuth.from_env(options.token_env)
+        assert options.token_file is not None
+        return BearerTokenAuth.from_file(options.token_file)
+    if basic:
+        if options.basic_user is None:
+            raise AuthConfigError("HTTP basic needs --basic-user")
+        if (options.basic_password_env is None) == (options.basic_password_file is None):
+            raise AuthConfigError("HTTP basic needs the password from exactly one of "
+                                  "--basic-password-env or --basic-password-file")
+        if options.basic_password_env is not None:
+            return BasicAuth.from_env(options.basic_user, options.basic_password_env)
+        assert options.basic_password_file is not None
+        return BasicAuth.from_file(options.basic_user, options.basic_password_file)
+    if smart:
+        missing = [name for name, value in (("--smart-client-id", options.smart_client_id),
+                                            ("--smart-key", options.smart_key),
+                                            ("--smart-token-url", options.smart_token_url))
+                   if value is None]
+        if missing:
+            raise AuthConfigError("SMART Backend Services also needs " + ", ".join(missing))
+        assert options.smart_client_id and options.smart_key and options.smart_token_url
+        if not options.smart_token_url.startswith(("https://", "http://")):
+            raise AuthConfigError(f"the SMART token URL must be http(s): "
+                                  f"{options.smart_token_url}")
+        return SmartBackendAuth.from_key_file(
+            client_id=options.smart_client_id, token_url=options.smart_token_url,
+            key_path=options.smart_key, scope=options.smart_scope, kid=options.smart_kid,
+        )
+    return None

@@ -477,3 +477,11 @@ class ClientOptions:
         return FhirClient(self.base_url, auth=self.auth, timeouts=self.timeouts,
                           retry=self.retry, verify=self.verify,
                           max_connections=self.max_connections, transport=transport)
+
+
+def sends_credentials_in_clear(base_url: str, has_auth: bool) -> bool:
+    """Would credentials travel unencrypted (http:// to a host other than this machine)?"""
+    if not has_auth or not base_url.startswith("http://"):
+        return False
+    host = httpx.URL(base_url).host
+    return host not in ("localhost", "127.0.0.1", "::1")

@@ -56,7 +56,7 @@ _CODE_WORDS: dict[str, str] = {
 _SEVERITY_RANK = {"fatal": 0, "error": 1, "warning": 2, "information": 3}
 
 _ENTRY_INDEX = re.compile(r"Bundle\.entry\[(\d+)\]")
-_SERVER_CODE = re.compile(r"^\s*(HAPI-\d+):\s*")
+_SERVER_CODE = re.compile(r"^\s*((?:HAPI-\d+:\s*)+)")
 # "specified in path: ResearchStudy.sponsor", expression "ResearchStudy.status"
 _TYPE_PATH = re.compile(r"(?<![\w./])([A-Z][A-Za-z]+)\.[a-z]")
 
@@ -240,7 +240,7 @@ def explain(
         server_code: str | None = None
         match = _SERVER_CODE.match(message)
         if match:
-            server_code = match.group(1)
+            server_code = " ".join(re.findall(r"HAPI-\d+", match.group(1)))
             message = message[match.end() :]
         message = " ".join(message.split())
         if issue.details and issue.diagnostics and issue.details not in message:
