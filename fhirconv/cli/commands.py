@@ -1,3 +1,5 @@
 """Imports every command module so each registers its command on the shared `app`."""
 
 from __future__ import annotations
+
+from fhirconv.cli import push  # noqa: F401
