@@ -84,9 +84,9 @@ _OPERATOR_WORDS: list[tuple[str, str]] = [
      r"|no\s+greater\s+than|not\s+greater\s+than|no\s+higher\s+than|not\s+exceeding|not\s+to\s+"
      r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|≤\s*or\s*=|<\s*or\s*=|<\s*/\s*="
      r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?", "<="),
-    (r"more\s+than|greater\s+than|higher\s+than|larger\s+than|older\s+than|in\s+excess\s+of|"
+    (r"more\s+than|greater\s+than|higher\s+than|longer\s+than|larger\s+than|older\s+than|in\s+excess\s+of|"
      r"exceeding|exceeds?|above|over|beyond|superior\s+to|>", ">"),
-    (r"less\s+than|lower\s+than|fewer\s+than|younger\s+than|under|below|inferior\s+to|<", "<"),
+    (r"less\s+than|lower\s+than|fewer\s+than|shorter\s+than|younger\s+than|under|below|inferior\s+to|<", "<"),
     (r"=|equal\s+to|equals", "="),
 ]
 _SUFFIX_OPERATORS: list[tuple[str, str]] = [
@@ -99,8 +99,9 @@ _SUFFIX_OPERATORS: list[tuple[str, str]] = [
 _PREFIX_OP = "|".join(f"(?P<op{index}>{pattern})" for index, (pattern, _) in
                       enumerate(_OPERATOR_WORDS))
 _PREFIX_OP_VALUES = [operator for _, operator in _OPERATOR_WORDS]
-_SUFFIX_OP = "|".join(f"(?P<sop{index}>{pattern})" for index, (pattern, _) in
-                      enumerate(_SUFFIX_OPERATORS))
+# "21 or less than 2" and "under 18 or over 70" are two comparisons, not a suffix operator.
+_SUFFIX_OP = "|".join(f"(?P<sop{index}>(?:{pattern})(?!\\s+than)(?!\\s*[<>≤≥]?\\s*\\d))"
+                      for index, (pattern, _) in enumerate(_SUFFIX_OPERATORS))
 _SUFFIX_OP_VALUES = [operator for _, operator in _SUFFIX_OPERATORS]
 
 _TIME_UCUM = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours",
@@ -116,7 +117,9 @@ _POWER = r"(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*[0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{
 def _unit_pattern() -> str:
     spellings = {row["written"] for row in load_rows("eligibility-units.csv")}
     words = sorted(spellings, key=len, reverse=True)
-    alternation = "|".join(re.escape(word).replace(r"\ ", r"\s*") for word in words)
+    alternation = "|".join(
+        re.escape(word).replace(r"\ ", r"\s*").replace("/", r"\s*/\s*") for word in words
+    )
     # A unit never runs into a following letter or digit ("mg" in "mgs", "m" in "more").
     return rf"(?:{_POWER}|{_ULN}|{alternation}|[x×]\s*(?:ULN|normal))(?![A-Za-z0-9µ²³/])"
 
@@ -137,7 +140,7 @@ def _comparison_regex() -> re.Pattern[str]:
             (?:(?P<rop>≤|<=|<|≥|>=|>)\s*)?
             (?P<v2>{_NUM})\s*(?P<u2>{unit})?
         )?
-        (?:\s*(?:{_SUFFIX_OP}))?
+        (?:(?:\s*(?:years?|months?)?\s*(?:of\s+age|old|in\s+age))?\s*(?:{_SUFFIX_OP}))?
         """,
         re.VERBOSE | re.IGNORECASE,
     )
@@ -175,7 +178,8 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
             # "18 and 65" without "between" is a list, not a range: keep the first number only.
             end = match.end("u1") if match.group("u1") else match.end("v1")
             unit = match.group("u1")
-        elif second > value and operator is None:
+        elif second > value and (operator is None or (
+            match.group("between") and match.group("rop"))):
             operator, value2 = "between", second
         else:
             end = match.end("u1") if match.group("u1") else match.end("v1")
@@ -216,6 +220,8 @@ _THRESHOLD_TIME_NAMES = re.compile(
     r"[^.;\n]{0,40}$",
     re.IGNORECASE,
 )
+# "< 27 weeks gestation", "beyond 20 weeks of amenorrhea": a gestational age, not a window.
+_GESTATION_AFTER = re.compile(r"\s*(?:of\s+)?(?:gestation\w*|amenorrh\w+|GA\b|SA\b)", re.I)
 _SCORE_WORDS = re.compile(
     r"\b(?:score|scale|index|class|grade|level|count|ratio|value|rate|status|questionnaire|"
     r"test|total|percentile|IQ|inventory|stage|points?)\b",
@@ -293,17 +299,18 @@ _LACTATION = re.compile(r"\b(?:breast[- ]?feeding|lactat\w+|nursing)\b", re.IGNO
 _CHILDBEARING = re.compile(r"\bchild[- ]?bearing\s+(?:potential|age)\b|\bWOCBP\b", re.IGNORECASE)
 _IMPLIED_WINDOW = re.compile(
     r"\b(?:within\s+(?:the\s+)?(?:(?:past|last|previous|preceding)\s+)?|in\s+the\s+(?:past|last|"
-    r"previous|preceding)\s+|(?:during|over)\s+the\s+(?:past|last|previous|preceding)\s+)"
+    r"previous|preceding)\s+|(?:during|over)\s+the\s+(?:past|last|previous|preceding)\s+|"
+    r"(?<!\w\s)\b(?:past|last|previous)\s+)"
     r"(?P<unit>year|month|week|day|hour)\b",
     re.IGNORECASE,
 )
 _PAST_WINDOW = re.compile(
-    r"\b(?:in|during|over|for)\s+the\s+(?P<span>(?:past|last|previous|preceding|former)\s+"
+    r"\b(?:(?:in|during|over|for)\s+(?:the\s+)?)?(?P<span>(?:past|last|previous|preceding|former)\s+"
     r"(?P<v>" + NUMBER_PATTERN + r")\s*(?P<u>years?|months?|weeks?|days?|hours?|yrs?|wks?|mos?))",
     re.IGNORECASE,
 )
 _ROMAN_SCORE = re.compile(
-    r"(?:class(?:ification)?|grade|stage|status|functional\s+class|score|physical\s+status)?\s*"
+    r"\s*(?:class(?:ification)?|grade|stage|status|functional\s+class|score|physical\s+status)?\s*"
     r"(?:(?P<op>≥|>=|>|≤|<=|<)\s*)?(?P<r1>IV|III|II|I|V|VI)\b"
     r"(?:\s*(?:-|–|to|~)\s*(?P<r2>IV|III|II|I|V|VI)\b)?"
 )
@@ -367,12 +374,16 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
     _extract_implied_windows(clean, add)
     _extract_scores(clean, add, taken)
     previous: dict[str, object] | None = None
-    for match in _comparison_regex().finditer(clean):
+    position = 0
+    while (match := _comparison_regex().search(clean, position)) is not None:
+        # Resume right after what was used: "≥18 years and ≤ 90 years" gives two comparisons.
+        position = match.end() if match.end() > match.start() else match.start() + 1
         if any(s < match.end() and match.start() < e for s, e in taken):
             continue
         comparison = _parse_comparison(match)
         if comparison is None:
             continue
+        position = max(comparison.end, match.start() + 1)
         before = clean[: comparison.start]
         chained = previous is not None and re.fullmatch(
             r"\s*(?:,|or|and|/|and/or)\s*", clean[int(str(previous["end"])) : comparison.start],
@@ -431,11 +442,15 @@ def _classify(
         if kind == "threshold":
             common["name"] = chained_name
         return {"kind": kind, **common}
-    age_after = bool(_AGE_AFTER.match(after))
+    age_after = bool(_AGE_AFTER.match(after)) or bool(
+        re.search(r"\b(?:older|younger|of\s+age|old)\b", clean[comparison.start : comparison.end])
+    )
     if ucum in (None, "a", "mo", "wk", "d") and (
         _AGE_WORD_BEFORE.search(clause) or age_after
-        or (ucum in ("a",) and _AGE_BEFORE.search(clause) and not _WINDOW_CUE.search(after[:15])
-            and not _DURATION_BEFORE.search(clause))
+        # A number of years with no window or duration wording around it is an age
+        # ("They are 18 years or older", "< 60 years").
+        or (ucum == "a" and not _WINDOW_CUE.search(after[:15])
+            and not _WINDOW_CUE.search(clause[-25:]) and not _DURATION_BEFORE.search(clause))
         or (comparison.unit is None and re.search(r"\b(?:older|younger)\s+than\s*$",
                                                   clean[: comparison.start + 14][-30:]))
     ) and not _THRESHOLD_TIME_NAMES.search(clause):
@@ -445,7 +460,7 @@ def _classify(
             common["ucum"] = ucum or "a"
             return {"kind": "age", **common}
     if is_time:
-        time_name = _THRESHOLD_TIME_NAMES.search(clause)
+        time_name = _THRESHOLD_TIME_NAMES.search(clause) or _GESTATION_AFTER.match(after)
         if time_name:
             return {"kind": "threshold", "name": time_name.group(0).split()[0], **common}
         if _DURATION_BEFORE.search(clause) and not _WINDOW_CUE.search(after[:20]):
@@ -522,9 +537,9 @@ def _extract_scores(clean: str, add: _Adder, taken: list[tuple[int, int]]) -> No
             continue
         # Numeric score with no operator: "ECOG 0-1" (between), "Gleason score 7" (=).
         bare = re.compile(
-            r"(?:\s*(?:\([^)]{0,60}\))?\s*(?:performance\s+)?(?:status|score|scale|total)?"
+            r"(?:\s*\)?\s*(?:\([^)]{0,60}\))?\s*(?:performance\s+)?(?:status|score|scale|total)?"
             r"\s*(?:of|:|=)?\s*)(?P<v1>\d+(?:[.,]\d+)?)(?:\s*(?P<r>-|–|to|~)\s*(?P<v2>\d+(?:[.,]\d+)?))?"
-            r"(?!\s*(?:%|[a-zA-Z]))"
+            r"(?!\d)(?![.,]\d)(?!\s*(?:%|[a-zA-Z]))"
         ).match(clean, rest_start)
         if bare is None:
             continue

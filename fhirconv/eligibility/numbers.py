@@ -18,7 +18,7 @@ _NUMBER_WORDS = sorted((w for w in _WORD_VALUES if len(w) > 2), key=len, reverse
 
 # "50,000" (thousands), "1,5" (decimal comma), "2.5", ".5"; number words; never inside a word.
 NUMBER_PATTERN = (
-    r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)(?![\w])"
+    r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)(?![\d])"
     r"|(?<![\w-])(?:" + "|".join(_NUMBER_WORDS) + r")(?:[ -](?:one|two|three|four|five|six|"
     r"seven|eight|nine))?(?![\w-])"
 )
