@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any, Literal
 
 from fhirconv import fhir
-from fhirconv.mapping.tables import load_json
+from fhirconv.tables import load_json
 
 Json = dict[str, Any]
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhirconv.mapping import systems
-from fhirconv.mapping.tables import load_json
+from fhirconv.tables import load_json
 from fhirconv.model import Code, Trial
 
 Json = dict[str, Any]

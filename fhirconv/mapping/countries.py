@@ -11,7 +11,7 @@ from functools import cache
 
 import pycountry
 
-from fhirconv.mapping.tables import load_csv
+from fhirconv.tables import load_csv
 
 
 @cache

@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from fhirconv.mapping import systems
-from fhirconv.mapping.tables import load_json
+from fhirconv.tables import load_json
 
 Json = dict[str, Any]
 
@@ -64,7 +64,7 @@ def _number(text: str) -> float:
 
 def find_doses(text: str) -> list[Dose]:
     """Every dose quantity in `text`, in reading order, units resolved from neighbours."""
-    found: list[tuple[float, str | None, str, bool]] = []  # value, unit, words, has power of ten
+    found: list[tuple[float, str, str, bool]] = []  # value, unit, words, has power of ten
     for sentence in re.split(r"(?<=[.;:])\s+(?=[A-Z])|\n+", text):
         pending: list[tuple[float, str]] = []
         for match in _quantity_pattern().finditer(sentence):
@@ -87,7 +87,6 @@ def find_doses(text: str) -> list[Dose]:
             found.append((value, unit_written, match.group(0).strip(), has_power))
     doses = []
     for value, unit_written, words, has_power in found:
-        assert unit_written is not None
         entry = _units().get(unit_written.lower())
         if entry is None:
             continue

@@ -74,7 +74,9 @@ def intervention_action(
     ctx: MappingContext, intervention: Intervention, number: int, arms: list[Arm]
 ) -> Json:
     action: Json = {"id": f"intervention-{number}", "title": intervention.name}
-    extensions = [{"url": OTHER_NAME, "valueString": name} for name in intervention.other_names]
+    extensions: list[Json] = [
+        {"url": OTHER_NAME, "valueString": name} for name in intervention.other_names
+    ]
     extensions += [
         {"url": DOSE_LEVEL, "valueQuantity": level.quantity()}
         for level in dose.dose_levels(_dose_texts(ctx, intervention, arms))

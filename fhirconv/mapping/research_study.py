@@ -136,8 +136,14 @@ def categories(ctx: MappingContext) -> list[Json]:
     return [c for enum, code in coded if (c := ctx.ctgov_concept(enum, code))]
 
 
-def _mesh_coding(term: MeshTerm) -> Json:
-    return {"system": systems.MESH, "code": term.id, "display": term.term}
+def _coded(text: str, terms: list[MeshTerm]) -> Json:
+    """A concept with `text` and a MeSH coding per term that has an id (legacy XML names MeSH
+    terms without ids: those add nothing beyond the text)."""
+    concept: Json = {"text": text}
+    codings = [{"system": systems.MESH, "code": t.id, "display": t.term} for t in terms if t.id]
+    if codings:
+        concept = {"coding": codings, "text": text}
+    return concept
 
 
 def conditions(trial: Trial) -> list[Json]:
@@ -150,11 +156,8 @@ def conditions(trial: Trial) -> list[Json]:
         matched = [m for m in unused if ids.normalize_key(m.term) == key]
         for mesh in matched:
             unused.remove(mesh)
-        concept: Json = {"text": condition}
-        if matched:
-            concept["coding"] = [_mesh_coding(m) for m in matched]
-        result.append(concept)
-    result += [{"coding": [_mesh_coding(m)], "text": m.term} for m in unused]
+        result.append(_coded(condition, matched))
+    result += [_coded(m.term, [m]) for m in unused]
     return result
 
 
@@ -167,11 +170,8 @@ def focus(trial: Trial) -> list[Json]:
         matched = [m for m in unused if ids.normalize_key(m.term) in names]
         for mesh in matched:
             unused.remove(mesh)
-        concept: Json = {"text": intervention.name}
-        if matched:
-            concept["coding"] = [_mesh_coding(m) for m in matched]
-        result.append(concept)
-    result += [{"coding": [_mesh_coding(m)], "text": m.term} for m in unused]
+        result.append(_coded(intervention.name, matched))
+    result += [_coded(m.term, [m]) for m in unused]
     return result
 
 

@@ -6,7 +6,7 @@ where HL7 has no element, code system or R5 cross-version extension (see README 
 
 from __future__ import annotations
 
-from fhirconv.mapping.tables import load_json
+from fhirconv.tables import load_json
 
 # HL7 Terminology NamingSystem "ClinicalTrials-Gov" (http://terminology.hl7.org/NamingSystem/ClinicalTrials-Gov):
 # its preferred uniqueId of type uri is the system for NCT numbers.

@@ -8,13 +8,20 @@ good records around it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fhirconv.errors import InputError, RecordError, UnknownFormatError
 from fhirconv.model import Trial
+from fhirconv.sources import ctgov_json, ctgov_xml, registry_text
 
-FORMATS = ("ctgov-json", "ctgov-xml", "registry-text")
+Reader = Callable[[str, str], Iterator[Trial | RecordError]]
+_READERS: dict[str, Reader] = {
+    "ctgov-json": ctgov_json.read_text,
+    "ctgov-xml": ctgov_xml.read_text,
+    "registry-text": registry_text.read_text,
+}
+FORMATS = tuple(_READERS)
 _SUFFIXES = {".json", ".ndjson", ".jsonl", ".xml", ".txt"}
 
 
@@ -35,15 +42,10 @@ def detect_format(text: str, file: str) -> str:
 def read_text(text: str, file: str, fmt: str | None = None) -> Iterator[Trial | RecordError]:
     """Records in `text`, read with the reader for `fmt` (detected when None)."""
     fmt = fmt or detect_format(text, file)
-    if fmt == "ctgov-json":
-        from fhirconv.sources import ctgov_json as reader
-    elif fmt == "ctgov-xml":
-        from fhirconv.sources import ctgov_xml as reader  # type: ignore[no-redef]
-    elif fmt == "registry-text":
-        from fhirconv.sources import registry_text as reader  # type: ignore[no-redef]
-    else:
+    reader = _READERS.get(fmt)
+    if reader is None:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    yield from reader.read_text(text, file)
+    yield from reader(text, file)
 
 
 def input_files(path: Path) -> list[Path]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -380,7 +380,7 @@ class _StudyReader:
             bio_spec_retention=self.code(bio_spec.get("retention"), f"{dp}.bioSpec.retention"),
             bio_spec_description=_text(bio_spec.get("description")),
             expanded_access_types=tuple(
-                Code(code=key, field=f"{dp}.expandedAccessTypes.{key}")
+                Code(code=key.upper(), field=f"{dp}.expandedAccessTypes.{key}")
                 for key, flag in sorted(access.items())
                 if flag is True
             ),
@@ -426,13 +426,14 @@ class _StudyReader:
     def outcomes(self) -> tuple[Outcome, ...]:
         module = self.module("outcomesModule")
         result = []
-        for kind in ("primary", "secondary", "other"):
+        kinds: tuple[Literal["primary", "secondary", "other"], ...] = ("primary", "secondary", "other")
+        for kind in kinds:
             for item in module.get(f"{kind}Outcomes") or []:
                 measure = _text(item.get("measure"))
                 if measure:
                     result.append(
                         Outcome(
-                            kind=kind,  # type: ignore[arg-type]
+                            kind=kind,
                             measure=measure,
                             description=_text(item.get("description")),
                             time_frame=_text(item.get("timeFrame")),

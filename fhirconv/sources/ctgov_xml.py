@@ -26,7 +26,7 @@ from defusedxml import DefusedXmlException
 from pydantic import ValidationError
 
 from fhirconv.errors import RecordError
-from fhirconv.mapping_files import load_json
+from fhirconv.tables import load_json
 from fhirconv.model import (
     AgeLimit,
     Arm,

@@ -1,7 +1,8 @@
-"""Loads the code tables in `mappings/` and looks codes up, reporting every code a table lacks.
+"""Finds and loads the data files in `mappings/` (code tables, display → enum tables).
 
-The tables ship inside the wheel as `fhirconv/_mappings`; in a source checkout they are read from
-the repository's top-level `mappings/` folder.
+The tables ship inside the wheel as `fhirconv/_mappings` (see pyproject's hatch `force-include`);
+in a source checkout or editable install they are read from the repository's top-level
+`mappings/` folder.
 """
 
 from __future__ import annotations
@@ -26,15 +27,25 @@ def mappings_dir() -> Traversable:
     return Path(fhirconv.__file__).resolve().parents[1] / "mappings"
 
 
+def mapping_path(name: str) -> Traversable:
+    """The mapping file `name` (e.g. "phase.json"), packaged or in the checkout."""
+    path = mappings_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"mapping file {name!r} is missing from {mappings_dir()}")
+    return path
+
+
 @cache
 def load_json(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((mappings_dir() / name).read_text(encoding="utf-8"))
+    """Parse the JSON mapping file `name` once per process."""
+    data: dict[str, Any] = json.loads(mapping_path(name).read_text(encoding="utf-8"))
     return data
 
 
 @cache
 def load_csv(name: str) -> tuple[dict[str, str], ...]:
-    text = (mappings_dir() / name).read_text(encoding="utf-8")
+    """Rows of the CSV mapping file `name`; lines starting with # are comments (the source)."""
+    text = mapping_path(name).read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     return tuple(csv.DictReader(io.StringIO("\n".join(lines))))
 

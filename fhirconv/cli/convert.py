@@ -1,0 +1,143 @@
+"""`fhirconv convert` and `fhirconv validate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fhirconv.bundle import dumps, ndjson_by_type
+from fhirconv.cli import app
+from fhirconv.convert import ConvertedStudy, convert_inputs
+from fhirconv.errors import FhirconvError, RecordError
+from fhirconv.sources import FORMATS
+from fhirconv.validate import errors, validate_bundle, validate_resource
+
+
+def _fail_usage(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def convert(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Files, directories or - (stdin): CT.gov API v2 JSON/NDJSON, legacy XML, registry page text."),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option("-o", "--output", help="Output file (one study) or directory (several). Default: stdout."),
+    ] = None,
+    source_format: Annotated[
+        str | None, typer.Option("--from", help=f"Input format instead of detecting it: {', '.join(FORMATS)}.")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="bundle: one transaction Bundle per study; ndjson: one file per resource type.")
+    ] = "bundle",
+    pretty: Annotated[bool, typer.Option("--pretty", help="Indent the JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print mapping warnings.")] = False,
+) -> None:
+    """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
+    if source_format and source_format not in FORMATS:
+        raise _fail_usage(f"--from must be one of {', '.join(FORMATS)}, not {source_format!r}")
+    if output_format not in {"bundle", "ndjson"}:
+        raise _fail_usage("--format must be bundle or ndjson")
+    studies: list[ConvertedStudy] = []
+    failures: list[str] = []
+    try:
+        for result in convert_inputs(inputs, source_format):
+            if isinstance(result, RecordError):
+                failures.append(str(result))
+            elif not result.ok:
+                shown = "; ".join(str(i) for i in errors(result.issues)[:5])
+                failures.append(f"{result.trial.source.describe()}: validation failed: {shown}")
+            else:
+                studies.append(result)
+                if not quiet:
+                    for warning in result.warnings:
+                        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    except FhirconvError as error:
+        raise _fail_usage(str(error)) from None
+    if output_format == "ndjson":
+        _write_ndjson(studies, output)
+    else:
+        _write_bundles(studies, output, pretty)
+    for failure in failures:
+        typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
+    typer.echo(f"converted {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}, {len(failures)} failed", err=True)
+    if failures:
+        raise typer.Exit(code=1)
+
+
+def _write_bundles(studies: list[ConvertedStudy], output: str | None, pretty: bool) -> None:
+    if output is None or output == "-":
+        for study in studies:
+            typer.echo(dumps(study.bundle, pretty), nl=False)
+        return
+    target = Path(output)
+    if len(studies) == 1 and not target.is_dir() and not output.endswith(("/", "\\")):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(dumps(studies[0].bundle, pretty), encoding="utf-8")
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for study in studies:
+        (target / f"{study.nct_id}.json").write_text(dumps(study.bundle, pretty), encoding="utf-8")
+
+
+def _write_ndjson(studies: list[ConvertedStudy], output: str | None) -> None:
+    by_type = ndjson_by_type(r for study in studies for r in study.resources)
+    if output is None or output == "-":
+        for lines in by_type.values():
+            for line in lines:
+                typer.echo(line)
+        return
+    target = Path(output)
+    target.mkdir(parents=True, exist_ok=True)
+    for kind, lines in by_type.items():
+        (target / f"{kind}.ndjson").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Bundle JSON files, NDJSON of bundles or resources, or directories.")],
+) -> None:
+    """Validate FHIR R4 bundles or resources on disk; print each problem with resource and path."""
+    problems = 0
+    checked = 0
+    for file in _json_files(files):
+        try:
+            documents = _documents(file)
+        except (OSError, ValueError) as error:
+            typer.secho(f"error: {file}: cannot read: {error}", err=True, fg=typer.colors.RED)
+            problems += 1
+            continue
+        for where, document in documents:
+            checked += 1
+            issues = validate_bundle(document) if document.get("resourceType") == "Bundle" else validate_resource(document)
+            for issue in issues:
+                typer.echo(f"{file}{where}: {issue}")
+            problems += len(errors(issues))
+    typer.echo(f"checked {checked} document(s): {problems} error(s)", err=True)
+    if problems:
+        raise typer.Exit(code=1)
+
+
+def _json_files(paths: list[Path]) -> list[Path]:
+    result: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            result += sorted(p for p in path.rglob("*") if p.suffix in {".json", ".ndjson"})
+        else:
+            result.append(path)
+    return result
+
+
+def _documents(file: Path) -> list[tuple[str, dict[str, object]]]:
+    text = file.read_text(encoding="utf-8")
+    try:
+        return [("", json.loads(text))]
+    except json.JSONDecodeError:
+        return [(f":{n}", json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
