@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -74,42 +74,65 @@ def _normalise(text: str) -> tuple[str, list[int]]:
 # --- vocabulary -------------------------------------------------------------------------------
 
 _OPERATOR_WORDS: list[tuple[str, str]] = [
-    (r"greater\s+than\s+or\s+equal\s+to|more\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
-     r"(?:greater|more|higher)\s+than|equal\s+or\s+(?:greater|more)\s+than|higher\s+than\s+or\s+"
-     r"equal\s+to|at\s+least|no\s+less\s+than|not\s+less\s+than|no\s+fewer\s+than|minimum\s+"
-     r"(?:of\s+)?|a\s+minimum\s+of|≥\s*or\s*=|>\s*or\s*=|>\s*/\s*=|>=|=>|≥=?|over\s+or\s+equal\s+to"
-     r"|older\s+than\s+or\s+equal\s+to|aged?\s+over\s+or\s+equal\s+to", ">="),
-    (r"less\s+than\s+or\s+equal\s+to|lower\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
-     r"(?:less|lower)\s+than|equal\s+or\s+less\s+than|at\s+most|no\s+more\s+than|not\s+more\s+than"
-     r"|no\s+greater\s+than|not\s+greater\s+than|no\s+higher\s+than|not\s+exceeding|not\s+to\s+"
-     r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|≤\s*or\s*=|<\s*or\s*=|<\s*/\s*="
-     r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?", "<="),
-    (r"more\s+than|greater\s+than|higher\s+than|longer\s+than|larger\s+than|older\s+than|in\s+excess\s+of|"
-     r"exceeding|exceeds?|above|over|beyond|superior\s+to|>", ">"),
-    (r"less\s+than|lower\s+than|fewer\s+than|shorter\s+than|younger\s+than|under|below|inferior\s+to|<", "<"),
+    (
+        r"greater\s+than\s+or\s+equal\s+to|more\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
+        r"(?:greater|more|higher)\s+than|equal\s+or\s+(?:greater|more)\s+than|higher\s+than\s+or\s+"
+        r"equal\s+to|at\s+least|no\s+less\s+than|not\s+less\s+than|no\s+fewer\s+than|minimum\s+"
+        r"(?:of\s+)?|a\s+minimum\s+of|≥\s*or\s*=|>\s*or\s*=|>\s*/\s*=|>=|=>|≥=?|over\s+or\s+equal\s+to"
+        r"|older\s+than\s+or\s+equal\s+to|aged?\s+over\s+or\s+equal\s+to",
+        ">=",
+    ),
+    (
+        r"less\s+than\s+or\s+equal\s+to|lower\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
+        r"(?:less|lower)\s+than|equal\s+or\s+less\s+than|at\s+most|no\s+more\s+than|not\s+more\s+than"
+        r"|no\s+greater\s+than|not\s+greater\s+than|no\s+higher\s+than|not\s+exceeding|not\s+to\s+"
+        r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|≤\s*or\s*=|<\s*or\s*=|<\s*/\s*="
+        r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?",
+        "<=",
+    ),
+    (
+        r"more\s+than|greater\s+than|higher\s+than|longer\s+than|larger\s+than|older\s+than|in\s+excess\s+of|"
+        r"exceeding|exceeds?|above|over|beyond|superior\s+to|>",
+        ">",
+    ),
+    (
+        r"less\s+than|lower\s+than|fewer\s+than|shorter\s+than|younger\s+than|under|below|inferior\s+to|<",
+        "<",
+    ),
     (r"=|equal\s+to|equals", "="),
 ]
 _SUFFIX_OPERATORS: list[tuple[str, str]] = [
-    (r"or\s+(?:more|older|greater|above|over|higher|longer)|and\s+(?:above|older|over|up|more)"
-     r"|\+|or\s+later|at\s+minimum", ">="),
-    (r"or\s+(?:less|younger|below|fewer|lower|under|shorter)|and\s+(?:under|below|younger|less)"
-     r"|at\s+(?:the\s+)?most|or\s+earlier|maximum", "<="),
+    (
+        r"or\s+(?:more|older|greater|above|over|higher|longer)|and\s+(?:above|older|over|up|more)"
+        r"|\+|or\s+later|at\s+minimum",
+        ">=",
+    ),
+    (
+        r"or\s+(?:less|younger|below|fewer|lower|under|shorter)|and\s+(?:under|below|younger|less)"
+        r"|at\s+(?:the\s+)?most|or\s+earlier|maximum",
+        "<=",
+    ),
 ]
 
-_PREFIX_OP = "|".join(f"(?P<op{index}>{pattern})" for index, (pattern, _) in
-                      enumerate(_OPERATOR_WORDS))
+_PREFIX_OP = "|".join(
+    f"(?P<op{index}>{pattern})" for index, (pattern, _) in enumerate(_OPERATOR_WORDS)
+)
 _PREFIX_OP_VALUES = [operator for _, operator in _OPERATOR_WORDS]
 # "21 or less than 2" and "under 18 or over 70" are two comparisons, not a suffix operator.
-_SUFFIX_OP = "|".join(f"(?P<sop{index}>(?:{pattern})(?!\\s+than)(?!\\s*[<>≤≥]?\\s*\\d))"
-                      for index, (pattern, _) in enumerate(_SUFFIX_OPERATORS))
+_SUFFIX_OP = "|".join(
+    f"(?P<sop{index}>(?:{pattern})(?!\\s+than)(?!\\s*[<>≤≥]?\\s*\\d))"
+    for index, (pattern, _) in enumerate(_SUFFIX_OPERATORS)
+)
 _SUFFIX_OP_VALUES = [operator for _, operator in _SUFFIX_OPERATORS]
 
 _TIME_UCUM = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours",
               "min": "minutes"}  # fmt: skip
-_ULN = (r"(?:[x×*]|times|fold)?\s*(?:the\s+)?(?:institutional\s+|local\s+)?(?:upper\s+limits?\s+of"
-        r"\s+(?:the\s+)?normal(?:\s+range)?|ULN|LLN|lower\s+limit\s+of\s+(?:the\s+)?normal|"
-        r"(?:the\s+)?(?:normal|reference)\s+(?:upper\s+)?(?:value|range|limit)|maximum\s+normal"
-        r"\s+value|highest\s+reference\s+value)")
+_ULN = (
+    r"(?:[x×*]|times|fold)?\s*(?:the\s+)?(?:institutional\s+|local\s+)?(?:upper\s+limits?\s+of"
+    r"\s+(?:the\s+)?normal(?:\s+range)?|ULN|LLN|lower\s+limit\s+of\s+(?:the\s+)?normal|"
+    r"(?:the\s+)?(?:normal|reference)\s+(?:upper\s+)?(?:value|range|limit)|maximum\s+normal"
+    r"\s+value|highest\s+reference\s+value)"
+)
 _POWER = r"(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*[0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{1,2}\s*/\s*(?:L|l|µL|uL|mm3|mm³|mcL)"
 
 
@@ -178,8 +201,9 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
             # "18 and 65" without "between" is a list, not a range: keep the first number only.
             end = match.end("u1") if match.group("u1") else match.end("v1")
             unit = match.group("u1")
-        elif second > value and (operator is None or (
-            match.group("between") and match.group("rop"))):
+        elif second > value and (
+            operator is None or (match.group("between") and match.group("rop"))
+        ):
             operator, value2 = "between", second
         else:
             end = match.end("u1") if match.group("u1") else match.end("v1")
@@ -189,8 +213,15 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
         start = match.start("v1") if operator is None else start
     text = match.group(0)
     end = start + len(text[: end - start].rstrip())
-    return _Comparison(operator, value, value2, unit.strip() if unit else None, start, end,
-                       explicit=operator is not None)
+    return _Comparison(
+        operator,
+        value,
+        value2,
+        unit.strip() if unit else None,
+        start,
+        end,
+        explicit=operator is not None,
+    )
 
 
 # --- context classifiers ------------------------------------------------------------------------
@@ -244,11 +275,21 @@ class _Concept:
 def _concepts() -> tuple[_Concept, ...]:
     concepts: list[_Concept] = []
     for row in load_rows("eligibility-analytes.csv"):
-        concepts.append(_Concept(row["name"], row["loinc"] or None,
-                                 tuple(row["synonyms"].split("|")), False, False))
+        concepts.append(
+            _Concept(
+                row["name"], row["loinc"] or None, tuple(row["synonyms"].split("|")), False, False
+            )
+        )
     for row in load_rows("eligibility-scores.csv"):
-        concepts.append(_Concept(row["name"], row["loinc"] or row["id"],
-                                 tuple(row["synonyms"].split("|")), True, row["roman"] == "true"))
+        concepts.append(
+            _Concept(
+                row["name"],
+                row["loinc"] or row["id"],
+                tuple(row["synonyms"].split("|")),
+                True,
+                row["roman"] == "true",
+            )
+        )
     return tuple(concepts)
 
 
@@ -330,15 +371,20 @@ def _unit_ucum(unit: str | None) -> str | None:
     if unit is None:
         return None
     compact = re.sub(r"\s+", " ", unit.strip())
-    if re.match(r"^(?:[x×*]|times|fold)?\s*(?:the\s+)?.*(?:ULN|upper|normal|reference|LLN)",
-                compact, re.IGNORECASE):
+    if re.match(
+        r"^(?:[x×*]|times|fold)?\s*(?:the\s+)?.*(?:ULN|upper|normal|reference|LLN)",
+        compact,
+        re.IGNORECASE,
+    ):
         return None
-    power = re.match(r"^(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*([0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{1,2})\s*/\s*(\S+)$",
-                     compact)
+    power = re.match(
+        r"^(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*([0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{1,2})\s*/\s*(\S+)$", compact
+    )
     if power:
         exponent = power.group(1).translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789"))
         per = {"l": "L", "µl": "uL", "ul": "uL", "mcl": "uL", "mm3": "mm3", "mm³": "mm3"}.get(
-            power.group(2).lower())
+            power.group(2).lower()
+        )
         return f"10*{exponent}/{per}" if per else None
     return ucum_for_written_unit(compact)
 
@@ -365,10 +411,17 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
 
     def add(kind: str, start: int, end: int, **fields: object) -> None:
         span = span_of(start, end)
-        items.append(ExtractedItem.model_validate(
-            {"kind": kind, "span": span, "exclude": exclude,
-             "text": text[span[0] - offset : span[1] - offset], **fields}
-        ))
+        items.append(
+            ExtractedItem.model_validate(
+                {
+                    "kind": kind,
+                    "span": span,
+                    "exclude": exclude,
+                    "text": text[span[0] - offset : span[1] - offset],
+                    **fields,
+                }
+            )
+        )
         taken.append((start, end))
 
     _extract_implied_windows(clean, add)
@@ -386,7 +439,8 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
         position = max(comparison.end, match.start() + 1)
         before = clean[: comparison.start]
         chained = previous is not None and re.fullmatch(
-            r"\s*(?:,|or|and|/|and/or)\s*", clean[int(str(previous["end"])) : comparison.start],
+            r"\s*(?:,|or|and|/|and/or)\s*",
+            clean[int(str(previous["end"])) : comparison.start],
             re.IGNORECASE,
         )
         if chained and previous is not None:
@@ -395,16 +449,25 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
                 comparison.explicit = True
             if comparison.unit is None and previous["kind"] in ("age", "window"):
                 comparison.unit = previous["unit"]  # type: ignore[assignment]
-        fields = _classify(clean, comparison, before, chained_kind=(
-            str(previous["kind"]) if chained and previous is not None else None),
-            chained_name=(previous.get("name") if chained and previous is not None else None))
+        fields = _classify(
+            clean,
+            comparison,
+            before,
+            chained_kind=(str(previous["kind"]) if chained and previous is not None else None),
+            chained_name=(previous.get("name") if chained and previous is not None else None),
+        )
         if fields is None:
             previous = None
             continue
         kind = str(fields.pop("kind"))
         add(kind, comparison.start, comparison.end, **fields)
-        previous = {"kind": kind, "end": comparison.end, "operator": comparison.operator,
-                    "unit": comparison.unit, "name": fields.get("name")}
+        previous = {
+            "kind": kind,
+            "end": comparison.end,
+            "operator": comparison.operator,
+            "unit": comparison.unit,
+            "name": fields.get("name"),
+        }
     _merge_dose_ranges(items)
     _extract_mentions(clean, add)
     items.sort(key=lambda item: item.span)
@@ -445,31 +508,51 @@ def _classify(
     age_after = bool(_AGE_AFTER.match(after)) or bool(
         re.search(r"\b(?:older|younger|of\s+age|old)\b", clean[comparison.start : comparison.end])
     )
-    if ucum in (None, "a", "mo", "wk", "d") and (
-        _AGE_WORD_BEFORE.search(clause) or age_after
-        # A number of years with no window or duration wording around it is an age
-        # ("They are 18 years or older", "< 60 years").
-        or (ucum == "a" and not _WINDOW_CUE.search(after[:15])
-            and not _WINDOW_CUE.search(clause[-25:]) and not _DURATION_BEFORE.search(clause))
-        or (comparison.unit is None and re.search(r"\b(?:older|younger)\s+than\s*$",
-                                                  clean[: comparison.start + 14][-30:]))
-    ) and not _THRESHOLD_TIME_NAMES.search(clause):
-        if comparison.unit is None or ucum in ("a", "mo", "wk", "d"):
-            if comparison.unit is None and comparison.value > 120:
-                return None
-            common["ucum"] = ucum or "a"
-            return {"kind": "age", **common}
+    if (
+        ucum in (None, "a", "mo", "wk", "d")
+        and (
+            _AGE_WORD_BEFORE.search(clause)
+            or age_after
+            # A number of years with no window or duration wording around it is an age
+            # ("They are 18 years or older", "< 60 years").
+            or (
+                ucum == "a"
+                and not _WINDOW_CUE.search(after[:15])
+                and not _WINDOW_CUE.search(clause[-25:])
+                and not _DURATION_BEFORE.search(clause)
+            )
+            or (
+                comparison.unit is None
+                and re.search(
+                    r"\b(?:older|younger)\s+than\s*$", clean[: comparison.start + 14][-30:]
+                )
+            )
+        )
+        and not _THRESHOLD_TIME_NAMES.search(clause)
+        and (comparison.unit is None or ucum in ("a", "mo", "wk", "d"))
+    ):
+        if comparison.unit is None and comparison.value > 120:
+            return None
+        common["ucum"] = ucum or "a"
+        return {"kind": "age", **common}
     if is_time:
-        time_name = _THRESHOLD_TIME_NAMES.search(clause) or _GESTATION_AFTER.match(after)
+        time_name: re.Match[str] | None = _THRESHOLD_TIME_NAMES.search(
+            clause
+        ) or _GESTATION_AFTER.match(after)
         if time_name:
             return {"kind": "threshold", "name": time_name.group(0).split()[0], **common}
         if _DURATION_BEFORE.search(clause) and not _WINDOW_CUE.search(after[:20]):
             return None  # "diabetes for at least 6 months": a duration, not a window
         return {"kind": "window", "event": _event_name(clause), **common}
     concept = _find_concept(clause)
-    if ucum is not None and _DOSE_CONTEXT.search(clause + after[:10]) and ucum.startswith(
-        ("mg", "g", "ug", "mg/kg")
-    ) and (concept is None or concept[0].is_score) and "/L" not in ucum and "/dL" not in ucum:
+    if (
+        ucum is not None
+        and _DOSE_CONTEXT.search(clause + after[:10])
+        and ucum.startswith(("mg", "g", "ug", "mg/kg"))
+        and (concept is None or concept[0].is_score)
+        and "/L" not in ucum
+        and "/dL" not in ucum
+    ):
         drug = _DRUG_NAME.findall(clause)
         return {"kind": "dose", "name": drug[-1] if drug else None, **common}
     name: str | None = None
@@ -480,20 +563,53 @@ def _classify(
         tail = clause.strip()
         if not re.search(r"[A-Za-z]{2,}[^A-Za-z]{0,4}$", tail) or re.search(
             r"\b(?:times?|episodes?|attacks?|lesions?|drinks?|cigarettes?|visits?|lines?|"
-            r"cycles?|doses?|days?|sessions?|points?)\b", after[:20], re.IGNORECASE
+            r"cycles?|doses?|days?|sessions?|points?)\b",
+            after[:20],
+            re.IGNORECASE,
         ):
             return None
     if name is None:
-        tail = _NAME_TAIL.search(clause)
-        name = tail.group(1).strip() if tail else None
+        name_tail = _NAME_TAIL.search(clause)
+        name = name_tail.group(1).strip() if name_tail else None
     return {"kind": "threshold", "name": name, "code": code, **common}
 
 
 def _event_name(clause: str) -> str | None:
     words = re.findall(r"[A-Za-z][\w\-]+", clause)
-    stop = {"within", "the", "in", "of", "a", "an", "for", "past", "last", "prior", "to", "or",
-            "and", "at", "least", "less", "than", "more", "no", "not", "with", "any", "has",
-            "have", "had", "been", "who", "is", "are", "was", "were", "previous"}
+    stop = {
+        "within",
+        "the",
+        "in",
+        "of",
+        "a",
+        "an",
+        "for",
+        "past",
+        "last",
+        "prior",
+        "to",
+        "or",
+        "and",
+        "at",
+        "least",
+        "less",
+        "than",
+        "more",
+        "no",
+        "not",
+        "with",
+        "any",
+        "has",
+        "have",
+        "had",
+        "been",
+        "who",
+        "is",
+        "are",
+        "was",
+        "were",
+        "previous",
+    }
     meaningful = [word for word in words if word.lower() not in stop]
     return " ".join(meaningful[-3:]) or None
 
@@ -522,18 +638,41 @@ def _extract_scores(clean: str, add: _Adder, taken: list[tuple[int, int]]) -> No
             if re.match(r"\s*(?:or|and|,|/)\s*(?:IV|III|II|I|V)\b", following):
                 continue  # "NYHA III or IV": a list of classes, not a single comparison
             if roman.group("op"):
-                operator = {"≥": ">=", ">=": ">=", ">": ">", "≤": "<=", "<=": "<=",
-                            "<": "<"}[roman.group("op")]
+                operator = {"≥": ">=", ">=": ">=", ">": ">", "≤": "<=", "<=": "<=", "<": "<"}[
+                    roman.group("op")
+                ]
                 if second is not None:
                     continue
-                add("threshold", start, end, operator=operator, value=first,
-                    name=match.group(0), code=concept.code)
+                add(
+                    "threshold",
+                    start,
+                    end,
+                    operator=operator,
+                    value=first,
+                    name=match.group(0),
+                    code=concept.code,
+                )
             elif second is not None and second > first:
-                add("threshold", start, end, operator="between", value=first, value2=second,
-                    name=match.group(0), code=concept.code)
+                add(
+                    "threshold",
+                    start,
+                    end,
+                    operator="between",
+                    value=first,
+                    value2=second,
+                    name=match.group(0),
+                    code=concept.code,
+                )
             else:
-                add("threshold", start, end, operator="=", value=first, name=match.group(0),
-                    code=concept.code)
+                add(
+                    "threshold",
+                    start,
+                    end,
+                    operator="=",
+                    value=first,
+                    name=match.group(0),
+                    code=concept.code,
+                )
             continue
         # Numeric score with no operator: "ECOG 0-1" (between), "Gleason score 7" (=).
         bare = re.compile(
@@ -551,29 +690,59 @@ def _extract_scores(clean: str, add: _Adder, taken: list[tuple[int, int]]) -> No
         if first_value is None:
             continue
         if second_value is not None and second_value > first_value:
-            add("threshold", bare.start("v1"), bare.end(), operator="between", value=first_value,
-                value2=second_value, name=match.group(0), code=concept.code)
+            add(
+                "threshold",
+                bare.start("v1"),
+                bare.end(),
+                operator="between",
+                value=first_value,
+                value2=second_value,
+                name=match.group(0),
+                code=concept.code,
+            )
         elif second_value is None:
-            add("threshold", bare.start("v1"), bare.end(), operator="=", value=first_value,
-                name=match.group(0), code=concept.code)
+            add(
+                "threshold",
+                bare.start("v1"),
+                bare.end(),
+                operator="=",
+                value=first_value,
+                name=match.group(0),
+                code=concept.code,
+            )
     del taken  # `add` records the spans it covers
 
 
 def _extract_implied_windows(clean: str, add: _Adder) -> None:
-    """"within the past year", "in the last month": windows of one unit."""
+    """ "within the past year", "in the last month": windows of one unit."""
     units = {"year": "a", "month": "mo", "week": "wk", "day": "d", "hour": "h"}
     for match in _IMPLIED_WINDOW.finditer(clean):
         unit = match.group("unit").lower()
-        add("window", match.start(), match.end(), operator="<=", value=1.0, unit=unit,
-            ucum=units[unit], event=_event_name(_clause_before(clean, match.start())))
+        add(
+            "window",
+            match.start(),
+            match.end(),
+            operator="<=",
+            value=1.0,
+            unit=unit,
+            ucum=units[unit],
+            event=_event_name(_clause_before(clean, match.start())),
+        )
     for match in _PAST_WINDOW.finditer(clean):
         value = parse_number(match.group("v"))
         ucum = ucum_for_written_unit(match.group("u"))
         if value is None or ucum is None:
             continue
-        add("window", match.start("span"), match.end("span"), operator="<=", value=value,
-            unit=match.group("u"), ucum=ucum,
-            event=_event_name(_clause_before(clean, match.start())))
+        add(
+            "window",
+            match.start("span"),
+            match.end("span"),
+            operator="<=",
+            value=value,
+            unit=match.group("u"),
+            ucum=ucum,
+            event=_event_name(_clause_before(clean, match.start())),
+        )
 
 
 def _extract_mentions(clean: str, add: _Adder) -> None:
@@ -582,29 +751,42 @@ def _extract_mentions(clean: str, add: _Adder) -> None:
         if match.group(0).lower() == "man" and re.match(r"\s*-?made", clean[match.end() :]):
             continue
         add("sex", match.start(), match.end(), operator="=", value=value)
-    for regex, kind in ((_PREGNANCY, "pregnancy"), (_LACTATION, "lactation"),
-                        (_CHILDBEARING, "childbearing")):
+    for regex, kind in (
+        (_PREGNANCY, "pregnancy"),
+        (_LACTATION, "lactation"),
+        (_CHILDBEARING, "childbearing"),
+    ):
         for match in regex.finditer(clean):
             add(kind, match.start(), match.end())
 
 
 def _merge_dose_ranges(items: list[ExtractedItem]) -> None:
-    """"≥7.5 mg/day, and ≤30 mg/day" of one drug → one dose item `between` 7.5 and 30."""
+    """ "≥7.5 mg/day, and ≤30 mg/day" of one drug → one dose item `between` 7.5 and 30."""
     index = 0
     while index + 1 < len(items):
         low, high = items[index], items[index + 1]
-        if (low.kind == high.kind == "dose" and low.operator in (">=", ">")
-                and high.operator in ("<=", "<") and low.ucum == high.ucum
-                and isinstance(low.value, float) and isinstance(high.value, float)
-                and low.value < high.value):
-            items[index] = low.model_copy(update={
-                "operator": "between", "value2": high.value,
-                "span": (low.span[0], high.span[1]), "text": low.text + " … " + high.text})
+        if (
+            low.kind == high.kind == "dose"
+            and low.operator in (">=", ">")
+            and high.operator in ("<=", "<")
+            and low.ucum == high.ucum
+            and isinstance(low.value, float)
+            and isinstance(high.value, float)
+            and low.value < high.value
+        ):
+            items[index] = low.model_copy(
+                update={
+                    "operator": "between",
+                    "value2": high.value,
+                    "span": (low.span[0], high.span[1]),
+                    "text": low.text + " … " + high.text,
+                }
+            )
             del items[index + 1]
         index += 1
 
 
-class _Adder:
+class _Adder(Protocol):
     """Type of the `add` callback (kind, start, end, **fields)."""
 
     def __call__(self, kind: str, start: int, end: int, **fields: object) -> None: ...
@@ -619,12 +801,18 @@ def extract_document(text: str) -> list[ExtractedItem]:
     layout = parse_criteria(text)
     items: list[ExtractedItem] = []
     for criterion in layout.criteria:
-        items.extend(extract_items(text[criterion.start : criterion.end],
-                                   exclude=criterion.exclude, offset=criterion.start))
+        items.extend(
+            extract_items(
+                text[criterion.start : criterion.end],
+                exclude=criterion.exclude,
+                offset=criterion.start,
+            )
+        )
     for heading in layout.headings:
         if any(ch.isdigit() for ch in text[heading.start : heading.end]):
-            found = extract_items(text[heading.start : heading.end], exclude=heading.exclude,
-                                  offset=heading.start)
-            items.extend(item for item in found if item.kind != "sex" or True)
+            found = extract_items(
+                text[heading.start : heading.end], exclude=heading.exclude, offset=heading.start
+            )
+            items.extend(found)
     items.sort(key=lambda item: item.span)
     return items

@@ -92,11 +92,14 @@ class Report:
     false_negatives: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
 
     def format(self) -> str:
-        lines = [f"{'kind':<10} {'P':>6} {'R':>6} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5}"
-                 f" {'neutral':>7} {'excl.agree':>10}"]
+        lines = [
+            f"{'kind':<10} {'P':>6} {'R':>6} {'F1':>6} {'TP':>5} {'FP':>5} {'FN':>5}"
+            f" {'neutral':>7} {'excl.agree':>10}"
+        ]
         for kind, counts in self.by_kind.items():
-            agreement = (counts.exclude_agree / counts.true_positives
-                         if counts.true_positives else 0.0)
+            agreement = (
+                counts.exclude_agree / counts.true_positives if counts.true_positives else 0.0
+            )
             lines.append(
                 f"{kind:<10} {counts.precision:6.3f} {counts.recall:6.3f} {counts.f1:6.3f}"
                 f" {counts.true_positives:5d} {counts.false_positives:5d}"
@@ -131,9 +134,10 @@ def _matches(gold: Mapping[str, Any], predicted: Mapping[str, Any]) -> bool:
         and predicted.get("operator") == gold["operator"]
         and _same_value(gold["value"], predicted.get("value"))
         and _same_value(gold.get("value2"), predicted.get("value2"))
-        and (kind == "sex"
-             or normalise_unit(gold.get("unit"), kind)
-             == normalise_unit(predicted.get("unit"), kind))
+        and (
+            kind == "sex"
+            or normalise_unit(gold.get("unit"), kind) == normalise_unit(predicted.get("unit"), kind)
+        )
     )
 
 
@@ -152,8 +156,11 @@ def score(
             kind = str(item["kind"])
             counts = report.by_kind[kind]
             match_index = next(
-                (index for index, gold in enumerate(gold_items)
-                 if index not in used and _matches(gold, item)),
+                (
+                    index
+                    for index, gold in enumerate(gold_items)
+                    if index not in used and _matches(gold, item)
+                ),
                 None,
             )
             if match_index is not None:
@@ -162,8 +169,9 @@ def score(
                 if bool(gold_items[match_index].get("exclude")) == bool(item.get("exclude")):
                     counts.exclude_agree += 1
                 continue
-            touches_gold = any(g["kind"] == kind and _overlaps(g["span"], item["span"])
-                               for g in gold_items)
+            touches_gold = any(
+                g["kind"] == kind and _overlaps(g["span"], item["span"]) for g in gold_items
+            )
             in_skipped = any(
                 region["kind"] in (kind, "other") and _overlaps(region["span"], item["span"])
                 for region in document.get("skipped", [])
