@@ -77,7 +77,7 @@ class StudyResult:
         if self.status == "failed":
             errors = [i for i in self.issues if i.severity in ("error", "fatal")] or self.issues
             lines.extend(f"  - {issue.text()}" for issue in errors[1:])
-            if self.source != self.study:
+            if self.study not in self.source:
                 lines.append(f"  (from {self.source})")
         return lines
 

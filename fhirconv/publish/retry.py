@@ -10,11 +10,12 @@ Policy (``RetryPolicy``):
 * waits: ``Retry-After`` when the server sends one (seconds or HTTP-date), otherwise exponential
   backoff with *full jitter* — ``uniform(0, min(max_delay, base_delay * 2**retry))``;
 * bounded: at most ``max_attempts`` sends and never past ``deadline`` seconds from the first;
-* idempotency: only an idempotent request is resent after it may have reached the server.
-  A non-idempotent one (a transaction with a POST lacking ``ifNoneExist``) is sent once; it
-  is sent again only when the connection could not even be opened (the server never saw it).
-  If it times out while waiting for the answer, or a gateway answers 502/504, the server may
-  or may not have applied it: that is ``OutcomeUnknown``, never a silent resend.
+* idempotency: only an idempotent request is ever resent. A non-idempotent one (a transaction
+  with a POST lacking ``ifNoneExist``) is sent once; it is tried again only when the
+  connection could not even be opened (connect error/timeout, no free pooled connection: the
+  request never left, the server never saw it). 429/503 on it → ``RetriesExhausted`` (refused,
+  not resent); a read/write timeout, broken connection or 502/504 → ``OutcomeUnknown``: the
+  server may or may not have applied it, and we say so instead of resending.
 
 The sleep function, clock and random source are injectable so tests run instantly.
 """
@@ -40,7 +41,8 @@ Clock = Callable[[], float]
 
 RETRY_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
 IDEMPOTENT_RETRY_STATUSES: frozenset[int] = frozenset({409})
-# Answers from which we know a non-idempotent request was *not* applied by the server.
+# Answers that say the server refused the request (did not apply it): a non-idempotent request
+# that gets one fails plainly; any other retryable answer leaves its outcome unknown.
 _NOT_APPLIED_STATUSES: frozenset[int] = frozenset({429, 503})
 
 
@@ -178,14 +180,21 @@ def send_with_retry(
             )
             if not retryable:
                 return response
-            if not idempotent and status not in _NOT_APPLIED_STATUSES:
+            problem = f"HTTP {status} {response.reason_phrase}".rstrip()
+            if not idempotent:
+                if status in _NOT_APPLIED_STATUSES:
+                    raise RetriesExhausted(
+                        f"{what}: {problem} (the server refused it); not resent because it is "
+                        "not idempotent (it contains a POST without ifNoneExist)",
+                        attempts=attempts.count,
+                        status_code=status,
+                    )
                 raise OutcomeUnknown(
-                    f"{what}: the server answered HTTP {status} {response.reason_phrase}; "
-                    "a gateway error means it may or may not have been applied, and it was "
-                    "not resent because it is not idempotent",
+                    f"{what}: {problem}; a gateway error means it may or may not have been "
+                    "applied, and it was not resent because it is not idempotent (it contains "
+                    "a POST without ifNoneExist) — check the server before pushing it again",
                     attempts=attempts.count,
                 )
-            problem = f"HTTP {status} {response.reason_phrase}".rstrip()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if attempts.count >= policy.max_attempts:
             raise RetriesExhausted(
