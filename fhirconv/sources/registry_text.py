@@ -704,13 +704,71 @@ def _match_label(line: str) -> tuple[str, str | None] | None:
     return None
 
 
+_STRUCTURAL_PATTERNS = (
+    _GROUP_TYPE,
+    _INTERVENTION_TYPE,
+    _SPONSOR_ROLE,
+    _ROLE,
+    _SITE_STATUS,
+    _REFERENCE_TYPE,
+    _PMID,
+    _IDENTIFIER_LABEL,
+    _OTHER_NAME,
+    _STUDY_GROUP,
+    _TIME_FRAME,
+    _LINK,
+    _COORDINATES,
+    _SITE,
+    _CONTACT_LABEL,
+    _MESH,
+    _NCT_LINE,
+    _LAST_UPDATED,
+)
+
+
+def is_structural_line(line: str) -> bool:
+    """Whether the reader could take this line for layout (a heading, blurb, label or marker)
+    rather than text. Text lines like that are written escaped: see `escape_line`."""
+    text = line.strip()
+    if text.startswith("\\"):
+        return is_structural_line(text[1:])  # an escaped line that looks escaped is escaped again
+    return bool(
+        _heading_of(text)
+        or _squash(text) in _BLURB_KEYS
+        or _match_label(text)
+        or any(pattern.match(text) for pattern in _STRUCTURAL_PATTERNS)
+    )
+
+
+def escape_line(line: str) -> str:
+    """A text line as written in the layout: a backslash before a line that would otherwise read
+    as layout ("Time Frame: 7 months" inside an outcome description), Markdown style."""
+    if not is_structural_line(line):
+        return line
+    indent = len(line) - len(line.lstrip())
+    return f"{line[:indent]}\\{line[indent:]}"
+
+
+def unescape_line(line: str) -> str:
+    """Inverse of `escape_line`: the backslash is dropped only where `escape_line` puts one."""
+    indent = len(line) - len(line.lstrip())
+    rest = line[indent:]
+    if rest.startswith("\\") and is_structural_line(rest[1:]):
+        return line[:indent] + rest[1:]
+    return line
+
+
+def _value(line: str) -> str:
+    return unescape_line(line.strip())
+
+
 def _marker_value(text: str) -> str | None:
     value = text.strip()
     return None if value in {"", NOT_STATED} else value
 
 
 def _text_of(lines: list[str]) -> str | None:
-    return "\n".join(lines).strip() or None
+    return "\n".join(unescape_line(line) for line in lines).strip() or None
 
 
 class _RecordReader:
@@ -793,7 +851,7 @@ class _RecordReader:
                 text = _text_of(lines[first:end])
             else:
                 found = _next_nonblank(lines, first, end)
-                text = lines[found].strip() if found is not None else None
+                text = _value(lines[found]) if found is not None else None
             if text is not None:
                 self.values.setdefault(label, _Value(text, f"{section.heading} > {label}"))
 
@@ -869,8 +927,7 @@ class _RecordReader:
             raise _FieldError(
                 value.field, f"unreadable age {value.text!r} (expected e.g. '18 Years')"
             )
-        unit = match.group(2).capitalize()
-        unit = unit if unit.endswith("s") else unit + "s"  # "1 Year" → Years, as API v2 writes
+        unit = match.group(2).capitalize()  # as written ("1 Year"), like the API v2 reader
         return AgeLimit(value=float(match.group(1)), unit=unit, field=value.field)
 
     def enrollment(self) -> tuple[int | None, bool | None]:
@@ -925,7 +982,7 @@ class _RecordReader:
         return Trial(
             source=SourceRef(file=self.file, record=nct_id, format=FORMAT),
             nct_id=nct_id,
-            brief_title=lines[title_line].strip()
+            brief_title=_value(lines[title_line])
             if title_line is not None and _heading_of(lines[title_line]) is None
             else None,
             official_title=self.text("Official Title"),
@@ -990,7 +1047,7 @@ class _RecordReader:
         return None
 
     def list_of(self, heading: str) -> tuple[str, ...]:
-        return tuple(line.strip() for line in self.body(heading) if line.strip())
+        return tuple(_value(line) for line in self.body(heading) if line.strip())
 
     def identifiers(self) -> dict[str, object]:
         field = f"{OTHER_IDENTIFIERS} > {IDENTIFIER_TYPE.rstrip(':')}"
@@ -1003,7 +1060,7 @@ class _RecordReader:
             if label and items:
                 items[-1].setdefault(label.group(1).casefold(), _marker_value(label.group(2)))
             elif not label:
-                items.append({"id": stripped})
+                items.append({"id": unescape_line(stripped)})
         org_study_id: dict[str, str | None] | None = None
         aliases: list[str] = []
         secondary: list[SecondaryId] = []
@@ -1038,7 +1095,7 @@ class _RecordReader:
         region: list[str] = []
 
         def close(role: str | None) -> None:
-            lines = [line.strip() for line in region if line.strip()]
+            lines = [_value(line) for line in region if line.strip()]
             region.clear()
             if not lines:
                 return
@@ -1140,7 +1197,7 @@ class _RecordReader:
             if first is None:
                 region.clear()
                 return
-            name = region[first].strip()
+            name = _value(region[first])
             rest = region[first + 1 :]
             label_at = next(
                 (i for i, line in enumerate(rest) if _OTHER_NAME.match(line.strip())
@@ -1202,7 +1259,7 @@ class _RecordReader:
                 type_match = _INTERVENTION_TYPE.match(lines[type_line].strip())
                 if type_match is None:
                     break
-                name = lines[name_line].strip()
+                name = _value(lines[name_line])
                 type_code = self.code_of(
                     type_match.group(1), f"{STUDY_GROUPS} > {INTERVENTION_TYPE}", INTERVENTION_TYPES
                 )
@@ -1219,7 +1276,7 @@ class _RecordReader:
                 continue  # a group without a label cannot be told apart; nothing to keep
             arms.append(
                 Arm(
-                    label=lines[label_line].strip(),
+                    label=_value(lines[label_line]),
                     type=self.code_of(match.group(1) if match else None, field, ARM_TYPES),
                     description=_text_of(lines[label_line + 1 : marker]),
                     intervention_names=tuple(names),
@@ -1245,7 +1302,7 @@ class _RecordReader:
             if description is None:
                 return position
             size = len(description.split("\n"))
-            if "\n".join(lines[start : start + size]).strip() == description:
+            if _text_of(lines[start : start + size]) == description:
                 return start + size
             return position
         # The intervention is not in an Interventions section: the next paragraph is its
@@ -1280,7 +1337,7 @@ class _RecordReader:
                     result.append(
                         Outcome(
                             kind=kind,
-                            measure=region[first].strip(),
+                            measure=_value(region[first]),
                             description=_text_of(region[first + 1 :]),
                             time_frame=_marker_value(marker.group(1)),
                         )
@@ -1312,7 +1369,7 @@ class _RecordReader:
         field = f"{PRINCIPAL_INVESTIGATORS} > Role"
         markers = [i for i, line in enumerate(lines) if _ROLE.match(line.strip())]
         if not markers:
-            return tuple(Investigator(name=line.strip()) for line in lines if line.strip())
+            return tuple(Investigator(name=_value(line)) for line in lines if line.strip())
         result: list[Investigator] = []
         previous_end = 0
         for index, marker in enumerate(markers):
@@ -1328,7 +1385,7 @@ class _RecordReader:
             if name_line is not None:
                 result.append(
                     Investigator(
-                        name=lines[name_line].strip(),
+                        name=_value(lines[name_line]),
                         role=self.code_of(role.group(1) if role else None, field, _OFFICIAL_ROLES),
                     )
                 )
@@ -1352,7 +1409,7 @@ class _RecordReader:
             role = _ROLE.match(text)
             labelled = _CONTACT_LABEL.match(text)
             site = _SITE.match(text) if heading == FACILITY_CONTACTS else None
-            kind, value = "name", text
+            kind, value = "name", unescape_line(text)
             if labelled:
                 kind, value = labelled.group(1).casefold(), labelled.group(2).strip()
                 kind = {"e-mail": "email", "phone extension": "phone_ext"}.get(kind, kind)
@@ -1396,7 +1453,7 @@ class _RecordReader:
                 if coordinates:
                     geo = GeoPoint(lat=float(coordinates.group(1)), lon=float(coordinates.group(2)))
                 else:
-                    rest.append(text)
+                    rest.append(unescape_line(text))
             if not rest and geo is None and status is None:
                 return
             facility: str | None = None

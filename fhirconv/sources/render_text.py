@@ -13,7 +13,6 @@ layout's labels instead of the original source's fields).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from fhirconv.model import (
@@ -35,7 +34,7 @@ def render_registry_text(trial: Trial) -> str:
     """The page text of one trial."""
     paragraphs: Paragraphs = []
     if trial.brief_title:
-        paragraphs.append(trial.brief_title)
+        paragraphs.append(_free(trial.brief_title))
     paragraphs.append(f"{layout.NCT_ID_PREFIX} {trial.nct_id}")
     if trial.last_update_posted:
         paragraphs.append(f"{layout.LAST_UPDATED_PREFIX} {_date(trial.last_update_posted)}")
@@ -70,8 +69,8 @@ def _sections(trial: Trial) -> list[tuple[str, Paragraphs, bool]]:
         (layout.BASIC_INFORMATION, _labels(_basic_values(trial)), False),
         (layout.BRIEF_SUMMARY, _optional(trial.brief_summary), False),
         (layout.DETAILED_DESCRIPTION, _optional(trial.detailed_description), False),
-        (layout.CONDITIONS, list(trial.conditions), False),
-        (layout.KEYWORDS, list(trial.keywords), False),
+        (layout.CONDITIONS, _lines(trial.conditions), False),
+        (layout.KEYWORDS, _lines(trial.keywords), False),
         (layout.MESH_TERMS, _meshes(trial), False),
         (
             layout.STUDY_DESIGN,
@@ -133,9 +132,7 @@ def _sections(trial: Trial) -> list[tuple[str, Paragraphs, bool]]:
             layout.RESPONSIBLE_PARTY,
             []
             if party is None
-            else _optional(
-                f"{layout.RESPONSIBILITY_ROLE} {party.type.code}" if party.type else None
-            )
+            else _markers(layout.RESPONSIBILITY_ROLE, party.type)
             + _labels(
                 [
                     ("Investigator Name", party.investigator_name),
@@ -166,8 +163,8 @@ def _sections(trial: Trial) -> list[tuple[str, Paragraphs, bool]]:
         ),
         (layout.PRINCIPAL_INVESTIGATORS, _officials(trial), False),
         (layout.LOCATIONS, [p for site in trial.sites for p in _site(site)], False),
-        (layout.COUNTRIES, list(trial.countries), False),
-        (layout.REMOVED_COUNTRIES, list(trial.removed_countries), False),
+        (layout.COUNTRIES, _lines(trial.countries), False),
+        (layout.REMOVED_COUNTRIES, _lines(trial.removed_countries), False),
         (layout.CENTRAL_CONTACTS, [p for c in trial.central_contacts for p in _contact(c)], False),
         (layout.FACILITY_CONTACTS, _facility_contacts(trial), False),
         (layout.REFERENCES, _references(trial), False),
@@ -228,12 +225,21 @@ def _basic_values(trial: Trial) -> list[tuple[str, str | None]]:
     ]
 
 
+def _free(text: str) -> str:
+    """Text as written: a line that would read as layout gets a backslash (see `escape_line`)."""
+    return "\n".join(layout.escape_line(line) for line in text.split("\n"))
+
+
 def _optional(text: str | None) -> Paragraphs:
-    return [text] if text else []
+    return [_free(text)] if text else []
+
+
+def _lines(values: Iterable[str]) -> Paragraphs:
+    return [_free(value) for value in values]
 
 
 def _labels(values: list[tuple[str, str | None]]) -> Paragraphs:
-    return [p for label, value in values if value is not None for p in (label, value)]
+    return [p for label, value in values if value is not None for p in (label, _free(value))]
 
 
 def _code(code: Code | None) -> str | None:
@@ -242,6 +248,11 @@ def _code(code: Code | None) -> str | None:
 
 def _codes(codes: tuple[Code, ...]) -> str | None:
     return ", ".join(c.code for c in codes) if codes else None
+
+
+def _markers(prefix: str, code: Code | None) -> Paragraphs:
+    """A marker line ("Responsibility Role SPONSOR") written only when the code is stated."""
+    return [f"{prefix} {code.code}"] if code else []
 
 
 def _marker(code: Code | None) -> str:
@@ -298,13 +309,13 @@ def _arms(trial: Trial) -> Paragraphs:
     paragraphs: Paragraphs = []
     for arm in trial.arms:
         paragraphs += [
-            arm.label,
+            _free(arm.label),
             *_optional(arm.description),
             f"{layout.GROUP_TYPE} {_marker(arm.type)}",
         ]
         for name in arm.intervention_names:
             plain, code = _split_intervention_name(name)
-            paragraphs += [plain, f"{layout.INTERVENTION_TYPE} {code or layout.NOT_STATED}"]
+            paragraphs += [_free(plain), f"{layout.INTERVENTION_TYPE} {code or layout.NOT_STATED}"]
             paragraphs += _optional(descriptions.get((plain, code)))
     return paragraphs
 
@@ -312,7 +323,7 @@ def _arms(trial: Trial) -> Paragraphs:
 def _interventions(trial: Trial) -> Paragraphs:
     paragraphs: Paragraphs = []
     for item in trial.interventions:
-        paragraphs += [item.name, *_optional(item.description)]
+        paragraphs += [_free(item.name), *_optional(item.description)]
         paragraphs += [f"{layout.OTHER_NAME} {name}" for name in item.other_names]
         paragraphs += [f"{layout.STUDY_GROUP} {label}" for label in item.arm_labels]
         paragraphs.append(f"{layout.INTERVENTION_TYPE} {_marker(item.type)}")
@@ -323,13 +334,13 @@ def _outcomes(trial: Trial, kind: str) -> Paragraphs:
     paragraphs: Paragraphs = []
     for outcome in trial.outcomes:
         if outcome.kind == kind:
-            paragraphs += [outcome.measure, *_optional(outcome.description)]
+            paragraphs += [_free(outcome.measure), *_optional(outcome.description)]
             paragraphs.append(f"{layout.TIME_FRAME} {outcome.time_frame or layout.NOT_STATED}")
     return paragraphs
 
 
 def _organization(organization: Organization) -> Paragraphs:
-    return [organization.name, *_optional(_code(organization.org_class))]
+    return [_free(organization.name), *_optional(_code(organization.org_class))]
 
 
 def _sponsors(trial: Trial) -> Paragraphs:
@@ -346,7 +357,7 @@ def _sponsors(trial: Trial) -> Paragraphs:
 def _officials(trial: Trial) -> Paragraphs:
     paragraphs: Paragraphs = []
     for official in trial.officials:
-        paragraphs += [official.name, f"{layout.ROLE} {_marker(official.role)}"]
+        paragraphs += [_free(official.name), f"{layout.ROLE} {_marker(official.role)}"]
         paragraphs += _optional(official.affiliation)
     return paragraphs
 
@@ -355,7 +366,7 @@ def _site(site: Site) -> Paragraphs:
     parts = [site.city, site.state, *([site.zip] if site.zip else []), site.country]
     paragraphs = [
         *_optional(site.facility),
-        ", ".join(layout.escape_address_part(p) for p in parts),
+        _free(", ".join(layout.escape_address_part(p) for p in parts)),
     ]
     if site.geo:
         paragraphs.append(f"{layout.COORDINATES} {site.geo.lat!r}, {site.geo.lon!r}")
@@ -363,19 +374,17 @@ def _site(site: Site) -> Paragraphs:
     return paragraphs
 
 
-def _is_ambiguous_contact_line(text: str) -> bool:
-    return bool(
-        layout.PHONE_SHAPE.match(text)
-        or layout.EMAIL_SHAPE.match(text)
-        or re.match(r"^(Role|Site|Name|Phone|Phone Extension|Email|E-mail):", text, re.I)
-    )
+def _looks_like_phone_or_email(text: str) -> bool:
+    return bool(layout.PHONE_SHAPE.match(text) or layout.EMAIL_SHAPE.match(text))
 
 
 def _contact(contact: ContactPoint) -> Paragraphs:
     paragraphs: Paragraphs = []
     if contact.name:
-        ambiguous = _is_ambiguous_contact_line(contact.name)
-        paragraphs.append(f"{layout.CONTACT_NAME} {contact.name}" if ambiguous else contact.name)
+        ambiguous = _looks_like_phone_or_email(contact.name)
+        paragraphs.append(
+            f"{layout.CONTACT_NAME} {contact.name}" if ambiguous else _free(contact.name)
+        )
     paragraphs.append(f"{layout.ROLE} {_marker(contact.role)}")
     if contact.phone:
         bare = layout.PHONE_SHAPE.match(contact.phone)
@@ -412,7 +421,7 @@ def _identifiers(trial: Trial) -> Paragraphs:
     paragraphs: Paragraphs = []
     if trial.org_study_id:
         paragraphs += [
-            trial.org_study_id,
+            _free(trial.org_study_id),
             f"{layout.IDENTIFIER_TYPE} {trial.org_study_id_type or layout.NOT_STATED}",
             f"{layout.IDENTIFIER_SOURCE} {layout.ORG_STUDY_ID_SOURCE}",
         ]
@@ -420,7 +429,7 @@ def _identifiers(trial: Trial) -> Paragraphs:
             paragraphs.append(f"{layout.IDENTIFIER_LINK} {trial.org_study_id_link}")
     for secondary in trial.secondary_ids:
         paragraphs += [
-            secondary.id,
+            _free(secondary.id),
             f"{layout.IDENTIFIER_TYPE} {_marker(secondary.type)}",
             f"{layout.IDENTIFIER_SOURCE} {layout.SECONDARY_ID_SOURCE}",
         ]
@@ -430,7 +439,7 @@ def _identifiers(trial: Trial) -> Paragraphs:
             paragraphs.append(f"{layout.IDENTIFIER_LINK} {secondary.link}")
     for alias in trial.nct_id_aliases:
         paragraphs += [
-            alias,
+            _free(alias),
             f"{layout.IDENTIFIER_TYPE} {layout.NOT_STATED}",
             f"{layout.IDENTIFIER_SOURCE} {layout.NCT_ALIAS_SOURCE}",
         ]
