@@ -1,27 +1,15 @@
-"""Load the eligibility code tables (CSV files in `mappings/`, shipped as `fhirconv/_mappings`)."""
+"""Thin adapter over the shared mapping-table loader (`fhirconv.tables`).
+
+Kept so older imports of `load_rows` keep working; new code imports `load_csv` directly.
+"""
 
 from __future__ import annotations
 
-import csv
-import importlib.resources
-import io
-from functools import cache
-from pathlib import Path
+from fhirconv.tables import load_csv, load_json, mapping_path
 
-import fhirconv
+__all__ = ["load_csv", "load_json", "load_rows", "mapping_path"]
 
 
-def _read_table_text(file_name: str) -> str:
-    """Text of a mappings file: from the installed wheel first, else from the source checkout."""
-    packaged = importlib.resources.files("fhirconv") / "_mappings" / file_name
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    checkout = Path(fhirconv.__file__).resolve().parents[1] / "mappings" / file_name
-    return checkout.read_text(encoding="utf-8")
-
-
-@cache
 def load_rows(file_name: str) -> tuple[dict[str, str], ...]:
-    """Rows of a CSV table as dicts; lines starting with '#' (source citations) are skipped."""
-    lines = [line for line in io.StringIO(_read_table_text(file_name)) if not line.startswith("#")]
-    return tuple(dict(row) for row in csv.DictReader(lines))
+    """Rows of a CSV table in `mappings/` as dicts; '#' comment lines are skipped."""
+    return load_csv(file_name)

@@ -16,10 +16,10 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from fhirconv.eligibility._tables import load_rows
 from fhirconv.eligibility.criteria import parse_criteria
 from fhirconv.eligibility.numbers import NUMBER_PATTERN, parse_number, roman_to_int
 from fhirconv.eligibility.units import ucum_for_written_unit
+from fhirconv.tables import load_csv
 
 __all__ = ["ExtractedItem", "ItemKind", "Operator", "extract_document", "extract_items"]
 
@@ -138,7 +138,7 @@ _POWER = r"(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*[0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{
 
 @cache
 def _unit_pattern() -> str:
-    spellings = {row["written"] for row in load_rows("eligibility-units.csv")}
+    spellings = {row["written"] for row in load_csv("eligibility-units.csv")}
     words = sorted(spellings, key=len, reverse=True)
     alternation = "|".join(
         re.escape(word).replace(r"\ ", r"\s*").replace("/", r"\s*/\s*") for word in words
@@ -274,13 +274,13 @@ class _Concept:
 @cache
 def _concepts() -> tuple[_Concept, ...]:
     concepts: list[_Concept] = []
-    for row in load_rows("eligibility-analytes.csv"):
+    for row in load_csv("eligibility-analytes.csv"):
         concepts.append(
             _Concept(
                 row["name"], row["loinc"] or None, tuple(row["synonyms"].split("|")), False, False
             )
         )
-    for row in load_rows("eligibility-scores.csv"):
+    for row in load_csv("eligibility-scores.csv"):
         concepts.append(
             _Concept(
                 row["name"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from fhirconv.eligibility._tables import load_rows
+from fhirconv.tables import load_csv
 
 __all__ = ["analyte_molar_mass", "convert", "ucum_for_written_unit"]
 
@@ -24,7 +24,7 @@ _NGSP_INTERCEPT = 2.152
 @cache
 def _written_to_ucum() -> dict[str, str]:
     mapping: dict[str, str] = {}
-    for row in load_rows("eligibility-units.csv"):
+    for row in load_csv("eligibility-units.csv"):
         mapping.setdefault(row["written"], row["ucum"])
     return mapping
 
@@ -40,7 +40,7 @@ def _written_lower_to_ucum() -> dict[str, str]:
 @cache
 def _ucum_to_pint() -> dict[str, str]:
     mapping: dict[str, str] = {}
-    for row in load_rows("eligibility-units.csv"):
+    for row in load_csv("eligibility-units.csv"):
         if row["pint"]:
             mapping.setdefault(row["ucum"], row["pint"])
     return mapping
@@ -61,7 +61,7 @@ def ucum_for_written_unit(written: str) -> str | None:
 def _molar_masses() -> dict[str, float]:
     return {
         row["loinc"]: float(row["molar_mass_g_per_mol"])
-        for row in load_rows("eligibility-analytes.csv")
+        for row in load_csv("eligibility-analytes.csv")
         if row["loinc"] and row["molar_mass_g_per_mol"]
     }
 
