@@ -33,7 +33,7 @@ def _usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _echo_result(result: StudyResult, dry_run: bool) -> None:
+def _echo_result(result: StudyResult) -> None:
     typer.echo(result.line())
     for line in result.detail_lines():
         typer.echo(line)
@@ -53,18 +53,21 @@ def _progress(dry_run: bool) -> Iterator[Progress]:
         else:
             with RichProgress(TextColumn("pushing"), BarColumn(), MofNCompleteColumn(),
                               TimeElapsedColumn(), console=Console(stderr=True),
-                              transient=True, redirect_stdout=True) as bar:
+                              transient=True, redirect_stdout=False,
+                              redirect_stderr=False) as bar:
                 task = bar.add_task("push", total=None)
 
                 def update(result: StudyResult, done: int, total: int) -> None:
+                    # Both streams are this terminal: print above the bar, through its console.
+                    for line in [result.line(), *result.detail_lines()]:
+                        bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
                     bar.update(task, completed=done, total=total)
-                    _echo_result(result, dry_run)
 
                 yield update
             return
 
     def plain(result: StudyResult, done: int, total: int) -> None:
-        _echo_result(result, dry_run)
+        _echo_result(result)
         if interactive and not dry_run:
             end = "\n" if done >= total else ""
             sys.stderr.write(f"\r[{done}/{total}] studies done{end}")
