@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from fhirconv.bundle import transaction_bundle
 from fhirconv.errors import RecordError
 from fhirconv.mapping import map_trial
+from fhirconv.mapping.provenance import to_provenance
 from fhirconv.model import Trial
 from fhirconv.sources import read_path
 from fhirconv.validate import Issue, errors, validate_bundle
@@ -42,9 +44,12 @@ class ConvertedStudy:
         return [entry["resource"] for entry in self.bundle["entry"]]
 
 
-def convert_trial(trial: Trial) -> ConvertedStudy:
+def convert_trial(trial: Trial, converted_at: datetime | None = None) -> ConvertedStudy:
+    """Map, add Provenance, bundle and validate one study. `converted_at` (off by default, to keep
+    output byte-identical) records the conversion time in the Provenance."""
     mapped = map_trial(trial)
-    bundle = transaction_bundle(trial.nct_id, mapped.resources)
+    provenance = to_provenance(trial, mapped.resources, converted_at)
+    bundle = transaction_bundle(trial.nct_id, [*mapped.resources, provenance])
     return ConvertedStudy(
         trial=trial,
         bundle=bundle,
@@ -53,11 +58,15 @@ def convert_trial(trial: Trial) -> ConvertedStudy:
     )
 
 
-def convert_records(records: Iterable[Trial | RecordError]) -> Iterator[ConvertedStudy | RecordError]:
+def convert_records(
+    records: Iterable[Trial | RecordError], converted_at: datetime | None = None
+) -> Iterator[ConvertedStudy | RecordError]:
     for record in records:
-        yield record if isinstance(record, RecordError) else convert_trial(record)
+        yield record if isinstance(record, RecordError) else convert_trial(record, converted_at)
 
 
-def convert_inputs(names: Iterable[str], fmt: str | None = None) -> Iterator[ConvertedStudy | RecordError]:
+def convert_inputs(
+    names: Iterable[str], fmt: str | None = None, converted_at: datetime | None = None
+) -> Iterator[ConvertedStudy | RecordError]:
     for name in names:
-        yield from convert_records(read_path(name, fmt))
+        yield from convert_records(read_path(name, fmt), converted_at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,10 @@ def convert(
     ] = "bundle",
     pretty: Annotated[bool, typer.Option("--pretty", help="Indent the JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print mapping warnings.")] = False,
+    timestamp: Annotated[
+        bool,
+        typer.Option("--timestamp", help="Record the conversion time in each Provenance (output then differs run to run)."),
+    ] = False,
 ) -> None:
     """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
     if source_format and source_format not in FORMATS:
@@ -48,7 +53,8 @@ def convert(
     studies: list[ConvertedStudy] = []
     failures: list[str] = []
     try:
-        for result in convert_inputs(inputs, source_format):
+        converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
+        for result in convert_inputs(inputs, source_format, converted_at):
             if isinstance(result, RecordError):
                 failures.append(str(result))
             elif not result.ok:
