@@ -763,3 +763,28 @@ def test_batch_entry_failures_are_attributed(bundle: dict[str, Any]) -> None:
     assert len(result.created) == len(bundle["entry"]) - 1
     assert result.issues[0].entry_index == 1
     assert "(entry 1 Location/" in result.line()
+
+
+def test_smart_token_is_fetched_once_by_concurrent_pushes(ten_studies: Path,
+                                                         tmp_path_factory: pytest.TempPathFactory
+                                                         ) -> None:
+    key_path, _ = _rsa_key_file(tmp_path_factory.mktemp("key"))
+    auth = SmartBackendAuth.from_key_file(client_id="c", token_url=TOKEN_URL, key_path=key_path)
+    server = SmartServer()
+    summary = push_bundles([ten_studies], client_for(server, auth=auth), concurrency=5)
+    assert summary.exit_code == 0
+    assert len(server.assertions) == 1 and server.fhir_tokens == ["tok-1"] * 10
+
+
+def test_secrets_stay_out_of_debug_logs_on_a_real_socket(
+    bundle: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx/httpcore at DEBUG over a real connection (refused): no token in any record."""
+    monkeypatch.setenv("FHIR_TOKEN", SECRET_TOKEN)
+    caplog.set_level(logging.DEBUG)
+    client = FhirClient("http://127.0.0.1:9", auth=BearerTokenAuth.from_env("FHIR_TOKEN"),
+                        sleep=lambda s: None, retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(RetriesExhausted) as caught:
+        client.post_transaction(bundle)
+    assert "could not connect" in str(caught.value)
+    _assert_secret_hidden(SECRET_TOKEN, caplog.text, str(caught.value), repr(client))
