@@ -10,6 +10,7 @@ can name the file, the record and the field.
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -59,6 +60,8 @@ class PartialDate(Part):
     def _valid(cls, value: str) -> str:
         if not _PARTIAL_DATE.match(value):
             raise ValueError(f"not a date of form YYYY, YYYY-MM or YYYY-MM-DD: {value!r}")
+        if len(value) == 10:
+            date.fromisoformat(value)  # rejects days a month does not have (2020-02-31)
         return value
 
     @property

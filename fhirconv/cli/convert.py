@@ -52,9 +52,11 @@ def convert(
         raise _fail_usage("--format must be bundle or ndjson")
     studies: list[ConvertedStudy] = []
     failures: list[str] = []
+    records = 0
     try:
         converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
         for result in convert_inputs(inputs, source_format, converted_at):
+            records += 1
             if isinstance(result, RecordError):
                 failures.append(str(result))
             elif not result.ok:
@@ -70,7 +72,8 @@ def convert(
     if output_format == "ndjson":
         _write_ndjson(studies, output)
     else:
-        _write_bundles(studies, output, pretty)
+        many = records > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
+        _write_bundles(studies, output, pretty, many)
     for failure in failures:
         typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
     typer.echo(f"converted {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}, {len(failures)} failed", err=True)
@@ -78,13 +81,14 @@ def convert(
         raise typer.Exit(code=1)
 
 
-def _write_bundles(studies: list[ConvertedStudy], output: str | None, pretty: bool) -> None:
+def _write_bundles(studies: list[ConvertedStudy], output: str | None, pretty: bool, many: bool) -> None:
+    """One study to a file; several (or a directory given) to a directory of NCT….json files."""
     if output is None or output == "-":
         for study in studies:
             typer.echo(dumps(study.bundle, pretty), nl=False)
         return
     target = Path(output)
-    if len(studies) == 1 and not target.is_dir() and not output.endswith(("/", "\\")):
+    if not many and not target.is_dir() and not output.endswith(("/", "\\")):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(dumps(studies[0].bundle, pretty), encoding="utf-8")
         return
