@@ -32,6 +32,7 @@ Several pages in one file are split at each title line + `NCT ID:` line.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -1617,6 +1618,8 @@ def parse_date(text: str, field: str) -> PartialDate | None:
         month = _MONTHS[day_month_year.group(2).casefold()]
         iso = f"{day_month_year.group(3)}-{month:02d}-{int(day_month_year.group(1)):02d}"
     try:
+        if len(iso) == 10:
+            datetime.date.fromisoformat(iso)  # the model checks the form; this, the calendar
         return PartialDate(value=iso, field=field, estimated=estimated)
-    except ValidationError as error:
+    except (ValidationError, ValueError) as error:
         raise _FieldError(field, f"impossible date {text.strip()!r}") from error
