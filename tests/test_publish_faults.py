@@ -706,6 +706,7 @@ def test_cli_dry_run_sends_nothing(ten_studies: Path, mock_cli_transport: list[H
     [],  # no server
     ["--server", BASE, "--token", "literal-secret"],  # no such option: never on the command line
     ["--server", BASE, "--smart-client-id", "c"],  # incomplete SMART options
+    ["--server", "https://user:pw@fhir.test/r4"],  # credentials in the URL
 ])
 def test_cli_usage_errors_exit_2(ten_studies: Path, args: list[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
@@ -788,3 +789,17 @@ def test_secrets_stay_out_of_debug_logs_on_a_real_socket(
         client.post_transaction(bundle)
     assert "could not connect" in str(caught.value)
     _assert_secret_hidden(SECRET_TOKEN, caplog.text, str(caught.value), repr(client))
+
+
+def test_exhausted_retries_keep_the_servers_explanation(bundle: dict[str, Any]) -> None:
+    race = httpx.Response(409, json=outcome(
+        "HAPI-0550: HAPI-0825: client-assigned ID constraint failure at Bundle.entry[1]",
+        code="conflict"))
+    from fhirconv.publish.bundles import BundleSource, LoadedBundle
+
+    result = push_one(LoadedBundle(BundleSource(Path("x.json")), "NCT05765006", bundle),
+                      client_for(Script(default=lambda r: race)))
+    assert result.attempts == 5
+    assert result.line() == (
+        "NCT05765006 FAILED: conflict (edited concurrently?): client-assigned ID constraint "
+        f"failure at Bundle.entry[1] (entry 1 Location/{loc_id('Site A')}) [after 5 attempts]")

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from fhirconv.cli import app
-from fhirconv.errors import InputError
+from fhirconv.errors import InputError, PublishError
 from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
 from fhirconv.publish.client import FhirClient, Timeouts, sends_credentials_in_clear
 from fhirconv.publish.push import push_bundles
@@ -150,11 +150,14 @@ def push(
                        err=True)
         if sends_credentials_in_clear(server, auth is not None):
             typer.echo("warning: credentials will be sent unencrypted over http://", err=True)
-        client = FhirClient(
-            server, auth=auth, verify=not insecure, max_connections=concurrency,
-            timeouts=Timeouts(connect=connect_timeout, read=timeout, write=timeout),
-            retry=RetryPolicy(max_attempts=retries + 1),
-        )
+        try:
+            client = FhirClient(
+                server, auth=auth, verify=not insecure, max_connections=concurrency,
+                timeouts=Timeouts(connect=connect_timeout, read=timeout, write=timeout),
+                retry=RetryPolicy(max_attempts=retries + 1),
+            )
+        except PublishError as exc:
+            raise _usage(str(exc)) from None
     try:
         with _progress(dry_run) as progress:
             summary = push_bundles(paths, client, concurrency=concurrency, dry_run=dry_run,

@@ -277,6 +277,9 @@ class FhirClient:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise PublishError(f"the server URL must start with http:// or https://: {base_url}")
+        if httpx.URL(base_url).userinfo:
+            raise PublishError("put no credentials in the server URL; use a token, basic-auth "
+                               "or SMART option (secrets from an environment variable or file)")
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()

@@ -25,7 +25,7 @@ from fhirconv.publish.bundles import (
     plan,
 )
 from fhirconv.publish.client import FhirClient, TransactionRejected, is_idempotent
-from fhirconv.publish.outcome import explain, explain_http_error
+from fhirconv.publish.outcome import explain, explain_http_error, parse_operation_outcome
 from fhirconv.publish.report import PushSummary, StudyResult
 from fhirconv.publish.retry import OutcomeUnknown, RetriesExhausted
 
@@ -71,6 +71,9 @@ def push_one(loaded: LoadedBundle, client: FhirClient) -> StudyResult:
         base.error = f"outcome unknown: {exc}"
     except RetriesExhausted as exc:
         base.status, base.attempts, base.error = "failed", exc.attempts, str(exc)
+        if exc.status_code is not None and parse_operation_outcome(exc.body):
+            base.issues = explain_http_error(exc.status_code, exc.reason, exc.body,
+                                             loaded.bundle, loaded.study)
     except PublishError as exc:
         base.status, base.error = "failed", str(exc)
     except Exception as exc:  # a bug must cost one study, not the whole push

@@ -67,6 +67,8 @@ class StudyResult:
             reason = self.error or "unknown failure"
         if self.outcome_unknown and self.error and self.error not in reason:
             reason += f" ({self.error})"
+        if errors and self.attempts > 1:
+            reason += f" [after {self.attempts} attempts]"
         return f"{self.study} FAILED: {reason}"
 
     def detail_lines(self) -> list[str]:

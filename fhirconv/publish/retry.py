@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -67,10 +68,18 @@ class RetryPolicy:
 class RetriesExhausted(PublishError):
     """Every allowed attempt failed with a retryable problem; ``last`` says what the last was."""
 
-    def __init__(self, message: str, *, attempts: int, status_code: int | None) -> None:
+    def __init__(self, message: str, *, attempts: int, status_code: int | None,
+                 last: httpx.Response | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
         self.status_code = status_code
+        self.reason = last.reason_phrase if last is not None else ""
+        self.body: Any = None  # the last answer's JSON (an OperationOutcome, with luck)
+        if last is not None:
+            try:
+                self.body = last.json()
+            except ValueError:
+                self.body = None
 
 
 class OutcomeUnknown(PublishError):
@@ -162,6 +171,7 @@ def send_with_retry(
         problem: str
         status: int | None = None
         retry_after: float | None = None
+        last: httpx.Response | None = None
         try:
             response = send()
         except httpx.TransportError as exc:
@@ -174,7 +184,7 @@ def send_with_retry(
                     attempts=attempts.count,
                 ) from None
         else:
-            status = response.status_code
+            status, last = response.status_code, response
             retryable = status in policy.retry_statuses or (
                 idempotent and status in policy.idempotent_retry_statuses
             )
@@ -188,6 +198,7 @@ def send_with_retry(
                         "not idempotent (it contains a POST without ifNoneExist)",
                         attempts=attempts.count,
                         status_code=status,
+                        last=last,
                     )
                 raise OutcomeUnknown(
                     f"{what}: {problem}; a gateway error means it may or may not have been "
@@ -201,6 +212,7 @@ def send_with_retry(
                 f"{what}: {problem}; gave up after {attempts.count} attempt(s)",
                 attempts=attempts.count,
                 status_code=status,
+                last=last,
             )
         delay = retry_after if retry_after is not None else backoff_delay(retry, policy, rng)
         remaining = policy.deadline - (clock() - started)
@@ -211,6 +223,7 @@ def send_with_retry(
                 f"{policy.deadline:.0f} s deadline would pass before the next try{waited}",
                 attempts=attempts.count,
                 status_code=status,
+                last=last,
             )
         log.info("%s: %s; retrying in %.1f s (attempt %d)", what, problem, delay, attempts.count)
         attempts.waits.append(delay)
