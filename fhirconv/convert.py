@@ -6,20 +6,26 @@ is yielded as a failure, and the others are still converted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fhirconv.bundle import transaction_bundle
-from fhirconv.errors import RecordError
+from fhirconv.errors import FhirconvError, RecordError
 from fhirconv.mapping import map_trial
 from fhirconv.mapping.provenance import to_provenance
 from fhirconv.model import Trial
-from fhirconv.sources import read_path
+from fhirconv.sources import read_path, read_text
 from fhirconv.validate import Issue, errors, validate_bundle
 
 Json = dict[str, Any]
+Fetcher = Callable[[str], str]
+"""NCT id → that study's ClinicalTrials.gov API v2 JSON text (see `fhirconv.fetch.StudyFetcher`)."""
+
+_NCT_ID = re.compile(r"^NCT\d{8}$")
 
 
 @dataclass
@@ -66,7 +72,26 @@ def convert_records(
 
 
 def convert_inputs(
-    names: Iterable[str], fmt: str | None = None, converted_at: datetime | None = None
+    names: Iterable[str],
+    fmt: str | None = None,
+    converted_at: datetime | None = None,
+    *,
+    fetcher: Fetcher | None = None,
 ) -> Iterator[ConvertedStudy | RecordError]:
+    """Convert files, directories, `-`, and — given a `fetcher` — NCT ids that are not paths."""
     for name in names:
-        yield from convert_records(read_path(name, fmt), converted_at)
+        if fetcher is not None and _NCT_ID.match(name) and not Path(name).exists():
+            yield from convert_records(_fetched(name, fetcher), converted_at)
+        else:
+            yield from convert_records(read_path(name, fmt), converted_at)
+
+
+def _fetched(nct_id: str, fetcher: Fetcher) -> Iterator[Trial | RecordError]:
+    """The study `fetcher` downloads; a download failure becomes this input's RecordError."""
+    source = f"https://clinicaltrials.gov/study/{nct_id}"
+    try:
+        text = fetcher(nct_id)
+    except FhirconvError as error:
+        yield RecordError(source, None, None, str(error))
+        return
+    yield from read_text(text, source, "ctgov-json")

@@ -13,6 +13,7 @@ from fhirconv.bundle import dumps, ndjson_by_type
 from fhirconv.cli import app
 from fhirconv.convert import ConvertedStudy, convert_inputs
 from fhirconv.errors import FhirconvError, RecordError
+from fhirconv.fetch import StudyFetcher
 from fhirconv.sources import FORMATS
 from fhirconv.validate import errors, validate_bundle, validate_resource
 
@@ -26,7 +27,8 @@ def _fail_usage(message: str) -> typer.Exit:
 def convert(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Files, directories or - (stdin): CT.gov API v2 JSON/NDJSON, legacy XML, registry page text."),
+        typer.Argument(help="Files, directories or - (stdin): CT.gov API v2 JSON/NDJSON, legacy XML, registry page text."
+                       " NCT ids (not existing paths) are fetched from ClinicalTrials.gov."),
     ],
     output: Annotated[
         str | None,
@@ -53,9 +55,10 @@ def convert(
     studies: list[ConvertedStudy] = []
     failures: list[str] = []
     records = 0
+    fetcher = StudyFetcher()  # NCT-id inputs: downloaded ($FHIRCONV_CTGOV_BASE_URL: a mirror)
     try:
         converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
-        for result in convert_inputs(inputs, source_format, converted_at):
+        for result in convert_inputs(inputs, source_format, converted_at, fetcher=fetcher):
             records += 1
             if isinstance(result, RecordError):
                 failures.append(str(result))
@@ -69,6 +72,8 @@ def convert(
                         typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
     except FhirconvError as error:
         raise _fail_usage(str(error)) from None
+    finally:
+        fetcher.close()
     if output_format == "ndjson":
         _write_ndjson(studies, output)
     else:
