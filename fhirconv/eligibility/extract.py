@@ -78,7 +78,7 @@ _OPERATOR_WORDS: list[tuple[str, str]] = [
         r"greater\s+than\s+or\s+equal\s+to|more\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
         r"(?:greater|more|higher)\s+than|equal\s+or\s+(?:greater|more)\s+than|higher\s+than\s+or\s+"
         r"equal\s+to|at\s+least|no\s+less\s+than|not\s+less\s+than|no\s+fewer\s+than|minimum\s+"
-        r"(?:of\s+)?|a\s+minimum\s+of|≥\s*or\s*=|>\s*or\s*=|>\s*/\s*=|>=|=>|≥=?|over\s+or\s+equal\s+to"
+        r"(?:of\s+)?|a\s+minimum\s+of|(?:≥|>)\s*(?:or|/)\s*=(?:\s*to\b)?|>=|=>|≥=?|over\s+or\s+equal\s+to"
         r"|older\s+than\s+or\s+equal\s+to|aged?\s+over\s+or\s+equal\s+to",
         ">=",
     ),
@@ -86,7 +86,7 @@ _OPERATOR_WORDS: list[tuple[str, str]] = [
         r"less\s+than\s+or\s+equal\s+to|lower\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
         r"(?:less|lower)\s+than|equal\s+or\s+less\s+than|at\s+most|no\s+more\s+than|not\s+more\s+than"
         r"|no\s+greater\s+than|not\s+greater\s+than|no\s+higher\s+than|not\s+exceeding|not\s+to\s+"
-        r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|≤\s*or\s*=|<\s*or\s*=|<\s*/\s*="
+        r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|(?:≤|<)\s*(?:or|/)\s*=(?:\s*to\b)?"
         r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?",
         "<=",
     ),
@@ -148,6 +148,7 @@ def _unit_pattern() -> str:
 
 
 _NUM = rf"(?:{NUMBER_PATTERN})"
+_TIME_WORD = r"(?:years?|months?|weeks?|days?|hours?)\b"
 
 
 @cache
@@ -156,14 +157,14 @@ def _comparison_regex() -> re.Pattern[str]:
     return re.compile(
         rf"""
         (?:(?P<between>between|from|range\s+(?:of|from))\s+)?
-        (?:(?:{_PREFIX_OP})\s*)?
-        (?P<v1>{_NUM})\s*(?P<u1>{unit})?
+        (?:(?:{_PREFIX_OP})\s*(?:(?P<ageword>(?:the\s+)?age)\s*(?:of\b|:|is\b)?\s*)?)?
+        (?P<v1>{_NUM})(?:\s*\(\s*\d+\s*\))?(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u1>{unit})?
         (?:
-            \s*(?P<range>-|–|—|~|to|and|through|until)\s*
+            (?:\s*-(?=\s*(?:and|to)\b))?\s*(?P<range>-|–|—|~|to|and|through|until)\s*
             (?:(?P<rop>≤|<=|<|≥|>=|>)\s*)?
-            (?P<v2>{_NUM})\s*(?P<u2>{unit})?
+            (?P<v2>{_NUM})(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u2>{unit})?
         )?
-        (?:(?:\s*(?:years?|months?)?\s*(?:of\s+age|old|in\s+age))?\s*(?:{_SUFFIX_OP}))?
+        (?:(?:\s*(?:years?|months?)?\s*(?:of\s+age|old|in\s+age|ago))?\s*(?:{_SUFFIX_OP}))?
         """,
         re.VERBOSE | re.IGNORECASE,
     )
@@ -188,12 +189,16 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
     for index, op in enumerate(_PREFIX_OP_VALUES):
         if match.group(f"op{index}"):
             operator = op
+    suffix_end: int | None = None
     for index, op in enumerate(_SUFFIX_OP_VALUES):
         if match.group(f"sop{index}"):
-            operator = op
+            if operator is None:
+                operator = op
+            else:
+                suffix_end = match.start(f"sop{index}")
     unit = match.group("u1") or match.group("u2")
     value2: float | None = None
-    end = match.end()
+    end = match.end() if suffix_end is None else suffix_end
     if match.group("v2") is not None:
         second = parse_number(match.group("v2"))
         joiner = match.group("range").lower()
@@ -235,8 +240,8 @@ _AGE_BEFORE = re.compile(
 )
 _AGE_WORD_BEFORE = re.compile(r"\b(?:age[ds]?|aging)\b[^.;\n\d]{0,20}$", re.IGNORECASE)
 _AGE_AFTER = re.compile(
-    r"^\s*(?:\)|-)?\s*(?:years?|yrs?|y|months?|weeks?|days?)?\s*[-\s]?(?:old\b|of\s+age\b|"
-    r"at\s+(?:the\s+)?time\b|age\b|yo\b|y/o\b|in\s+age\b)",
+    r"^\s*(?:\)|-)?\s*(?:years?|yrs?|y|months?|weeks?|days?)?\s*[-\s]?(?:olds?\b|of\s+age\b|"
+    r"age\b|yo\b|y/o\b|in\s+age\b)",
     re.IGNORECASE,
 )
 _WINDOW_CUE = re.compile(
@@ -246,13 +251,13 @@ _WINDOW_CUE = re.compile(
 )
 _DURATION_BEFORE = re.compile(r"\b(?:for|lasting|duration|history\s+of)\b[^.;\n]{0,12}$", re.I)
 _THRESHOLD_TIME_NAMES = re.compile(
-    r"(?:life\s+expectancy|expected\s+survival|survival|prognosis|gestation\w*|amenorrh\w+|"
-    r"\bweeks?\s+pregnant|\bGA\b|\bSA\b|postmenstrual|corrected\s+age|QTc?\w*|PT|aPTT|INR)"
+    r"\b(?:life\s+expectancy|expected\s+survival|survival|prognosis|gestation\w*|"
+    r"weeks?\s+pregnant|GA|SA|postmenstrual|corrected\s+age|QTc?\w*|PT|aPTT|INR)\b"
     r"[^.;\n]{0,40}$",
     re.IGNORECASE,
 )
 # "< 27 weeks gestation", "beyond 20 weeks of amenorrhea": a gestational age, not a window.
-_GESTATION_AFTER = re.compile(r"\s*(?:of\s+)?(?:gestation\w*|amenorrh\w+|GA\b|SA\b)", re.I)
+_GESTATION_AFTER = re.compile(r"\s*(?:of\s+)?(?:gestation\w*|GA\b|SA\b)", re.I)
 _SCORE_WORDS = re.compile(
     r"\b(?:score|scale|index|class|grade|level|count|ratio|value|rate|status|questionnaire|"
     r"test|total|percentile|IQ|inventory|stage|points?)\b",
@@ -506,7 +511,9 @@ def _classify(
             common["name"] = chained_name
         return {"kind": kind, **common}
     age_after = bool(_AGE_AFTER.match(after)) or bool(
-        re.search(r"\b(?:older|younger|of\s+age|old)\b", clean[comparison.start : comparison.end])
+        re.search(
+            r"\b(?:older|younger|of\s+age|olds?|age)\b", clean[comparison.start : comparison.end]
+        )
     )
     if (
         ucum in (None, "a", "mo", "wk", "d")
