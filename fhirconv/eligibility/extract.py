@@ -207,7 +207,9 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
             end = match.end("u1") if match.group("u1") else match.end("v1")
             unit = match.group("u1")
         elif second > value and (
-            operator is None or (match.group("between") and match.group("rop"))
+            operator is None
+            or (match.group("between") and match.group("rop"))
+            or (match.group(0).lower().startswith("within") and not match.group("rop"))
         ):
             operator, value2 = "between", second
         else:
@@ -344,15 +346,17 @@ _PREGNANCY = re.compile(r"\bpregnan\w*", re.IGNORECASE)
 _LACTATION = re.compile(r"\b(?:breast[- ]?feeding|lactat\w+|nursing)\b", re.IGNORECASE)
 _CHILDBEARING = re.compile(r"\bchild[- ]?bearing\s+(?:potential|age)\b|\bWOCBP\b", re.IGNORECASE)
 _IMPLIED_WINDOW = re.compile(
-    r"\b(?:within\s+(?:the\s+)?(?:(?:past|last|previous|preceding)\s+)?|in\s+the\s+(?:past|last|"
-    r"previous|preceding)\s+|(?:during|over)\s+the\s+(?:past|last|previous|preceding)\s+|"
-    r"(?<!\w\s)\b(?:past|last|previous)\s+)"
+    r"\b(?:within\s+(?:the\s+)?(?:(?:past|last|previous|preceding|prior)\s+|an?\s+)?|in\s+(?:the\s+)?"
+    r"(?:past|last|previous|preceding|prior)\s+|(?:during|over|for)\s+the\s+(?:past|last|previous"
+    r"|preceding|prior)\s+|(?<!\w\s)\b(?:past|last|previous)\s+)"
     r"(?P<unit>year|month|week|day|hour)\b",
     re.IGNORECASE,
 )
 _PAST_WINDOW = re.compile(
-    r"\b(?:(?:in|during|over|for)\s+(?:the\s+)?)?(?P<span>(?:past|last|previous|preceding|former)\s+"
-    r"(?P<v>" + NUMBER_PATTERN + r")\s*(?P<u>years?|months?|weeks?|days?|hours?|yrs?|wks?|mos?))",
+    r"\b(?:(?:in|during|over|for|within)\s+(?:the\s+)?)?(?P<span>(?:past|last|previous|preceding|"
+    r"former|prior|(?:most\s+)?recent|next|following|coming|upcoming|first)\s+"
+    r"(?P<v>" + NUMBER_PATTERN + r")(?:\s*\(\s*\d+\s*\))?\s*-?\s*"
+    r"(?P<u>years?|months?|weeks?|days?|hours?|yrs?|wks?|mos?)\b)",
     re.IGNORECASE,
 )
 _ROMAN_SCORE = re.compile(
