@@ -359,11 +359,21 @@ _PAST_WINDOW = re.compile(
     r"(?P<u>years?|months?|weeks?|days?|hours?|yrs?|wks?|mos?)\b)",
     re.IGNORECASE,
 )
+_CLASS_VALUE = r"(?:VI|IV|V|III|II|I|[1-6](?!\d|[.,]\d))\b"
+# "NYHA class III", "ASA (American ...) physical status: I-III", "ASA ≥ 3", "ASA 3 or 4"
 _ROMAN_SCORE = re.compile(
-    r"\s*(?:class(?:ification)?|grade|stage|status|functional\s+class|score|physical\s+status)?\s*"
-    r"(?:(?P<op>≥|>=|>|≤|<=|<)\s*)?(?P<r1>IV|III|II|I|V|VI)\b"
-    r"(?:\s*(?:-|–|to|~)\s*(?P<r2>IV|III|II|I|V|VI)\b)?"
+    r"\s*(?:\([^()]{0,60}\)\s*)?:?\s*(?:(?:physical|functional|anesthesia|anaesthesia)\s+)?"
+    r"(?:class(?:ification)?|grade|stage|status|score|physical\s+status)?\s*:?\s*"
+    rf"(?:(?P<op>≥|>=|>|≤|<=|<)\s*)?(?P<r1>{_CLASS_VALUE})"
+    rf"(?:\s*(?:-|–|to|~|through)\s*(?:class\s+)?(?P<r2>{_CLASS_VALUE}))?"
 )
+_CLASS_LIST = re.compile(rf"\s*(?:,|or|and|/|and/or)\s*(?:class\s+)?(?P<r>{_CLASS_VALUE})")
+_OPERATOR_BEFORE = re.compile(r"(?P<op>≥|>=|>|≤|<=|<)\s*$")
+_SYMBOL_OPERATOR = {"≥": ">=", ">=": ">=", ">": ">", "≤": "<=", "<=": "<=", "<": "<"}
+
+
+def _class_value(written: str) -> int | None:
+    return int(written) if written.isdigit() else roman_to_int(written)
 _DOSE_CONTEXT = re.compile(
     r"(?:\bdose\b|\bdaily\b|prednisone|prednisolone|methylprednisolone|dexamethasone|"
     r"hydrocortisone|corticosteroid|steroid|mg/kg|equivalent|\bdrug\b|therapy|treatment|"
@@ -480,7 +490,19 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
     _merge_dose_ranges(items)
     _extract_mentions(clean, add)
     items.sort(key=lambda item: item.span)
-    return items
+    return _unique(items)
+
+
+def _unique(items: list[ExtractedItem]) -> list[ExtractedItem]:
+    """Items without repeats (two synonyms of one score before the same value)."""
+    seen: set[tuple[object, ...]] = set()
+    kept: list[ExtractedItem] = []
+    for item in items:
+        key = (item.kind, item.span, item.operator, item.value, item.value2, item.unit)
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
 
 
 def _classify(
@@ -636,54 +658,7 @@ def _extract_scores(clean: str, add: _Adder, taken: list[tuple[int, int]]) -> No
             continue
         rest_start = match.end()
         if concept.roman:
-            roman = _ROMAN_SCORE.match(clean, rest_start)
-            if roman is None or not roman.group("r1"):
-                continue
-            first = roman_to_int(roman.group("r1"))
-            second = roman_to_int(roman.group("r2")) if roman.group("r2") else None
-            if first is None:
-                continue
-            start = roman.start("op") if roman.group("op") else roman.start("r1")
-            end = roman.end()
-            following = clean[end : end + 12]
-            if re.match(r"\s*(?:or|and|,|/)\s*(?:IV|III|II|I|V)\b", following):
-                continue  # "NYHA III or IV": a list of classes, not a single comparison
-            if roman.group("op"):
-                operator = {"≥": ">=", ">=": ">=", ">": ">", "≤": "<=", "<=": "<=", "<": "<"}[
-                    roman.group("op")
-                ]
-                if second is not None:
-                    continue
-                add(
-                    "threshold",
-                    start,
-                    end,
-                    operator=operator,
-                    value=first,
-                    name=match.group(0),
-                    code=concept.code,
-                )
-            elif second is not None and second > first:
-                add(
-                    "threshold",
-                    start,
-                    end,
-                    operator="between",
-                    value=first,
-                    value2=second,
-                    name=match.group(0),
-                    code=concept.code,
-                )
-            else:
-                add(
-                    "threshold",
-                    start,
-                    end,
-                    operator="=",
-                    value=first,
-                    name=match.group(0),
-                    code=concept.code,
-                )
+            _add_class_score(clean, add, match, concept)
             continue
         # Numeric score with no operator: "ECOG 0-1" (between), "Gleason score 7" (=).
         bare = re.compile(
@@ -722,6 +697,46 @@ def _extract_scores(clean: str, add: _Adder, taken: list[tuple[int, int]]) -> No
                 code=concept.code,
             )
     del taken  # `add` records the spans it covers
+
+
+def _add_class_score(clean: str, add: _Adder, match: re.Match[str], concept: _Concept) -> None:
+    """A class-valued score after its name: "NYHA III", ">ASA II", "ASA 1-3", "ASA 3 or 4".
+
+    A list of consecutive classes ("ASA 3 or 4", "physical status 1 and 2") is read as the range
+    they span; a list with gaps is not a comparison.
+    """
+    roman = _ROMAN_SCORE.match(clean, match.end())
+    if roman is None:
+        return
+    first = _class_value(roman.group("r1"))
+    second = _class_value(roman.group("r2")) if roman.group("r2") else None
+    if first is None:
+        return
+    start = roman.start("op") if roman.group("op") else roman.start("r1")
+    end = roman.end()
+    written_op = roman.group("op")
+    before = _OPERATOR_BEFORE.search(clean, 0, match.start())
+    if written_op is None and before is not None:
+        written_op, start = before.group("op"), before.start()
+    listed = [first] if second is None else [first, second]
+    position = end
+    while second is None and (item := _CLASS_LIST.match(clean, position)) is not None:
+        value = _class_value(item.group("r"))
+        if value is None:
+            break
+        listed.append(value)
+        position = end = item.end()
+    fields: dict[str, object] = {"name": match.group(0), "code": concept.code}
+    if written_op is not None:
+        if len(listed) > 1:
+            return
+        add("threshold", start, end, operator=_SYMBOL_OPERATOR[written_op], value=first, **fields)
+    elif len(listed) == 1:
+        add("threshold", start, end, operator="=", value=first, **fields)
+    elif listed == list(range(listed[0], listed[0] + len(listed))) or (
+        len(listed) == 2 and listed[1] > listed[0] and second is not None
+    ):
+        add("threshold", start, end, operator="between", value=listed[0], value2=listed[-1], **fields)
 
 
 def _extract_implied_windows(clean: str, add: _Adder) -> None:
