@@ -342,6 +342,16 @@ _SEX_WORDS = re.compile(
     r"\b(?:(?P<female>women|woman|females?|girls?|ladies|lady)|(?P<male>men|man|males?|boys?))\b",
     re.IGNORECASE,
 )
+# "male infertility", "female relative", "Women's Hospital", "sex with men": a sex word that
+# is not the sex of the person being enrolled.
+_NOT_A_SEX_AFTER = re.compile(
+    r"(?:['’]s\b|\s*-?\s*(?:relatives?|infertility|factors?|reproductive|same[- ]sex|"
+    r"(?:first|second)[- ]degree\s+relatives?)\b)",
+    re.IGNORECASE,
+)
+_NOT_A_SEX_BEFORE = re.compile(
+    r"(?:\b(?:sex|intercourse)\s+with\s+|\b(?:first|second)[- ]degree\s+)$", re.IGNORECASE
+)
 _PREGNANCY = re.compile(r"\bpregnan\w*", re.IGNORECASE)
 _LACTATION = re.compile(r"\b(?:breast[- ]?feeding|lactat\w+|nursing)\b", re.IGNORECASE)
 _CHILDBEARING = re.compile(r"\bchild[- ]?bearing\s+(?:potential|age)\b|\bWOCBP\b", re.IGNORECASE)
@@ -775,6 +785,10 @@ def _extract_mentions(clean: str, add: _Adder) -> None:
     for match in _SEX_WORDS.finditer(clean):
         value = "female" if match.group("female") else "male"
         if match.group(0).lower() == "man" and re.match(r"\s*-?made", clean[match.end() :]):
+            continue
+        if _NOT_A_SEX_AFTER.match(clean, match.end()) or _NOT_A_SEX_BEFORE.search(
+            clean, 0, match.start()
+        ):
             continue
         add("sex", match.start(), match.end(), operator="=", value=value)
     for regex, kind in (
