@@ -3,13 +3,17 @@
 `type` person, `actual` false. Structured limits become coded characteristics (age as a UCUM
 Range, sex, healthy volunteers); the free-text criteria become one characteristic per inclusion or
 exclusion criterion with `exclude` set and the criterion's verbatim text as the value, so a consumer
-that knows none of our extensions still reads every criterion.
+that knows none of our extensions still reads every criterion. After each criterion come the
+computable characteristics found in its text (labs, scores, ages, doses, conditions, medications:
+coded `code`, `valueQuantity`/`valueRange`/`valueCodeableConcept`/`valueBoolean`, `exclude`), tied
+to it by the `eligibility-source-criterion` extension (docs/matching.md lists every extension).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fhirconv.eligibility.characteristics import COVERAGE, computable_characteristics
 from fhirconv.eligibility.criteria import split_criteria
 from fhirconv.mapping import ids, systems
 from fhirconv.mapping.context import MappingContext
@@ -59,7 +63,12 @@ def age_characteristic(ctx: MappingContext) -> Json | None:
         value_range["low"] = age_quantity(ctx, eligibility.minimum_age)
     if eligibility.maximum_age:
         value_range["high"] = age_quantity(ctx, eligibility.maximum_age)
-    return {"code": {"coding": [AGE], "text": "Age"}, "valueRange": value_range, "exclude": False}
+    return {
+        "id": "age",
+        "code": {"coding": [AGE], "text": "Age"},
+        "valueRange": value_range,
+        "exclude": False,
+    }
 
 
 def sex_characteristic(ctx: MappingContext) -> Json | None:
@@ -70,6 +79,7 @@ def sex_characteristic(ctx: MappingContext) -> Json | None:
     if target is None:
         return None  # ALL (unrestricted) or an unknown code, which lookup() has reported
     return {
+        "id": "sex",
         "code": {"coding": [SEX], "text": "Sex"},
         "valueCodeableConcept": {
             "coding": [
@@ -86,6 +96,7 @@ def healthy_volunteers_characteristic(ctx: MappingContext) -> Json | None:
     if accepts is None:
         return None
     return {
+        "id": "healthy-volunteers",
         "code": characteristic_code("healthy-volunteers", "Accepts healthy volunteers"),
         "valueBoolean": accepts,
         "exclude": False,
@@ -93,20 +104,29 @@ def healthy_volunteers_characteristic(ctx: MappingContext) -> Json | None:
 
 
 def criteria_characteristics(ctx: MappingContext) -> list[Json]:
+    """One characteristic per criterion (id `criterion-N`, verbatim text, `exclude`), each followed
+    by the computable characteristics found in it (see `fhirconv.eligibility.characteristics`)."""
     text = ctx.trial.eligibility.criteria
     if not text:
         return []
-    characteristics = []
-    for criterion in split_criteria(text):
+    characteristics: list[Json] = []
+    for number, criterion in enumerate(split_criteria(text), start=1):
         kind = "exclusion-criterion" if criterion.exclude else "inclusion-criterion"
         display = "Exclusion criterion" if criterion.exclude else "Inclusion criterion"
+        criterion_id = f"criterion-{number}"
+        computable = computable_characteristics(
+            criterion.text, criterion.exclude, criterion_id, ctx.trial
+        )
         characteristics.append(
             {
+                "id": criterion_id,
+                "extension": [{"url": COVERAGE, "valueCode": computable.coverage}],
                 "code": characteristic_code(kind, display),
                 "valueCodeableConcept": {"text": criterion.text},
                 "exclude": criterion.exclude,
             }
         )
+        characteristics += computable.characteristics
     return characteristics
 
 

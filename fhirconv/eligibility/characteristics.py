@@ -1,0 +1,652 @@
+"""Criterion text → computable Group.characteristic entries (with their source words).
+
+Wraps `fhirconv.eligibility.extract.extract_items` (numbers: ages, labs, scores, doses, windows;
+mentions: sex, pregnancy, lactation, childbearing potential) and adds what the extractor does not
+find: conditions (the study's own conditions and MeSH terms, plus `eligibility-conditions.csv`),
+medications and drug classes (`eligibility-medications.csv`, `eligibility-drug-classes.csv`),
+negation, "history of", severity qualifiers, time windows attached to the item they qualify,
+"or"-alternatives and how much of the criterion the items cover.
+
+Each computable characteristic points back to its criterion characteristic (by Element.id) and
+keeps the words it came from; the extensions are documented in docs/matching.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhirconv.eligibility import vocab
+from fhirconv.eligibility.extract import ExtractedItem, extract_items
+from fhirconv.mapping import systems
+from fhirconv.model import Trial
+
+Json = dict[str, Any]
+
+# --- extension URLs -----------------------------------------------------------------------------
+
+SOURCE_CRITERION = systems.extension("eligibility-source-criterion")
+SOURCE_TEXT = systems.extension("eligibility-source-text")
+TIME_WINDOW = systems.extension("eligibility-time-window")
+DOSE = systems.extension("eligibility-dose")
+ALTERNATIVE_GROUP = systems.extension("eligibility-alternative-group")
+CONJUNCTION_GROUP = systems.extension("eligibility-conjunction-group")
+CONDITIONAL = systems.extension("eligibility-conditional")
+QUALIFIER = systems.extension("eligibility-qualifier")
+HISTORY = systems.extension("eligibility-history")
+COVERAGE = systems.extension("eligibility-coverage")
+
+CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
+SCORE_CODES = systems.codes("eligibility-score")
+
+AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
+SEX = {"system": systems.LOINC, "code": "46098-0", "display": "Sex"}
+PREGNANCY_STATUS = {"system": systems.LOINC, "code": "82810-3", "display": "Pregnancy status"}
+PREGNANT = {"system": systems.SNOMED, "code": "77386006", "display": "Pregnant"}
+BREASTFEEDING_STATUS = {"system": systems.LOINC, "code": "63895-7", "display": "Breastfeeding status"}
+BREASTFEEDING = {"system": systems.LOINC, "code": "LA29252-6", "display": "Currently breastfeeding"}
+CHILDBEARING = {
+    "system": CHARACTERISTIC_CODES,
+    "code": "childbearing-potential",
+    "display": "Of childbearing potential",
+}
+UNCODED_CONDITION = {"system": CHARACTERISTIC_CODES, "code": "condition", "display": "Condition"}
+
+_TIME_UNITS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours",
+               "min": "minutes"}  # fmt: skip
+
+# --- internal item ------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    operator: str  # "<=" / "<": within; ">=" / ">": at least that long
+    value: float
+    ucum: str
+    relation: str
+    text: str
+    span: tuple[int, int]
+
+
+@dataclass
+class Item:
+    """One computable item of a criterion (spans index the criterion text)."""
+
+    kind: str  # age sex pregnancy lactation childbearing observation dose medication condition
+    span: tuple[int, int]
+    text: str
+    negated: bool = False
+    operator: str | None = None
+    value: float | str | None = None
+    value2: float | None = None
+    ucum: str | None = None
+    unit: str | None = None
+    code: Json | None = None  # CodeableConcept
+    window: Window | None = None
+    conditional: bool = False
+    qualifier: str | None = None
+    history: bool = False
+    equivalent: Json | None = None  # Coding: doses of the class count in this drug's equivalents
+    name_span: tuple[int, int] | None = None  # where the analyte/drug name was written
+    group: str | None = None
+    conjunction: str | None = None
+    extra_spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+# --- patterns -----------------------------------------------------------------------------------
+
+_NEGATION_BEFORE = re.compile(
+    r"\b(?:no|not|non|without|never|absence\s+of|free\s+of|negative|nor|neither|lack\s+of)\b"
+    r"[^.;:,()]{0,30}$",
+    re.IGNORECASE,
+)
+_NEGATIVE_AFTER = re.compile(r"^[\s-]*(?:negative|free|naive|naïve)\b", re.IGNORECASE)
+_HISTORY_BEFORE = re.compile(
+    r"\b(?:history|prior|previous|previously|past|ever)\b[^.;:]{0,40}$", re.IGNORECASE
+)
+_QUALIFIER_BEFORE = re.compile(
+    r"\b(?P<q>severe|moderate(?:\s+(?:to|or)\s+severe)?|uncontrolled|poorly\s+controlled|"
+    r"clinically\s+significant|significant|unstable|symptomatic|decompensated|refractory|"
+    r"advanced|end[- ]stage|progressive|high[- ]dose|equivalent|dose\s+of|doses\s+of)\b"
+    r"(?:\s+\w+){0,3}\s*$",
+    re.IGNORECASE,
+)
+_OTHER_BEFORE = re.compile(r"\b(?:other|another|except|excluding|not\s+caused\s+by)\s+(?:\w+\s+)?$", re.I)
+_NUMBER_AFTER = re.compile(r"^[\s:(]*(?:dose\s*)?(?:[<>≤≥=]|\d)")
+_CLAUSE_BREAK = re.compile(r"[.;\n]\s|[;\n]|,\s")
+_SENTENCE_BREAK = re.compile(r"(?<![\d\s])\.(?:\s|$)|[;\n]")
+_OR = re.compile(r"\bor\b|/", re.IGNORECASE)
+_AND = re.compile(r"\band\b", re.IGNORECASE)
+# Cues that an item holds only under conditions the text states: whole criterion …
+_CRITERION_EXCEPTION = re.compile(
+    r"\b(?:unless|no\s+(?:minimum|maximum)|not\s+required|exempt\w*|waived|does\s+not\s+apply|"
+    r"with\s+the\s+exception|may\s+be\s+(?:included|enrolled|eligible)|are\s+allowed|is\s+allowed|"
+    r"permitted)\b",
+    re.IGNORECASE,
+)
+# … or the sentence the item is in.
+_SENTENCE_EXCEPTION = re.compile(
+    r"\b(?:if|except|when|whereas|in\s+case|provided|only\s+for|only\s+in|for\s+those|for\s+patients"
+    r"\s+(?:with|who|on)|for\s+subjects\s+(?:with|who|on))\b",
+    re.IGNORECASE,
+)
+_RELATION_AFTER = re.compile(
+    r"^\s*(?:\w+\s+){0,2}?(?P<rel>(?:prior\s+to|before|preceding|of|after|following|from)\s+"
+    r"(?:the\s+)?(?:first\s+|initial\s+|study\s+)?(?:screening|enrol(?:l)?ment|randomi[sz]ation|"
+    r"inclusion|study\s+entry|entry|baseline|consent|signing|day\s+1|visit\s+1|first\s+dose|"
+    r"dosing|treatment|study\s+(?:drug|treatment|start)))",
+    re.IGNORECASE,
+)
+_AGAINST_CRITERIA = re.compile(
+    r"\b(?:according\s+to|as\s+defined\s+by|meeting|that\s+meets?|fulfill\w*|by)\s+(?:the\s+)?"
+    r"[^.;]{0,120}?\b(?:criteria|classification|guidelines?|definition)\b(?:\s+(?:of|by|from|for)\s+[^.;]*)?",
+    re.IGNORECASE,
+)
+_FILLER = frozenset(
+    """a an the of in on at to for from by with and or as is are was were be been being must should
+    will shall have has had having who which that this these those their his her its any all either
+    each both than then also only such per who whom whose patient patients subject subjects
+    participant participants individual individuals person persons people adult adults man men
+    woman women male males female females aged age ages old year years yrs inclusive time signing
+    sign icf informed consent form diagnosis diagnosed confirmed documented known current
+    currently present presence screening screened during period visit baseline level levels
+    value values serum plasma blood score total result results test tests measured measurement
+    defined definition evidence history diagnostic clinical prior previous before within
+    equivalent day days daily dose doses dosage mg stable least most more less greater lower
+    higher over under above below equal ≥ ≤ > < e g eg ie etc including include includes
+    following be being you your study trial may can""".split()
+)
+
+# --- vocabularies built per trial -----------------------------------------------------------------
+
+
+def _initials(term: str) -> str | None:
+    words = [w for w in re.findall(r"[A-Za-z]+", term) if w.lower() not in {"of", "the", "and"}]
+    if len(words) < 2:
+        return None
+    return "".join(w[0].upper() for w in words)
+
+
+@dataclass(frozen=True)
+class _ConditionConcept:
+    name: str
+    mesh: Json | None  # MeSH Coding
+    synonyms: tuple[str, ...]
+
+
+def _condition_concepts(trial: Trial, criteria_text: str) -> list[_ConditionConcept]:
+    """The study's own conditions (MeSH-coded where ClinicalTrials.gov gave an id), then the
+    conditions table; each with synonyms and acronyms ("Systemic Lupus Erythematosus" → "SLE")."""
+    concepts: list[_ConditionConcept] = []
+    seen: set[str] = set()
+    names: list[tuple[str, Json | None]] = []
+    for mesh in trial.condition_meshes:
+        coding = {"system": systems.MESH, "code": mesh.id, "display": mesh.term} if mesh.id else None
+        names.append((mesh.term, coding))
+    names += [(c, None) for c in trial.conditions]
+    for name, coding in names:
+        synonyms = {name}
+        row = next(
+            (
+                r
+                for r in vocab.conditions()
+                if (coding and r.mesh == coding["code"])
+                or name.lower() in (s.lower() for s in (r.term, *r.synonyms))
+            ),
+            None,
+        )
+        if row is not None:
+            synonyms |= {row.term, *row.synonyms}
+            if coding is None and any(m.id == row.mesh for m in trial.condition_meshes):
+                coding = {"system": systems.MESH, "code": row.mesh, "display": row.term}
+        if "," in name:  # MeSH inverted form "Lupus Erythematosus, Systemic"
+            head, _, tail = name.partition(",")
+            synonyms.add(f"{tail.strip()} {head.strip()}")
+        for synonym in list(synonyms):
+            acronym = _initials(synonym)
+            if acronym and len(acronym) >= 2 and re.search(rf"\b{acronym}\b", criteria_text):
+                synonyms.add(acronym)
+        key = (coding or {}).get("code") or name.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        concepts.append(_ConditionConcept(name, coding, tuple(sorted(synonyms))))
+    for row in vocab.conditions():
+        if row.mesh in seen or any(
+            row.term.lower() == c.name.lower() or row.term in c.synonyms for c in concepts
+        ):
+            continue
+        seen.add(row.mesh)
+        concepts.append(
+            _ConditionConcept(
+                row.term,
+                {"system": systems.MESH, "code": row.mesh, "display": row.term},
+                (row.term, *row.synonyms),
+            )
+        )
+    return concepts
+
+
+# --- item finding -------------------------------------------------------------------------------
+
+
+def _clause_before(text: str, start: int, limit: int = 80) -> str:
+    window = text[max(0, start - limit) : start]
+    cuts = [m.end() for m in _CLAUSE_BREAK.finditer(window)]
+    return window[cuts[-1] :] if cuts else window
+
+
+def _negated(text: str, span: tuple[int, int]) -> bool:
+    return bool(_NEGATION_BEFORE.search(_clause_before(text, span[0]))) or bool(
+        _NEGATIVE_AFTER.match(text[span[1] : span[1] + 15])
+    )
+
+
+def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+    return any(s < span[1] and span[0] < e for s, e in spans)
+
+
+def _score_code(code: str, name: str | None) -> Json:
+    score = vocab.score_by_code(code)
+    display = score.name if score else (name or code)
+    if re.fullmatch(r"\d+-\d", code):
+        coding = {"system": systems.LOINC, "code": code, "display": display}
+    else:
+        coding = {"system": SCORE_CODES, "code": code, "display": display}
+    return {"coding": [coding], "text": name or display}
+
+
+def _analyte_code(code: str, name: str | None) -> Json:
+    from fhirconv.tables import load_csv
+
+    row = next((r for r in load_csv("eligibility-analytes.csv") if r["loinc"] == code), None)
+    if row is None:
+        return _score_code(code, name)
+    coding = {"system": systems.LOINC, "code": code, "display": row["loinc_display"]}
+    return {"coding": [coding], "text": name or row["name"]}
+
+
+def _medication_code(med: vocab.Medication) -> Json:
+    coding: Json = {"system": vocab.RXNORM, "code": med.rxnorm, "display": med.name}
+    return {"coding": [coding] if med.rxnorm else [], "text": med.name}
+
+
+def _class_code(drug_class: vocab.DrugClass) -> Json:
+    return {
+        "coding": [{"system": vocab.ATC, "code": drug_class.atc, "display": drug_class.name}],
+        "text": drug_class.name,
+    }
+
+
+def _find_drug(text: str) -> tuple[Json, tuple[int, int], vocab.Medication | vocab.DrugClass] | None:
+    """The last drug or drug class named in `text`."""
+    found: tuple[Json, tuple[int, int], vocab.Medication | vocab.DrugClass] | None = None
+    for med in vocab.medications():
+        regex = vocab.phrase_regex(med.synonyms)
+        for match in regex.finditer(text) if regex else ():
+            if found is None or match.start() > found[1][0]:
+                found = (_medication_code(med), match.span(), med)
+    for drug_class in vocab.drug_classes():
+        regex = vocab.phrase_regex(drug_class.synonyms)
+        for match in regex.finditer(text) if regex else ():
+            if found is None or match.start() > found[1][0]:
+                found = (_class_code(drug_class), match.span(), drug_class)
+    return found
+
+
+def _from_extracted(
+    text: str, extracted: list[ExtractedItem]
+) -> tuple[list[Item], list[ExtractedItem]]:
+    """Items from the extractor's output, and its windows (attached later)."""
+    items: list[Item] = []
+    windows: list[ExtractedItem] = []
+    previous: ExtractedItem | None = None
+    sexes = {i.value for i in extracted if i.kind == "sex"}
+    reproductive = any(i.kind in ("pregnancy", "lactation", "childbearing") for i in extracted)
+    for raw in extracted:
+        span = raw.span
+        if raw.kind == "window" or (
+            raw.kind == "threshold" and raw.code is None and raw.ucum in _TIME_UNITS
+        ):
+            windows.append(raw)
+            continue
+        if raw.kind == "age" and isinstance(raw.value, float) and raw.ucum in _TIME_UNITS:
+            items.append(
+                Item(
+                    "age", span, raw.text, raw.negated, raw.operator, raw.value, raw.value2,
+                    raw.ucum, raw.unit, {"coding": [AGE], "text": "Age"},
+                )  # fmt: skip
+            )
+        elif raw.kind == "sex":
+            if len(sexes) == 1 and not reproductive:
+                items.append(Item("sex", span, raw.text, _negated(text, span), "=", raw.value))
+        elif raw.kind in ("pregnancy", "lactation", "childbearing"):
+            code = {
+                "pregnancy": {"coding": [PREGNANCY_STATUS], "text": "Pregnancy"},
+                "lactation": {"coding": [BREASTFEEDING_STATUS], "text": "Breastfeeding"},
+                "childbearing": {"coding": [CHILDBEARING], "text": "Childbearing potential"},
+            }[raw.kind]
+            items.append(Item(raw.kind, span, raw.text, _negated(text, span), code=code))
+        elif raw.kind == "threshold" and isinstance(raw.value, float):
+            code = raw.code
+            if (
+                code is None
+                and previous is not None
+                and previous.kind == "threshold"
+                and previous.code
+                and previous.name == raw.name
+            ):
+                code = previous.code  # "creatinine > 2.5 mg/dL or 221 µmol/L": same analyte
+            if code is not None:
+                item = Item(
+                    "observation", span, raw.text, raw.negated, raw.operator, raw.value,
+                    raw.value2, raw.ucum, raw.unit, _analyte_code(code, raw.name),
+                )  # fmt: skip
+                if raw.unit is not None and raw.ucum is None:
+                    item = None  # a unit we cannot express in UCUM ("x ULN"): stays text
+                if item is not None:
+                    name_at = text.rfind(raw.name, 0, span[0]) if raw.name else -1
+                    if name_at >= 0 and raw.name:
+                        item.name_span = (name_at, name_at + len(raw.name))
+                    items.append(item)
+        elif raw.kind == "dose" and isinstance(raw.value, float) and raw.ucum:
+            if raw.ucum.endswith("/d") and not raw.ucum.startswith("mg/kg"):
+                clause_start = max(0, span[0] - 80)
+                drug = _find_drug(text[clause_start : span[0]])
+                if drug is not None:
+                    code, (ds, de), entry = drug
+                    item = Item(
+                        "dose", span, raw.text, raw.negated, raw.operator, raw.value, raw.value2,
+                        raw.ucum, raw.unit, code,
+                    )  # fmt: skip
+                    item.name_span = (clause_start + ds, clause_start + de)
+                    after_name = text[clause_start + de : span[0]]
+                    corticosteroid = (
+                        isinstance(entry, vocab.Medication) and entry.prednisone_factor is not None
+                    ) or (isinstance(entry, vocab.DrugClass) and entry.prednisone_equivalent)
+                    if corticosteroid and re.search(r"equivalent", after_name + text[span[1] :][:30], re.I):
+                        prednisone = vocab.medication("prednisone")
+                        assert prednisone is not None
+                        item.equivalent = _medication_code(prednisone)["coding"][0]
+                    items.append(item)
+        previous = raw
+    return items, windows
+
+
+def _mentions(
+    text: str, concepts: list[_ConditionConcept], taken: list[tuple[int, int]]
+) -> list[Item]:
+    """Conditions, medications and drug classes named in the text (not inside other items)."""
+    items: list[Item] = []
+    found: list[tuple[tuple[int, int], str, Json]] = []
+    for concept in concepts:
+        regex = vocab.phrase_regex(concept.synonyms)
+        for match in regex.finditer(text) if regex else ():
+            code: Json = (
+                {"coding": [concept.mesh], "text": concept.name}
+                if concept.mesh
+                else {"coding": [UNCODED_CONDITION], "text": concept.name}
+            )
+            found.append((match.span(), "condition", code))
+    for med in vocab.medications():
+        regex = vocab.phrase_regex(med.synonyms)
+        for match in regex.finditer(text) if regex else ():
+            found.append((match.span(), "medication", _medication_code(med)))
+    for drug_class in vocab.drug_classes():
+        regex = vocab.phrase_regex(drug_class.synonyms)
+        for match in regex.finditer(text) if regex else ():
+            found.append((match.span(), "medication", _class_code(drug_class)))
+    # Longest first, then no overlaps ("lupus nephritis" over "SLE" inside a longer name).
+    found.sort(key=lambda f: (-(f[0][1] - f[0][0]), f[0][0]))
+    used = list(taken)
+    for span, kind, code in found:
+        if _overlaps(span, used):
+            continue
+        before = text[max(0, span[0] - 40) : span[0]]
+        if _OTHER_BEFORE.search(before):
+            continue  # "other autoimmune diseases", "not caused by lupus"
+        used.append(span)
+        item = Item(kind, span, text[span[0] : span[1]], _negated(text, span), code=code)
+        clause = _clause_before(text, span[0])
+        qualifier = _QUALIFIER_BEFORE.search(clause)
+        if qualifier:
+            item.qualifier = " ".join(qualifier.group("q").lower().split())
+        if kind == "medication" and _NUMBER_AFTER.match(text[span[1] : span[1] + 12]):
+            item.qualifier = item.qualifier or "dose"  # "prednisone ≥100 …": a dose we could not read
+        if kind == "condition" and _HISTORY_BEFORE.search(clause):
+            item.history = True
+        items.append(item)
+    return items
+
+
+def _attach_windows(text: str, items: list[Item], windows: list[ExtractedItem]) -> None:
+    for raw in windows:
+        if not isinstance(raw.value, float) or raw.ucum not in _TIME_UNITS or raw.operator is None:
+            continue
+        if raw.operator == "between":
+            continue
+        within = raw.operator in ("<=", "<")
+        eligible = [
+            i
+            for i in items
+            if i.window is None
+            and (
+                i.kind in ("condition", "medication", "dose")
+                or (within and i.kind in ("observation", "pregnancy", "lactation"))
+            )
+        ]
+
+        def same_clause(a: int, b: int) -> bool:
+            return not _CLAUSE_BREAK.search(text[min(a, b) : max(a, b)])
+
+        before = [i for i in eligible if i.span[1] <= raw.span[0] and same_clause(i.span[1], raw.span[0])]
+        after = [i for i in eligible if i.span[0] >= raw.span[1] and same_clause(raw.span[1], i.span[0])]
+        target = before[-1] if before else (after[0] if after else None)
+        if target is None:
+            continue
+        relation = _RELATION_AFTER.match(text[raw.span[1] : raw.span[1] + 60])
+        target.window = Window(
+            raw.operator,
+            raw.value,
+            raw.ucum,
+            " ".join(relation.group("rel").split()) if relation else "before the evaluation date",
+            raw.text,
+            raw.span,
+        )
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    for match in _SENTENCE_BREAK.finditer(text):
+        bounds.append((start, match.end()))
+        start = match.end()
+    bounds.append((start, len(text)))
+    return bounds
+
+
+def _mark_conditional(text: str, items: list[Item]) -> None:
+    if _CRITERION_EXCEPTION.search(text):
+        for item in items:
+            item.conditional = True
+        return
+    for start, end in _sentences(text):
+        if _SENTENCE_EXCEPTION.search(text[start:end]):
+            for item in items:
+                if start <= item.span[0] < end:
+                    item.conditional = True
+
+
+def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> None:
+    """Inclusion items joined by "or" (and lists of drugs) become alternatives; exclusion items
+    joined by a plain "and" must all be present."""
+    ordered = sorted(items, key=lambda i: i.span)
+    groups = 0
+    for left, right in zip(ordered, ordered[1:], strict=False):
+        between = text[left.span[1] : right.span[0]]
+        if _SENTENCE_BREAK.search(between) or left.kind in ("age", "sex") or right.kind in ("age", "sex"):
+            continue
+        if not exclude:
+            drug_list = (
+                left.kind == right.kind == "medication"
+                and re.fullmatch(r"[\s,()/]*(?:(?:and|or|and/or|including|such\s+as|e\.g\.)[\s,()]*)*", between, re.I)
+            )
+            if _OR.search(between) or drug_list:
+                if left.group is None:
+                    groups += 1
+                    left.group = f"{criterion_id}-any-{groups}"
+                right.group = left.group
+        elif (
+            _AND.search(between)
+            and not _OR.search(between)
+            and "," not in between
+            and left.kind == right.kind == "observation"
+        ):
+            if left.conjunction is None:
+                groups += 1
+                left.conjunction = f"{criterion_id}-all-{groups}"
+            right.conjunction = left.conjunction
+
+
+def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> str:
+    """"complete" when no content words are left outside the items, "partial" otherwise."""
+    if not items:
+        return "none"
+    spans = [i.span for i in items] + [i.name_span for i in items if i.name_span]
+    spans += [i.window.span for i in items if i.window]
+    spans += [r.span for r in extracted if r.kind in ("sex",)]
+    chars = list(text)
+    for start, end in spans:
+        for index in range(start, min(end, len(chars))):
+            chars[index] = " "
+    rest = "".join(chars)
+    rest = _AGAINST_CRITERIA.sub(" ", rest)
+
+    def content(words_of: str) -> list[str]:
+        words = re.findall(r"[A-Za-zµ]+", words_of)
+        return [w for w in words if w.lower() not in _FILLER and len(w) > 1]
+
+    leftover = content(rest)
+    if not leftover:
+        return "complete"
+    # "IgA deficiency (serum IgA < 10 mg/dL)": a short name defined by the items in brackets.
+    inside = [(m.start(), m.end()) for m in re.finditer(r"\([^()]*\)", text)]
+    if inside and all(any(s <= i.span[0] < e for s, e in inside) for i in items):
+        outside = rest
+        for s, e in inside:
+            outside = outside[:s] + " " * (e - s) + outside[e:]
+        inner = "".join(rest[s:e] for s, e in inside)
+        if not content(inner) and len(content(outside)) <= 4:
+            return "complete"
+    return "partial"
+
+
+# --- FHIR ---------------------------------------------------------------------------------------
+
+
+def _quantity(value: float, item: Item) -> Json:
+    number: int | float = int(value) if float(value).is_integer() else value
+    quantity: Json = {"value": number}
+    if item.ucum:
+        quantity.update(unit=item.unit or item.ucum, system=systems.UCUM, code=item.ucum)
+    elif item.unit:
+        quantity["unit"] = item.unit
+    return quantity
+
+
+def _duration(window: Window) -> Json:
+    number: int | float = int(window.value) if window.value.is_integer() else window.value
+    return {"value": number, "unit": _TIME_UNITS[window.ucum], "system": systems.UCUM, "code": window.ucum}
+
+
+def _value(item: Item) -> Json:
+    if item.kind in ("age", "observation", "dose") and isinstance(item.value, float):
+        if item.operator == "between" and item.value2 is not None:
+            return {"valueRange": {"low": _quantity(item.value, item), "high": _quantity(item.value2, item)}}
+        quantity = _quantity(item.value, item)
+        if item.operator in ("<", "<=", ">", ">="):
+            quantity = {"value": quantity.pop("value"), "comparator": item.operator, **quantity}
+        return {"valueQuantity": quantity}
+    if item.kind == "sex":
+        code = "female" if item.value == "female" else "male"
+        coding = {"system": systems.ADMINISTRATIVE_GENDER, "code": code, "display": code.title()}
+        return {"valueCodeableConcept": {"coding": [coding], "text": code.title()}}
+    if item.kind == "pregnancy":
+        return {"valueCodeableConcept": {"coding": [PREGNANT], "text": "Pregnant"}}
+    if item.kind == "lactation":
+        return {"valueCodeableConcept": {"coding": [BREASTFEEDING], "text": "Currently breastfeeding"}}
+    return {"valueBoolean": True}
+
+
+def _characteristic(item: Item, criterion_id: str, number: int, exclude: bool) -> Json:
+    extensions: list[Json] = [
+        {"url": SOURCE_CRITERION, "valueString": criterion_id},
+        {"url": SOURCE_TEXT, "valueString": item.text},
+    ]
+    if item.window:
+        extensions.append(
+            {
+                "url": TIME_WINDOW,
+                "extension": [
+                    {"url": "operator", "valueCode": item.window.operator},
+                    {"url": "duration", "valueDuration": _duration(item.window)},
+                    {"url": "relation", "valueString": item.window.relation},
+                    {"url": "text", "valueString": item.window.text},
+                ],
+            }
+        )
+    if item.kind == "dose":
+        parts: list[Json] = [{"url": "per", "valueCode": "d"}]
+        if item.equivalent:
+            parts.append({"url": "equivalent-to", "valueCoding": item.equivalent})
+        extensions.append({"url": DOSE, "extension": parts})
+    if item.group:
+        extensions.append({"url": ALTERNATIVE_GROUP, "valueString": item.group})
+    if item.conjunction:
+        extensions.append({"url": CONJUNCTION_GROUP, "valueString": item.conjunction})
+    if item.history:
+        extensions.append({"url": HISTORY, "valueBoolean": True})
+    if item.qualifier:
+        extensions.append({"url": QUALIFIER, "valueString": item.qualifier})
+    if item.conditional:
+        extensions.append({"url": CONDITIONAL, "valueBoolean": True})
+    assert item.code is not None or item.kind == "sex"
+    code = item.code or {"coding": [SEX], "text": "Sex"}
+    return {
+        "id": f"{criterion_id}-item-{number}",
+        "extension": extensions,
+        "code": code,
+        **_value(item),
+        # "no …" in the text turns an excluded trait into a required absence and vice versa.
+        "exclude": exclude != item.negated,
+    }
+
+
+@dataclass
+class CriterionResult:
+    coverage: str
+    characteristics: list[Json]
+    items: list[Item]
+
+
+def computable_characteristics(
+    text: str, exclude: bool, criterion_id: str, trial: Trial
+) -> CriterionResult:
+    """Computable characteristics for one criterion's text and its coverage code."""
+    extracted = extract_items(text, exclude=exclude)
+    items, windows = _from_extracted(text, extracted)
+    concepts = _condition_concepts(trial, trial.eligibility.criteria or text)
+    taken = [i.span for i in items] + [i.name_span for i in items if i.name_span]
+    taken += [w.span for w in windows]
+    items += _mentions(text, concepts, taken)
+    items.sort(key=lambda i: i.span)
+    _attach_windows(text, items, windows)
+    _mark_conditional(text, items)
+    _group(text, items, exclude, criterion_id)
+    coverage = _coverage(text, items, extracted)
+    characteristics = [
+        _characteristic(item, criterion_id, number, exclude)
+        for number, item in enumerate(items, start=1)
+    ]
+    return CriterionResult(coverage, characteristics, items)

@@ -1,0 +1,160 @@
+"""Vocabularies for computable eligibility: medications (RxNorm, ATC classes, prednisone
+equivalence), drug classes, conditions (MeSH with a SNOMED CT / ICD-10 crosswalk) and scores.
+
+Shared by the Group mapper (which finds mentions in criteria text) and the matcher (which finds
+the same things in a patient's record). The data live in `mappings/eligibility-*.csv`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from fhirconv.tables import load_csv
+
+__all__ = [
+    "ATC",
+    "RXNORM",
+    "Condition",
+    "DrugClass",
+    "Medication",
+    "Score",
+    "condition_by_mesh",
+    "conditions",
+    "drug_class",
+    "drug_classes",
+    "medication",
+    "medication_by_rxnorm",
+    "medications",
+    "phrase_regex",
+    "score_by_code",
+    "scores",
+]
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ATC = "http://www.whocc.no/atc"
+
+
+@dataclass(frozen=True)
+class Medication:
+    name: str
+    synonyms: tuple[str, ...]
+    rxnorm: str | None
+    classes: tuple[str, ...]  # ATC codes
+    prednisone_factor: float | None  # mg prednisone per mg of this drug
+
+    def in_class(self, atc: str) -> bool:
+        return any(code.startswith(atc) for code in self.classes)
+
+
+@dataclass(frozen=True)
+class DrugClass:
+    atc: str
+    name: str
+    synonyms: tuple[str, ...]
+    prednisone_equivalent: bool
+
+
+@dataclass(frozen=True)
+class Condition:
+    mesh: str
+    term: str
+    synonyms: tuple[str, ...]
+    snomed: tuple[str, ...]
+    icd10: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Score:
+    id: str
+    name: str
+    synonyms: tuple[str, ...]
+    loinc: str | None
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split("|") if part.strip())
+
+
+@cache
+def medications() -> tuple[Medication, ...]:
+    return tuple(
+        Medication(
+            row["name"],
+            _split(row["synonyms"]) or (row["name"],),
+            row["rxnorm"] or None,
+            _split(row["classes"]),
+            float(row["prednisone_factor"]) if row["prednisone_factor"] else None,
+        )
+        for row in load_csv("eligibility-medications.csv")
+    )
+
+
+@cache
+def drug_classes() -> tuple[DrugClass, ...]:
+    return tuple(
+        DrugClass(
+            row["atc"], row["name"], _split(row["synonyms"]), row["prednisone_equivalent"] == "true"
+        )
+        for row in load_csv("eligibility-drug-classes.csv")
+    )
+
+
+@cache
+def conditions() -> tuple[Condition, ...]:
+    return tuple(
+        Condition(
+            row["mesh"], row["term"], _split(row["synonyms"]), _split(row["snomed"]),
+            _split(row["icd10"]),
+        )  # fmt: skip
+        for row in load_csv("eligibility-conditions.csv")
+    )
+
+
+@cache
+def scores() -> tuple[Score, ...]:
+    return tuple(
+        Score(row["id"], row["name"], _split(row["synonyms"]), row["loinc"] or None)
+        for row in load_csv("eligibility-scores.csv")
+    )
+
+
+def medication(name: str) -> Medication | None:
+    key = name.strip().lower()
+    for entry in medications():
+        if key == entry.name.lower() or key in (s.lower() for s in entry.synonyms):
+            return entry
+    return None
+
+
+def medication_by_rxnorm(code: str) -> Medication | None:
+    return next((m for m in medications() if m.rxnorm == code), None)
+
+
+def drug_class(atc: str) -> DrugClass | None:
+    return next((c for c in drug_classes() if c.atc == atc), None)
+
+
+def condition_by_mesh(mesh: str) -> Condition | None:
+    return next((c for c in conditions() if c.mesh == mesh), None)
+
+
+def score_by_code(code: str) -> Score | None:
+    return next((s for s in scores() if code in (s.id, s.loinc)), None)
+
+
+def phrase_regex(phrases: tuple[str, ...] | list[str]) -> re.Pattern[str] | None:
+    """One regex finding any of `phrases` as whole words; short all-capital abbreviations
+    ("SLE", "MI", "TB") match only as written, everything else in any case."""
+    exact = sorted({p for p in phrases if len(p) <= 4 and p.isupper()}, key=len, reverse=True)
+    loose = sorted({p for p in phrases if p not in exact}, key=len, reverse=True)
+    parts: list[str] = []
+    if loose:
+        words = "|".join(re.escape(p).replace(r"\ ", r"[\s-]+") for p in loose)
+        parts.append(rf"(?i:{words})")
+    if exact:
+        parts.append("|".join(re.escape(p) for p in exact))
+    if not parts:
+        return None
+    return re.compile(rf"(?<![\w-])(?:{'|'.join(parts)})(?![\w])")
