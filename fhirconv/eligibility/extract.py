@@ -240,6 +240,11 @@ _AGE_BEFORE = re.compile(
     r"|\bpersons?\b|\bpeople\b)[^.;\n]{0,25}$",
     re.IGNORECASE,
 )
+_PERSON_RIGHT_BEFORE = re.compile(
+    r"\b(?:patients?|subjects?|participants?|individuals?|adults?|children|volunteers?|persons?"
+    r"|people|men|women|males?|females?|boys?|girls?)\s*[(:,]?\s*$",
+    re.IGNORECASE,
+)
 _AGE_WORD_BEFORE = re.compile(r"\b(?:age[ds]?|aging)\b[^.;\n\d]{0,20}$", re.IGNORECASE)
 _AGE_AFTER = re.compile(
     r"^\s*(?:\)|-)?\s*(?:years?|yrs?|y|months?|weeks?|days?)?\s*[-\s]?(?:olds?\b|of\s+age\b|"
@@ -570,6 +575,8 @@ def _classify(
                     r"\b(?:older|younger)\s+than\s*$", clean[: comparison.start + 14][-30:]
                 )
             )
+            # "patients <18", "subjects ≥ 12 to < 18 years": a bare limit right after a person
+            or (comparison.unit is None and _PERSON_RIGHT_BEFORE.search(clause) is not None)
         )
         and not _THRESHOLD_TIME_NAMES.search(clause)
         and (comparison.unit is None or ucum in ("a", "mo", "wk", "d"))
@@ -587,6 +594,14 @@ def _classify(
         if _DURATION_BEFORE.search(clause) and not _WINDOW_CUE.search(after[:20]):
             return None  # "diabetes for at least 6 months": a duration, not a window
         return {"kind": "window", "event": _event_name(clause), **common}
+    if comparison.unit is None and (
+        re.match(r"\s*/\s*\d", after) or re.search(r"\d\s*/\s*$", clean[: comparison.start])
+    ):
+        return None  # "≥140/90": two values for one bound
+    if comparison.unit is None and all(
+        value is None or 1900 <= value <= 2100 for value in (comparison.value, comparison.value2)
+    ):
+        return None  # "between 2008 and 2017": calendar years
     concept = _find_concept(clause)
     if (
         ucum is not None
@@ -603,7 +618,15 @@ def _classify(
     if concept is not None:
         name, code = concept[1], concept[0].code
     elif comparison.unit is None and not _SCORE_WORDS.search(clause):
+        # A bare number after a generic word ("version 10 or higher", "at most two OLV") is
+        # not a measurement: take it only after an abbreviation naming one ("FEV >20", "CLASI
+        # ≥ 5", "pH 6.75-7.25"), and never when written as a word ("at least one", "twice").
         tail = clause.strip()
+        if (
+            not _ABBREVIATION_TAIL.search(tail)
+            or not re.match(r"[\d.]", clean[_value_start(clean, comparison) :])
+        ):
+            return None
         if not re.search(r"[A-Za-z]{2,}[^A-Za-z]{0,4}$", tail) or re.search(
             r"\b(?:times?|episodes?|attacks?|lesions?|drinks?|cigarettes?|visits?|lines?|"
             r"cycles?|doses?|days?|sessions?|points?)\b",
@@ -615,6 +638,21 @@ def _classify(
         name_tail = _NAME_TAIL.search(clause)
         name = name_tail.group(1).strip() if name_tail else None
     return {"kind": "threshold", "name": name, "code": code, **common}
+
+
+_ABBREVIATION_TAIL = re.compile(
+    r"(?:\b[A-Z][A-Za-z0-9/-]*[A-Z0-9][A-Za-z0-9/-]*|\bpH|(?i:\b(?:pressure|weight|height|length|depth"
+    r"|size|diameter|thickness|volume|angle|distance|intensity|pain|temperature|pocket|saturation"
+    r"|fraction|output|circumference|velocity|gap|density|concentrations?|titer|titre|motivation"
+    r"|severity|born|body\s+mass\s+index)\b))\s*[(:]?\s*(?:of|is|was|=|at)?\s*$"
+)
+_FIRST_NUMBER = re.compile(NUMBER_PATTERN, re.IGNORECASE)
+
+
+def _value_start(clean: str, comparison: _Comparison) -> int:
+    """Where the first number of a comparison is written."""
+    found = _FIRST_NUMBER.search(clean, comparison.start, comparison.end)
+    return found.start() if found else comparison.start
 
 
 def _event_name(clause: str) -> str | None:
