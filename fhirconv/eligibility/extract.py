@@ -784,7 +784,15 @@ def _add_class_score(clean: str, add: _Adder, match: re.Match[str], concept: _Co
     elif listed == list(range(listed[0], listed[0] + len(listed))) or (
         len(listed) == 2 and listed[1] > listed[0] and second is not None
     ):
-        add("threshold", start, end, operator="between", value=listed[0], value2=listed[-1], **fields)
+        add(
+            "threshold",
+            start,
+            end,
+            operator="between",
+            value=listed[0],
+            value2=listed[-1],
+            **fields,
+        )
 
 
 def _extract_implied_windows(clean: str, add: _Adder) -> None:
