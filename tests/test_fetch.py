@@ -570,3 +570,23 @@ def test_study_fetcher_opens_no_connection_until_used(replay: Replay) -> None:
     with StudyFetcher(replay.base_url, rate=0) as fetcher:
         assert replay.log == []
         assert _nct(json.loads(fetcher("NCT00184067"))) == "NCT00184067"
+
+
+def test_progress_bar_draws_in_place_and_only_when_enabled() -> None:
+    import io
+
+    from fhirconv.cli.fetch import _ProgressBar
+
+    screen = io.StringIO()
+    bar = _ProgressBar(enabled=True, stream=screen, width=10)
+    bar.update(2, 8)
+    bar.update(8, 8)
+    bar.update(9, None)
+    bar.finish()
+    assert screen.getvalue() == (
+        "\rfetching [##--------] 2/8\rfetching [##########] 8/8\rfetching … 9\n")
+    silent = io.StringIO()
+    off = _ProgressBar(enabled=False, stream=silent)
+    off.update(1, 2)
+    off.finish()
+    assert silent.getvalue() == ""
