@@ -160,7 +160,8 @@ def _comparison_regex() -> re.Pattern[str]:
         (?:(?:{_PREFIX_OP})\s*(?:(?P<ageword>(?:the\s+)?age)\s*(?:of\b|:|is\b)?\s*)?)?
         (?P<v1>{_NUM})(?:\s*\(\s*\d+\s*\))?(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u1>{unit})?
         (?:
-            (?:\s*-(?=\s*(?:and|to)\b))?\s*(?P<range>-|–|—|~|to|and|through|until)\s*
+            (?:\s*old\b(?=\s*(?:to|-)\s*\d))?(?:\s*-(?=\s*(?:and|to)\b))?
+            \s*(?P<range>-|–|—|~|to|and|through|until)\s*
             (?:(?P<rop>≤|<=|<|≥|>=|>)\s*)?
             (?P<v2>{_NUM})(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u2>{unit})?
         )?
@@ -240,9 +241,10 @@ _AGE_BEFORE = re.compile(
     r"|\bpersons?\b|\bpeople\b)[^.;\n]{0,25}$",
     re.IGNORECASE,
 )
+_AGE_WORD_RIGHT_BEFORE = re.compile(r"\bage[ds]?\s*[:(]?\s*$", re.IGNORECASE)
 _PERSON_RIGHT_BEFORE = re.compile(
     r"\b(?:patients?|subjects?|participants?|individuals?|adults?|children|volunteers?|persons?"
-    r"|people|men|women|males?|females?|boys?|girls?)\s*[(:,]?\s*$",
+    r"|people|men|women|males?|females?|boys?|girls?)\s*[(:]?\s*$",
     re.IGNORECASE,
 )
 _AGE_WORD_BEFORE = re.compile(r"\b(?:age[ds]?|aging)\b[^.;\n\d]{0,20}$", re.IGNORECASE)
@@ -557,7 +559,13 @@ def _classify(
         )
     )
     if (
-        ucum in (None, "a", "mo", "wk", "d")
+        (
+            ucum in (None, "a", "mo", "wk", "d")
+            # "Age less than 72 hours": a newborn's age
+            or (ucum in ("h", "min") and _AGE_WORD_RIGHT_BEFORE.search(clause) is not None)
+        )
+        # "within one year" is a window, whatever else is around it
+        and not clean[comparison.start : comparison.end].lower().startswith("within")
         and (
             _AGE_WORD_BEFORE.search(clause)
             or age_after
@@ -579,7 +587,7 @@ def _classify(
             or (comparison.unit is None and _PERSON_RIGHT_BEFORE.search(clause) is not None)
         )
         and not _THRESHOLD_TIME_NAMES.search(clause)
-        and (comparison.unit is None or ucum in ("a", "mo", "wk", "d"))
+        and (comparison.unit is None or ucum in ("a", "mo", "wk", "d", "h", "min"))
     ):
         if comparison.unit is None and comparison.value > 120:
             return None
