@@ -139,6 +139,8 @@ def test_example_arm_and_intervention(example: Trial) -> None:
     assert intervention.description is not None
     assert intervention.description.startswith("CD19-targeted Chimeric AntigenReceptor (CAR)")
     assert intervention.description.endswith("150×106 CAR+ T cells")
+    # The page shows which group gets the intervention only under Study Groups.
+    assert intervention.arm_labels == ("Relma-cel be administrated in four dose level",)
 
 
 def test_example_eligibility(example: Trial) -> None:
@@ -206,8 +208,8 @@ def test_example_site_countries_and_facility_contact(example: Trial) -> None:
     # The page lists facility contacts apart from the sites; with one site they are its contacts.
     (contact,) = site.contacts
     assert contact.name == "medical Relma-cel"
-    # "primary" is no API v2 contact role: kept as written for the mapper to judge.
-    assert contact.role is not None and contact.role.code == "primary"
+    # "Role: primary": the site's primary (not backup) contact, which API v2 calls CONTACT.
+    assert contact.role is not None and contact.role.code == "CONTACT"
     assert contact.role.field == "Facility Contacts > Role"
     assert example.countries == ("China",)
 
@@ -466,10 +468,10 @@ def test_zero_and_many_arms_and_interventions() -> None:
         ("Drug: Placebo",),
         (),
     ]
-    assert [(i.name, i.description) for i in trial.interventions] == [
-        ("Aspirin", "100 mg daily"),
-        ("Placebo", None),
-        ("Counselling", "Weekly sessions.\n\nSecond paragraph."),
+    assert [(i.name, i.description, i.arm_labels) for i in trial.interventions] == [
+        ("Aspirin", "100 mg daily", ("Treatment",)),
+        ("Placebo", None, ("Control",)),
+        ("Counselling", "Weekly sessions.\n\nSecond paragraph.", ("Treatment",)),
     ]
     empty = read_one(page(section("Study Groups"), section("Interventions")))
     assert empty.arms == () and empty.interventions == ()

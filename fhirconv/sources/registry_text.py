@@ -498,6 +498,12 @@ _ALIASES: dict[str, str] = {
     "CLINICAL_STUDY_REPORT": "CSR",
     "ANALYTIC_CODE": "ANALYTIC_CODE",
     "CASE_ONLY": "CASE_ONLY",
+    # A site's contacts are its primary and backup contact (legacy XML contact/contact_backup);
+    # API v2 gives both the role CONTACT, and so does the legacy XML reader.
+    "PRIMARY": "CONTACT",
+    "BACKUP": "CONTACT",
+    "PRIMARY_CONTACT": "CONTACT",
+    "BACKUP_CONTACT": "CONTACT",
     "RETAINED_SAMPLES_WITH_DNA": "SAMPLES_WITH_DNA",
     "NONE_RETAINED": "NONE_RETAINED",
 }
@@ -529,6 +535,14 @@ def intervention_type_display(code: str) -> str:
 
 
 INTERVENTION_TYPE_BY_DISPLAY = {intervention_type_display(c): c for c in INTERVENTION_TYPES}
+
+
+def split_intervention_name(name: str) -> tuple[str, str | None]:
+    """An arm's intervention name "Drug: Aspirin" (API v2 form) → ("Aspirin", "DRUG")."""
+    prefix, separator, plain = name.partition(": ")
+    code = INTERVENTION_TYPE_BY_DISPLAY.get(prefix)
+    return (plain, code) if separator and code else (name, None)
+
 
 # Countries whose registry name contains a comma: an unescaped site line "Seoul, Korea, Republic
 # of" is split with these in mind (the renderer escapes commas inside parts: `Korea\, Republic of`).
@@ -978,6 +992,8 @@ class _RecordReader:
             elif section.heading in LABEL_SECTIONS:
                 self.collect_labels(section)
         interventions = self.interventions()
+        arms = self.arms(interventions)
+        interventions = _with_arm_labels(interventions, arms)
         sites = self.sites()
         organization = self.organizations(REGISTERING_ORGANIZATION)
         return Trial(
@@ -1014,7 +1030,7 @@ class _RecordReader:
             keywords=self.list_of(KEYWORDS),
             **self.meshes(),
             design=self.design(),
-            arms=self.arms(interventions),
+            arms=arms,
             interventions=interventions,
             outcomes=self.outcomes(),
             eligibility=self.eligibility(),
@@ -1571,6 +1587,26 @@ class _RecordReader:
             access_criteria=self.text("IPD Access Criteria"),
             url=self.text("IPD Sharing URL"),
         )
+
+
+def _with_arm_labels(
+    interventions: tuple[Intervention, ...], arms: tuple[Arm, ...]
+) -> tuple[Intervention, ...]:
+    """The groups each intervention is used in, read from the Study Groups section, when the
+    Interventions section does not say ("Study Group: …" lines): the example page shows the
+    relation only from the groups' side, API v2 from both (armGroupLabels, interventionNames)."""
+    if any(i.arm_labels for i in interventions):
+        return interventions
+    used_in: dict[tuple[str, str | None], list[str]] = {}
+    for arm in arms:
+        for name in arm.intervention_names:
+            used_in.setdefault(split_intervention_name(name), []).append(arm.label)
+    return tuple(
+        i.model_copy(
+            update={"arm_labels": tuple(used_in.get((i.name, i.type.code if i.type else None), ()))}
+        )
+        for i in interventions
+    )
 
 
 _MONTHS = {

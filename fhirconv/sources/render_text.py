@@ -295,13 +295,6 @@ def _meshes(trial: Trial) -> Paragraphs:
     return ["\n".join(lines)] if lines else []
 
 
-def _split_intervention_name(name: str) -> tuple[str, str | None]:
-    """API v2 arm intervention names are "Drug: Aspirin": (plain name, type code)."""
-    prefix, separator, plain = name.partition(": ")
-    code = layout.INTERVENTION_TYPE_BY_DISPLAY.get(prefix)
-    return (plain, code) if separator and code else (name, None)
-
-
 def _arms(trial: Trial) -> Paragraphs:
     descriptions = {
         (i.name, i.type.code if i.type else None): i.description for i in trial.interventions
@@ -314,7 +307,7 @@ def _arms(trial: Trial) -> Paragraphs:
             f"{layout.GROUP_TYPE} {_marker(arm.type)}",
         ]
         for name in arm.intervention_names:
-            plain, code = _split_intervention_name(name)
+            plain, code = layout.split_intervention_name(name)
             paragraphs += [_free(plain), f"{layout.INTERVENTION_TYPE} {code or layout.NOT_STATED}"]
             paragraphs += _optional(descriptions.get((plain, code)))
     return paragraphs
