@@ -203,7 +203,16 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
     if match.group("v2") is not None:
         second = parse_number(match.group("v2"))
         joiner = match.group("range").lower()
-        if second is None or (joiner == "and" and not match.group("between")):
+        # "18 and 65 years old": with no operator and one unit after both numbers, a range.
+        and_range = (
+            joiner == "and"
+            and operator is None
+            and match.group("u2") is not None
+            and match.group("u1") is None
+            and re.fullmatch(r"(?:years?|yrs?|months?)", match.group("u2").strip(), re.I)
+            is not None
+        )
+        if second is None or (joiner == "and" and not match.group("between") and not and_range):
             # "18 and 65" without "between" is a list, not a range: keep the first number only.
             end = match.end("u1") if match.group("u1") else match.end("v1")
             unit = match.group("u1")
@@ -387,6 +396,10 @@ _ROMAN_SCORE = re.compile(
 _CLASS_LIST = re.compile(rf"\s*(?:,|or|and|/|and/or)\s*(?:class\s+)?(?P<r>{_CLASS_VALUE})")
 _OPERATOR_BEFORE = re.compile(r"(?P<op>≥|>=|>|≤|<=|<)\s*$")
 _SYMBOL_OPERATOR = {"≥": ">=", ">=": ">=", ">": ">", "≤": "<=", "<=": "<=", "<": "<"}
+_FLIPPED = {">=": "<=", ">": "<", "<=": ">=", "<": ">"}
+_REVERSED_OPERATOR = re.compile(
+    r"\s*(?P<op>≥|>=|>|≤|<=|<)\s*(?P<subject>[A-Za-z][A-Za-z\- ]{0,30}?)\s*(?=[<>≤≥(),;:.\n]|$)"
+)
 
 
 def _class_value(written: str) -> int | None:
@@ -472,6 +485,15 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
         comparison = _parse_comparison(match)
         if comparison is None:
             continue
+        subject: str | None = None
+        if comparison.operator is None and comparison.value2 is None:
+            # "18 <Age <80", "145 mmHg ≤ msSBP": the operator after the value, read from the
+            # other side; what is compared is named after it.
+            reverse = _REVERSED_OPERATOR.match(clean, comparison.end)
+            if reverse is not None:
+                comparison.operator = _FLIPPED[_SYMBOL_OPERATOR[reverse.group("op")]]
+                comparison.end = reverse.end("op")
+                subject = reverse.group("subject")
         position = max(comparison.end, match.start() + 1)
         before = clean[: comparison.start]
         chained = previous is not None and re.fullmatch(
@@ -491,6 +513,7 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
             before,
             chained_kind=(str(previous["kind"]) if chained and previous is not None else None),
             chained_name=(previous.get("name") if chained and previous is not None else None),
+            subject=subject,
         )
         if fields is None:
             previous = None
@@ -528,11 +551,14 @@ def _classify(
     before: str,
     chained_kind: str | None,
     chained_name: object,
+    subject: str | None = None,
 ) -> dict[str, object] | None:
     """Decide what a comparison is about; None to drop it."""
     ucum = _unit_ucum(comparison.unit)
     after = clean[comparison.end : comparison.end + 30]
     clause = _clause_before(clean, comparison.start)
+    if subject is not None:
+        clause = subject  # named after a reversed operator ("18 <Age")
     is_time = ucum in _TIME_UCUM
     common: dict[str, object] = {
         "operator": comparison.operator,
