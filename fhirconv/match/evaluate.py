@@ -1,0 +1,713 @@
+"""Evaluate a patient's FHIR record against a study's eligibility Group, with a reason each time.
+
+Rules (docs/matching.md): missing data is never "met"; units are converted before comparing and
+an unconvertible unit is unknown; time windows count back from the as-of date and an observation
+older than the window (or, without a window, than the look-back) is missing; inactive, resolved or
+refuted conditions are not present unless the criterion asks for history; bounds are compared
+exactly as written; daily doses are dose × frequency; age comes from birthDate at the as-of date.
+A study is "ineligible" only when a criterion is clearly decided against the patient on present,
+current, convertible data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from fhirconv.eligibility import characteristics as ch
+from fhirconv.eligibility import vocab
+from fhirconv.eligibility.units import convert, ucum_for_written_unit
+from fhirconv.mapping import systems
+from fhirconv.match import medications as meds
+from fhirconv.match.records import DateRange, PatientRecord, Study, add_duration, parse_date
+
+Json = dict[str, Any]
+Result = Literal["met", "not-met", "unknown"]
+Verdict = Literal["eligible", "ineligible", "possibly-eligible"]
+
+__all__ = ["CriterionOutcome", "MatchResult", "Options", "match"]
+
+_FINAL = {"final", "amended", "corrected"}
+_PRESENT = {"active", "recurrence", "relapse"}
+_PAST = {"inactive", "remission", "resolved"}
+_PREGNANT = {"77386006", "LA15173-0"}
+_NOT_PREGNANT = {"60001007", "LA26683-5"}
+_BREASTFEEDING = {"LA29252-6"}
+_NOT_BREASTFEEDING = {"LA29253-4"}
+_ICD10 = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm")
+
+
+@dataclass(frozen=True)
+class Options:
+    as_of: date
+    lookback_days: int = 365  # observations older than this (with no window) count as missing
+
+
+@dataclass
+class Finding:
+    """Does the patient have the characteristic's trait? True / False / None (not known)."""
+
+    holds: bool | None
+    reason: str
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CriterionOutcome:
+    id: str
+    text: str
+    exclude: bool
+    result: Result
+    evidence: list[str]
+    reason: str
+
+    def as_json(self) -> Json:
+        return {
+            "text": self.text,
+            "exclude": self.exclude,
+            "result": self.result,
+            "evidence": self.evidence,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class MatchResult:
+    patient: str
+    study: str
+    verdict: Verdict
+    criteria: list[CriterionOutcome]
+
+    def as_json(self) -> Json:
+        return {
+            "patient": self.patient,
+            "study": self.study,
+            "verdict": self.verdict,
+            "criteria": [c.as_json() for c in self.criteria],
+        }
+
+
+# --- characteristic helpers ---------------------------------------------------------------------
+
+
+def _ext(element: Json, url: str) -> Json | None:
+    return next((e for e in element.get("extension", []) or [] if e.get("url") == url), None)
+
+
+def _ext_value(element: Json, url: str) -> Any:
+    found = _ext(element, url)
+    if found is None:
+        return None
+    return next((v for k, v in found.items() if k.startswith("value")), None)
+
+
+def _sub(extension: Json | None, name: str) -> Any:
+    for part in (extension or {}).get("extension", []) or []:
+        if part.get("url") == name:
+            return next((v for k, v in part.items() if k.startswith("value")), None)
+    return None
+
+
+def _codings(concept: object) -> list[Json]:
+    if not isinstance(concept, dict):
+        return []
+    return [c for c in concept.get("coding", []) or [] if isinstance(c, dict)]
+
+
+def _has_code(concept: object, system: str, code: str) -> bool:
+    return any(c.get("system") == system and c.get("code") == code for c in _codings(concept))
+
+
+def _words(concept: object) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    return " ".join([str(concept.get("text") or "")] + [str(c.get("display") or "") for c in _codings(concept)])
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+
+
+@dataclass(frozen=True)
+class _Window:
+    operator: str
+    value: float
+    ucum: str
+    relation: str
+
+    def start(self, as_of: date) -> date:
+        return add_duration(as_of, self.value, self.ucum, -1)
+
+    def describe(self) -> str:
+        unit = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours"}.get(self.ucum, self.ucum)
+        words = {"<=": "within", "<": "less than", ">=": "at least", ">": "more than"}[self.operator]
+        return f"{words} {_fmt(self.value)} {unit} {self.relation}"
+
+
+def _window(characteristic: Json) -> _Window | None:
+    found = _ext(characteristic, ch.TIME_WINDOW)
+    if found is None:
+        return None
+    duration = _sub(found, "duration") or {}
+    operator = _sub(found, "operator")
+    if operator not in ("<=", "<", ">=", ">") or duration.get("value") is None:
+        return None
+    return _Window(
+        operator, float(duration["value"]), str(duration.get("code") or "d"),
+        str(_sub(found, "relation") or "before the evaluation date"),
+    )  # fmt: skip
+
+
+class _Predicate:
+    """valueQuantity (with comparator) or valueRange, in the characteristic's unit."""
+
+    def __init__(self, characteristic: Json) -> None:
+        self.low: float | None = None
+        self.high: float | None = None
+        self.low_strict = self.high_strict = False
+        self.unit: str | None = None
+        self.written = ""
+        if "valueQuantity" in characteristic:
+            quantity = characteristic["valueQuantity"]
+            value = float(quantity["value"])
+            comparator = quantity.get("comparator")
+            self.unit = quantity.get("code")
+            unit_text = f" {quantity.get('unit') or quantity.get('code')}" if self.unit or quantity.get("unit") else ""
+            symbol = {">=": "≥", "<=": "≤"}.get(str(comparator), comparator or "=")
+            self.written = f"{symbol} {_fmt(value)}{unit_text}"
+            if comparator in (">", ">="):
+                self.low, self.low_strict = value, comparator == ">"
+            elif comparator in ("<", "<="):
+                self.high, self.high_strict = value, comparator == "<"
+            else:
+                self.low = self.high = value
+        elif "valueRange" in characteristic:
+            value_range = characteristic["valueRange"]
+            low, high = value_range.get("low") or {}, value_range.get("high") or {}
+            self.low = float(low["value"]) if "value" in low else None
+            self.high = float(high["value"]) if "value" in high else None
+            self.unit = low.get("code") or high.get("code")
+            unit_text = f" {low.get('unit') or high.get('unit') or self.unit}" if self.unit else ""
+            self.written = f"{_fmt(self.low) if self.low is not None else ''}–{_fmt(self.high) if self.high is not None else ''}{unit_text}"
+
+    def test(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_strict and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_strict and value == self.high)))
+
+    def test_interval(self, low: float, high: float, low_open: bool, high_open: bool) -> bool | None:
+        """True/False when every value in the interval agrees, None otherwise."""
+        epsilon = max(abs(low), abs(high), 1.0) * 1e-9
+        ends = [low + epsilon if low_open else low, high - epsilon if high_open else high]
+        results = {self.test(v) for v in ends if v not in (float("inf"), float("-inf"))}
+        if float("inf") in (low, high) or float("-inf") in (low, high):
+            # unbounded: decided only if the bound side can never satisfy / always satisfies
+            if high == float("inf") and self.high is not None:
+                results.add(False)
+            if low == float("-inf") and self.low is not None:
+                results.add(False)
+        return results.pop() if len(results) == 1 else None
+
+
+# --- evaluators -----------------------------------------------------------------------------------
+
+
+def _age(record: PatientRecord, c: Json, options: Options) -> Finding:
+    birth = parse_date(record.patient.get("birthDate"))
+    if birth is None:
+        return Finding(None, "no birthDate recorded")
+    predicate = _Predicate(c)
+    unit = predicate.unit or "a"
+    as_of = options.as_of
+    if birth.earliest > as_of:
+        return Finding(None, f"birthDate {birth} is after the as-of date {as_of}")
+
+    def completed(born: date) -> int:
+        months = (as_of.year - born.year) * 12 + as_of.month - born.month - (as_of.day < born.day)
+        days = (as_of - born).days
+        return {"a": months // 12, "mo": months, "wk": days // 7, "d": days}.get(unit, months // 12)
+
+    oldest, youngest = completed(birth.earliest), completed(min(birth.latest, as_of))
+    unit_word = {"a": "years", "mo": "months", "wk": "weeks", "d": "days"}.get(unit, unit)
+    evidence = [str(record.patient.get("id") or "?")]
+    if predicate.test(oldest) == predicate.test(youngest):
+        age = f"{oldest}" if oldest == youngest else f"{youngest}–{oldest}"
+        return Finding(predicate.test(oldest), f"age {age} {unit_word} on {as_of} (birthDate {record.patient.get('birthDate')}) vs {predicate.written}", evidence)
+    return Finding(None, f"birthDate {record.patient.get('birthDate')} leaves age between {youngest} and {oldest} {unit_word}: cannot tell against {predicate.written}", evidence)
+
+
+def _sex(record: PatientRecord, c: Json, options: Options) -> Finding:
+    wanted = next((x.get("code") for x in _codings(c.get("valueCodeableConcept"))), None)
+    gender = record.patient.get("gender")
+    evidence = [str(record.patient.get("id") or "?")]
+    if gender not in ("male", "female"):
+        return Finding(None, f"Patient.gender is {gender or 'missing'}", evidence)
+    return Finding(gender == wanted, f"Patient.gender {gender} (required {wanted})", evidence)
+
+
+def _date_of(resource: Json) -> DateRange | None:
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if resource.get(key):
+            return parse_date(resource[key])
+    period = resource.get("effectivePeriod") or {}
+    return parse_date(period.get("end")) or parse_date(period.get("start")) or parse_date(resource.get("issued"))
+
+
+def _current(
+    resources: list[Json], window: _Window | None, options: Options
+) -> tuple[list[tuple[DateRange, Json]], list[tuple[DateRange, Json]], date]:
+    """(resources dated inside the window, older ones, the window start), newest first."""
+    if window is not None and window.operator in ("<=", "<"):
+        start = window.start(options.as_of)
+    else:
+        start = options.as_of - timedelta(days=options.lookback_days)
+    inside: list[tuple[DateRange, Json]] = []
+    older: list[tuple[DateRange, Json]] = []
+    for resource in resources:
+        when = _date_of(resource)
+        if when is None or when.earliest > options.as_of:
+            continue  # undated, or after the as-of date
+        (inside if when.earliest >= start else older).append((when, resource))
+    inside.sort(key=lambda pair: pair[0].latest, reverse=True)
+    older.sort(key=lambda pair: pair[0].latest, reverse=True)
+    return inside, older, start
+
+
+def _observation_matches(observation: Json, c: Json) -> bool:
+    code = c.get("code") or {}
+    concept = observation.get("code") or {}
+    for coding in _codings(code):
+        if _has_code(concept, str(coding.get("system")), str(coding.get("code"))):
+            return True
+    score = next((vocab.score_by_code(str(x.get("code"))) for x in _codings(code)), None)
+    if score is not None:
+        regex = vocab.phrase_regex(score.synonyms)
+        text = _words(concept)
+        return bool(regex and regex.search(text) and not re.search(r"\bclinical\b", text, re.I))
+    return False
+
+
+def _observation_value(observation: Json) -> tuple[float, float, bool, bool, str | None, str] | None:
+    """(low, high, low_open, high_open, ucum, written) of the value, or None if not numeric."""
+    if isinstance(observation.get("valueInteger"), int):
+        value = float(observation["valueInteger"])
+        return value, value, False, False, None, _fmt(value)
+    quantity = observation.get("valueQuantity")
+    if not isinstance(quantity, dict) or quantity.get("value") is None:
+        return None
+    value = float(quantity["value"])
+    unit = quantity.get("code") if quantity.get("system") in (None, systems.UCUM) else None
+    if not unit and quantity.get("unit"):
+        unit = ucum_for_written_unit(str(quantity["unit"]))
+    written = f"{_fmt(value)} {quantity.get('unit') or quantity.get('code') or ''}".strip()
+    comparator = quantity.get("comparator")
+    inf = float("inf")
+    if comparator in ("<", "<="):
+        return -inf, value, True, comparator == "<", unit, f"{comparator}{written}"
+    if comparator in (">", ">="):
+        return value, inf, comparator == ">", True, unit, f"{comparator}{written}"
+    return value, value, False, False, unit, written
+
+
+def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
+    name = (c.get("code") or {}).get("text") or "value"
+    candidates = [
+        o for o in record.of_type("Observation")
+        if o.get("status") in _FINAL and _observation_matches(o, c)
+    ]  # fmt: skip
+    window = _window(c)
+    inside, older, start = _current(candidates, window, options)
+    limit = window.describe() if window and window.operator in ("<=", "<") else f"the {options.lookback_days}-day look-back"
+    if not inside:
+        if older:
+            when, newest = older[0]
+            return Finding(None, f"latest {name} ({newest.get('id')}, {when}) is older than {limit} (from {start})", [str(newest.get("id"))])
+        return Finding(None, f"no final {name} result recorded")
+    when, observation = inside[0]
+    oid = str(observation.get("id") or "?")
+    value = _observation_value(observation)
+    if value is None:
+        return Finding(None, f"{name} {oid} on {when} has no numeric value", [oid])
+    low, high, low_open, high_open, unit, written = value
+    predicate = _Predicate(c)
+    analyte = next((x.get("code") for x in _codings(c.get("code")) if x.get("system") == systems.LOINC), None)
+    if predicate.unit and predicate.unit != unit:
+        if unit is None:
+            return Finding(None, f"{name} {written} on {when} has no unit to compare with {predicate.written}", [oid])
+        converted = [
+            v if v in (float("inf"), float("-inf")) else convert(v, unit, predicate.unit, analyte)
+            for v in (low, high)
+        ]
+        if converted[0] is None or converted[1] is None:
+            return Finding(None, f"{name} {written} on {when}: unit {unit} not convertible to {predicate.unit}", [oid])
+        low, high = float(converted[0]), float(converted[1])
+        if low == high:
+            written += f" (= {_fmt(low)} {predicate.unit})"
+    holds = predicate.test_interval(low, high, low_open, high_open)
+    if holds is None:
+        return Finding(None, f"{name} {written} on {when} cannot be compared with {predicate.written}", [oid])
+    relation = "meets" if holds else "does not meet"
+    return Finding(holds, f"{name} {written} on {when} {relation} {predicate.written}", [oid])
+
+
+def _status_code(concept: object) -> str | None:
+    return next((str(x.get("code")) for x in _codings(concept) if x.get("code")), None)
+
+
+def _reproductive(kind: str) -> Callable[[PatientRecord, Json, Options], Finding]:
+    def evaluate(record: PatientRecord, c: Json, options: Options) -> Finding:
+        pid = str(record.patient.get("id") or "?")
+        if record.patient.get("gender") == "male":
+            return Finding(False, f"Patient.gender male: not {kind}", [pid])
+        if kind == "of childbearing potential":
+            return Finding(None, "childbearing potential is not recorded in a computable form")
+        loinc = "82810-3" if kind == "pregnant" else "63895-7"
+        yes, no = (_PREGNANT, _NOT_PREGNANT) if kind == "pregnant" else (_BREASTFEEDING, _NOT_BREASTFEEDING)
+        observations = [
+            o for o in record.of_type("Observation")
+            if o.get("status") in _FINAL and _has_code(o.get("code"), systems.LOINC, loinc)
+        ]  # fmt: skip
+        window = _window(c) or _Window("<=", 30, "d", "before the evaluation date")
+        inside, older, _ = _current(observations, window, options)
+        for when, observation in inside:
+            codes = {str(x.get("code")) for x in _codings(observation.get("valueCodeableConcept"))}
+            if codes & yes:
+                return Finding(True, f"{observation.get('id')} on {when}: {kind}", [str(observation.get("id"))])
+            if codes & no:
+                return Finding(False, f"{observation.get('id')} on {when}: not {kind}", [str(observation.get("id"))])
+        if kind == "pregnant":
+            for condition in record.of_type("Condition"):
+                if _has_code(condition.get("code"), systems.SNOMED, "77386006") and _condition_state(condition) == "present":
+                    return Finding(True, f"Condition {condition.get('id')}: pregnancy", [str(condition.get("id"))])
+        if older:
+            return Finding(None, f"latest {kind} status ({older[0][1].get('id')}, {older[0][0]}) is older than {window.describe()}")
+        return Finding(None, f"no current {kind} status recorded")
+
+    return evaluate
+
+
+def _condition_state(condition: Json) -> str:
+    """present / past / refuted / ignore."""
+    verification = _status_code(condition.get("verificationStatus"))
+    if verification == "entered-in-error":
+        return "ignore"
+    if verification == "refuted":
+        return "refuted"
+    clinical = _status_code(condition.get("clinicalStatus"))
+    if clinical in _PAST:
+        return "past"
+    if clinical in _PRESENT:
+        return "present"
+    return "past" if condition.get("abatementDateTime") or condition.get("abatementPeriod") else "present"
+
+
+def _condition_matches(condition: Json, c: Json) -> bool:
+    code = c.get("code") or {}
+    concept = condition.get("code") or {}
+    synonyms = [str(code.get("text") or "")]
+    for coding in _codings(code):
+        if coding.get("system") != systems.MESH:
+            continue
+        if _has_code(concept, systems.MESH, str(coding.get("code"))):
+            return True
+        row = vocab.condition_by_mesh(str(coding.get("code")))
+        if row is None:
+            synonyms.append(str(coding.get("display") or ""))
+            continue
+        synonyms += [row.term, *row.synonyms]
+        for theirs in _codings(concept):
+            system, value = theirs.get("system"), str(theirs.get("code") or "")
+            if system == systems.SNOMED and value in row.snomed:
+                return True
+            if system in _ICD10 and any(value.startswith(p) for p in row.icd10):
+                return True
+    if not _codings(code) or all(x.get("system") != systems.MESH for x in _codings(code)):
+        row = next(
+            (r for r in vocab.conditions() if synonyms[0].lower() in (s.lower() for s in (r.term, *r.synonyms))),
+            None,
+        )
+        if row is not None:
+            return _condition_matches(condition, {"code": {"coding": [{"system": systems.MESH, "code": row.mesh}], "text": synonyms[0]}})
+    regex = vocab.phrase_regex([s for s in synonyms if s])
+    return bool(regex and regex.search(_words(concept)))
+
+
+def _onset(condition: Json) -> DateRange | None:
+    period = condition.get("onsetPeriod") or {}
+    return (
+        parse_date(condition.get("onsetDateTime"))
+        or parse_date(period.get("start"))
+        or parse_date(condition.get("recordedDate"))
+    )
+
+
+def _condition(record: PatientRecord, c: Json, options: Options) -> Finding:
+    name = (c.get("code") or {}).get("text") or "condition"
+    history = bool(_ext_value(c, ch.HISTORY))
+    window = _window(c)
+    matches = [x for x in record.of_type("Condition") if _condition_matches(x, c) and _condition_state(x) != "ignore"]
+    if not matches:
+        return Finding(None, f"no {name} recorded")
+    negatives: list[str] = []
+    undecided: list[str] = []
+    for condition in matches:
+        cid = str(condition.get("id") or "?")
+        state = _condition_state(condition)
+        if state == "refuted":
+            negatives.append(f"{cid} refuted")
+            continue
+        if state == "past" and not history:
+            negatives.append(f"{cid} {_status_code(condition.get('clinicalStatus')) or 'abated'}")
+            continue
+        if window is not None:
+            onset = _onset(condition)
+            if onset is None:
+                undecided.append(f"{cid} has no onset date to check {window.describe()}")
+                continue
+            start = window.start(options.as_of)
+            if window.operator in (">=", ">"):
+                ok = onset.latest <= start if window.operator == ">=" else onset.latest < start
+                no = onset.earliest > start if window.operator == ">=" else onset.earliest >= start
+            else:
+                ok = onset.earliest >= start and onset.latest <= options.as_of
+                no = onset.latest < start
+            if not ok:
+                (negatives if no else undecided).append(f"{cid} onset {onset} vs {window.describe()}")
+                continue
+            return Finding(True, f"{name}: {cid} ({state}, onset {onset}) {window.describe()}", [cid])
+        return Finding(True, f"{name}: {cid} ({state}{', history counts' if history else ''})", [cid])
+    ids = [str(x.get("id")) for x in matches]
+    if undecided:
+        return Finding(None, f"{name}: " + "; ".join(undecided), ids)
+    return Finding(False, f"{name} not present: " + "; ".join(negatives), ids)
+
+
+def _medication_filter(c: Json) -> tuple[Callable[[meds.MedicationUse], bool], str, bool]:
+    """(does a use count, what it is called, convert to prednisone equivalents?)"""
+    code = c.get("code") or {}
+    dose = _ext(c, ch.DOSE)
+    equivalent = _sub(dose, "equivalent-to") if dose else None
+    label = str(code.get("text") or "medication")
+    for coding in _codings(code):
+        if coding.get("system") == vocab.RXNORM:
+            target = vocab.medication_by_rxnorm(str(coding.get("code")))
+            if equivalent and target and target.prednisone_factor is not None:
+                return (lambda u: u.entry is not None and u.entry.prednisone_factor is not None), f"{label} (or equivalent)", True
+            return (lambda u: u.entry is not None and u.entry == target), label, False
+        if coding.get("system") == vocab.ATC:
+            atc = str(coding.get("code"))
+            drug_class = vocab.drug_class(atc)
+            convert_prednisone = bool(drug_class and drug_class.prednisone_equivalent and dose)
+            return (lambda u: u.entry is not None and u.entry.in_class(atc)), label, convert_prednisone
+    regex = vocab.phrase_regex([label])
+    return (lambda u: bool(regex and regex.search(_words(u.concept)))), label, False
+
+
+def _started_before(use: meds.MedicationUse, window: _Window, as_of: date) -> bool | None:
+    if use.start is None:
+        return None
+    start = window.start(as_of)
+    if window.operator == ">=":
+        return True if use.start.latest <= start else (False if use.start.earliest > start else None)
+    return True if use.start.latest < start else (False if use.start.earliest >= start else None)
+
+
+def _medication(record: PatientRecord, c: Json, options: Options) -> Finding:
+    counts, label, _ = _medication_filter(c)
+    window = _window(c)
+    relevant = [u for u in meds.uses(record, options.as_of) if counts(u) and not u.ignored]
+    if not relevant:
+        return Finding(None, f"no {label} recorded")
+    ids = [u.id for u in relevant]
+    undecided: list[str] = []
+    for use in relevant:
+        if window is None:
+            if use.active:
+                return Finding(True, f"taking {use.name} ({use.label})", [use.id])
+            continue
+        if window.operator in ("<=", "<"):
+            start = window.start(options.as_of)
+            if use.active or (use.end is not None and use.end.latest >= start and (use.start is None or use.start.earliest <= options.as_of)):
+                return Finding(True, f"{use.name} ({use.label}) {window.describe()}", [use.id])
+            if use.end is None and not use.active:
+                undecided.append(f"{use.label} ({use.resource.get('status')}) has no end date")
+            continue
+        if not use.active:
+            continue
+        started = _started_before(use, window, options.as_of)
+        if started:
+            return Finding(True, f"{use.name} ({use.label}) since {use.start} ({window.describe()})", [use.id])
+        if started is None:
+            undecided.append(f"{use.label} has no start date to check {window.describe()}")
+    if undecided:
+        return Finding(None, f"{label}: " + "; ".join(undecided), ids)
+    return Finding(False, f"not taking {label} as required (" + ", ".join(f"{u.label} {u.resource.get('status')}" for u in relevant) + ")", ids)
+
+
+def _dose(record: PatientRecord, c: Json, options: Options) -> Finding:
+    counts, label, prednisone = _medication_filter(c)
+    window = _window(c)
+    relevant = [u for u in meds.uses(record, options.as_of) if counts(u) and not u.ignored]
+    if not relevant:
+        return Finding(None, f"no {label} recorded")
+    active = [u for u in relevant if u.active]
+    predicate = _Predicate(c)
+    ids = [u.id for u in active or relevant]
+    total = 0.0
+    parts: list[str] = []
+    for use in active:
+        milligrams, why = meds.daily_dose_mg(use)
+        if milligrams is None:
+            return Finding(None, why, ids)
+        factor = use.entry.prednisone_factor if prednisone and use.entry else 1.0
+        if factor is None:
+            return Finding(None, f"no prednisone equivalence for {use.name}", ids)
+        total += milligrams * factor
+        part = f"{use.name} {_fmt(milligrams)} mg/d ({use.label})"
+        parts.append(part + (f" ≙ {_fmt(milligrams * factor)} mg prednisone" if prednisone and factor != 1 else ""))
+        if window is not None and window.operator in (">=", ">"):
+            started = _started_before(use, window, options.as_of)
+            if started is None:
+                return Finding(None, f"{use.label} has no start date to check {window.describe()}", ids)
+            if not started:
+                return Finding(False, f"{use.label} started {use.start}: not {window.describe()}", ids)
+    target = predicate.unit or "mg/d"
+    value = convert(total, "mg/d", target)
+    if value is None:
+        return Finding(None, f"daily dose not convertible to {target}", ids)
+    described = " + ".join(parts) if parts else f"no active {label} on {options.as_of}"
+    holds = predicate.test(value)
+    unit = "mg/d prednisone-equivalent" if prednisone else "mg/d"
+    return Finding(holds, f"daily dose {_fmt(total)} {unit} [{described}] {'meets' if holds else 'does not meet'} {predicate.written}", ids)
+
+
+def _evaluator(c: Json) -> Callable[[PatientRecord, Json, Options], Finding] | None:
+    code = c.get("code") or {}
+    if _has_code(code, systems.LOINC, "30525-0"):
+        return _age
+    if _has_code(code, systems.LOINC, "46098-0"):
+        return _sex
+    if _has_code(code, systems.LOINC, "82810-3"):
+        return _reproductive("pregnant")
+    if _has_code(code, systems.LOINC, "63895-7"):
+        return _reproductive("breastfeeding")
+    if _has_code(code, ch.CHARACTERISTIC_CODES, "childbearing-potential"):
+        return _reproductive("of childbearing potential")
+    systems_used = {x.get("system") for x in _codings(code)}
+    if systems_used & {vocab.RXNORM, vocab.ATC}:
+        return _dose if _ext(c, ch.DOSE) else _medication
+    if systems.MESH in systems_used or _has_code(code, ch.CHARACTERISTIC_CODES, "condition"):
+        return _condition
+    if ("valueQuantity" in c or "valueRange" in c) and systems_used & {systems.LOINC, ch.SCORE_CODES}:
+        return _observation
+    return None
+
+
+# --- criteria and verdict -----------------------------------------------------------------------
+
+
+def _part(c: Json, criterion_exclude: bool, record: PatientRecord, options: Options) -> Finding:
+    """Whether this item makes the criterion's statement true for the patient."""
+    evaluate = _evaluator(c)
+    if evaluate is None:
+        return Finding(None, f"{(c.get('code') or {}).get('text') or 'item'}: not computable")
+    finding = evaluate(record, c, options)
+    if finding.holds is not None and bool(c.get("exclude")) != criterion_exclude:
+        finding = Finding(not finding.holds, finding.reason, finding.evidence)  # "no …" in the text
+    qualifier = _ext_value(c, ch.QUALIFIER)
+    if qualifier and finding.holds:
+        return Finding(None, f"{finding.reason}, but '{qualifier}' is not computable", finding.evidence)
+    if _ext_value(c, ch.CONDITIONAL) and finding.holds is not None:
+        return Finding(None, f"{finding.reason} (the criterion states exceptions or conditions: not decisive)", finding.evidence)
+    return finding
+
+
+def _combine(findings: list[Finding], any_of: bool) -> Finding:
+    values = [f.holds for f in findings]
+    evidence = [e for f in findings for e in f.evidence]
+    if any_of:
+        hits = [f for f in findings if f.holds]
+        if hits:
+            return Finding(True, " or ".join(f.reason for f in hits), [e for f in hits for e in f.evidence])
+        holds = False if all(v is False for v in values) else None
+    else:
+        misses = [f for f in findings if f.holds is False]
+        if misses:
+            return Finding(False, "; ".join(f.reason for f in misses), [e for f in misses for e in f.evidence])
+        holds = True if all(values) else None
+    reasons = list(dict.fromkeys(f.reason for f in findings))
+    return Finding(holds, "; ".join(reasons), list(dict.fromkeys(evidence)))
+
+
+def _criterion(
+    criterion: Json, items: list[Json], record: PatientRecord, options: Options, text: str | None = None
+) -> CriterionOutcome:
+    exclude = bool(criterion.get("exclude"))
+    text = text or str((criterion.get("valueCodeableConcept") or {}).get("text") or "")
+    coverage = _ext_value(criterion, ch.COVERAGE) or ("complete" if text else "none")
+    cid = str(criterion.get("id") or "")
+    if not items:
+        return CriterionOutcome(cid, text, exclude, "unknown", [], "not computable: needs review")
+    group_url = ch.CONJUNCTION_GROUP if exclude else ch.ALTERNATIVE_GROUP
+    units: dict[str, list[Finding]] = {}
+    for number, item in enumerate(items):
+        key = _ext_value(item, group_url) or f"#{number}"
+        units.setdefault(str(key), []).append(_part(item, exclude, record, options))
+    # Inclusion: all units (each an "or" group); exclusion: any unit (each an "and" group).
+    combined = [_combine(f, any_of=not exclude) for f in units.values()]
+    overall = _combine(combined, any_of=exclude)
+    evidence = list(dict.fromkeys(overall.evidence))
+    if exclude:
+        if overall.holds:
+            return CriterionOutcome(cid, text, exclude, "met", evidence, overall.reason)
+        if overall.holds is False and coverage == "complete":
+            return CriterionOutcome(cid, text, exclude, "not-met", evidence, overall.reason)
+    else:
+        if overall.holds is False:
+            return CriterionOutcome(cid, text, exclude, "not-met", evidence, overall.reason)
+        if overall.holds and coverage == "complete":
+            return CriterionOutcome(cid, text, exclude, "met", evidence, overall.reason)
+    reason = overall.reason
+    if overall.holds is not None:
+        reason += "; the rest of the criterion is free text: needs review"
+    return CriterionOutcome(cid, text, exclude, "unknown", evidence, reason)
+
+
+def _structured_text(c: Json) -> str:
+    if c.get("id") == "age":
+        value_range = c.get("valueRange") or {}
+        low, high = value_range.get("low") or {}, value_range.get("high") or {}
+        parts = []
+        if low:
+            parts.append(f"at least {low.get('value')} {low.get('unit')}")
+        if high:
+            parts.append(f"at most {high.get('value')} {high.get('unit')}")
+        return "Age " + " and ".join(parts) + " (structured limit)"
+    sex = (c.get("valueCodeableConcept") or {}).get("text") or ""
+    return f"Sex: {sex} (structured limit)"
+
+
+def match(record: PatientRecord, study: Study, options: Options) -> MatchResult:
+    outcomes: list[CriterionOutcome] = []
+    by_criterion: dict[str, list[Json]] = {}
+    for c in study.characteristics:
+        source = _ext_value(c, ch.SOURCE_CRITERION)
+        if source:
+            by_criterion.setdefault(str(source), []).append(c)
+    for c in study.characteristics:
+        if c.get("id") in ("age", "sex"):
+            outcomes.append(_criterion({**c, "exclude": False}, [c], record, options, _structured_text(c)))
+        elif _ext_value(c, ch.SOURCE_CRITERION) is None and any(
+            x.get("code") in ("inclusion-criterion", "exclusion-criterion") for x in _codings(c.get("code"))
+        ):
+            outcomes.append(_criterion(c, by_criterion.get(str(c.get("id")), []), record, options))
+    if any((o.result == "not-met" and not o.exclude) or (o.result == "met" and o.exclude) for o in outcomes):
+        verdict: Verdict = "ineligible"
+    elif all(o.result == ("not-met" if o.exclude else "met") for o in outcomes):
+        verdict = "eligible"
+    else:
+        verdict = "possibly-eligible"
+    return MatchResult(record.id, study.nct_id, verdict, outcomes)
