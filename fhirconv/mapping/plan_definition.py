@@ -38,7 +38,7 @@ def _arm_gives(arm: Arm, intervention: Intervention) -> bool:
     """API v2 arms name interventions as "TYPE: Name"; other formats by plain name."""
     wanted = _intervention_key(intervention.name)
     for named in arm.intervention_names:
-        plain = re.sub(r"^[A-Z_]+:\s*", "", named)
+        plain = re.sub(r"^[A-Za-z][A-Za-z _]*:\s*", "", named)
         if _intervention_key(plain) == wanted or _intervention_key(named) == wanted:
             return True
     return ids.normalize_key(arm.label) in {ids.normalize_key(a) for a in intervention.arm_labels}
