@@ -22,11 +22,16 @@ def _fail_usage(message: str) -> typer.Exit:
 @app.command("match")
 def match_command(
     patients: Annotated[
-        list[Path], typer.Argument(help="Patient records: FHIR R4 Bundle JSON or NDJSON files (or directories).")
+        list[Path],
+        typer.Argument(
+            help="Patient records: FHIR R4 Bundle JSON or NDJSON files (or directories)."
+        ),
     ],
     study: Annotated[
         list[Path],
-        typer.Option("--study", "-s", help="Study Bundle(s) written by `fhirconv convert` (repeatable)."),
+        typer.Option(
+            "--study", "-s", help="Study Bundle(s) written by `fhirconv convert` (repeatable)."
+        ),
     ],
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Evaluation date YYYY-MM-DD (default: today).")
@@ -36,7 +41,10 @@ def match_command(
     ] = "table",
     lookback: Annotated[
         int,
-        typer.Option("--lookback-days", help="Results older than this count as missing when the criterion gives no window."),
+        typer.Option(
+            "--lookback-days",
+            help="Results older than this count as missing when the criterion gives no window.",
+        ),
     ] = 365,
 ) -> None:
     """Evaluate every patient against every study's eligibility criteria, with reasons."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from fhirconv.eligibility import vocab
@@ -44,7 +45,11 @@ AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
 SEX = {"system": systems.LOINC, "code": "46098-0", "display": "Sex"}
 PREGNANCY_STATUS = {"system": systems.LOINC, "code": "82810-3", "display": "Pregnancy status"}
 PREGNANT = {"system": systems.SNOMED, "code": "77386006", "display": "Pregnant"}
-BREASTFEEDING_STATUS = {"system": systems.LOINC, "code": "63895-7", "display": "Breastfeeding status"}
+BREASTFEEDING_STATUS = {
+    "system": systems.LOINC,
+    "code": "63895-7",
+    "display": "Breastfeeding status",
+}
 BREASTFEEDING = {"system": systems.LOINC, "code": "LA29252-6", "display": "Currently breastfeeding"}
 CHILDBEARING = {
     "system": CHARACTERISTIC_CODES,
@@ -112,7 +117,9 @@ _QUALIFIER_BEFORE = re.compile(
     r"(?:\s+\w+){0,3}\s*$",
     re.IGNORECASE,
 )
-_OTHER_BEFORE = re.compile(r"\b(?:other|another|except|excluding|not\s+caused\s+by)\s+(?:\w+\s+)?$", re.I)
+_OTHER_BEFORE = re.compile(
+    r"\b(?:other|another|except|excluding|not\s+caused\s+by)\s+(?:\w+\s+)?$", re.I
+)
 _NUMBER_AFTER = re.compile(r"^[\s:(]*(?:dose\s*)?(?:[<>≤≥=]|\d)")
 _CLAUSE_BREAK = re.compile(r"[.;\n]\s|[;\n]|,\s")
 _SENTENCE_BREAK = re.compile(r"(?<![\d\s])\.(?:\s|$)|[;\n]")
@@ -144,18 +151,180 @@ _AGAINST_CRITERIA = re.compile(
     re.IGNORECASE,
 )
 _FILLER = frozenset(
-    """a an the of in on at to for from by with and or as is are was were be been being must should
-    will shall have has had having who which that this these those their his her its any all either
-    each both than then also only such per who whom whose patient patients subject subjects
-    participant participants individual individuals person persons people adult adults man men
-    woman women male males female females aged age ages old year years yrs inclusive time signing
-    sign icf informed consent form diagnosis diagnosed confirmed documented known current
-    currently present presence screening screened during period visit baseline level levels
-    value values serum plasma blood score total result results test tests measured measurement
-    defined definition evidence history diagnostic clinical prior previous before within
-    equivalent day days daily dose doses dosage mg stable least most more less greater lower
-    higher over under above below equal ≥ ≤ > < e g eg ie etc including include includes
-    following be being you your study trial may can""".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "and",
+        "or",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "must",
+        "should",
+        "will",
+        "shall",
+        "have",
+        "has",
+        "had",
+        "having",
+        "who",
+        "which",
+        "that",
+        "this",
+        "these",
+        "those",
+        "their",
+        "his",
+        "her",
+        "its",
+        "any",
+        "all",
+        "either",
+        "each",
+        "both",
+        "than",
+        "then",
+        "also",
+        "only",
+        "such",
+        "per",
+        "who",
+        "whom",
+        "whose",
+        "patient",
+        "patients",
+        "subject",
+        "subjects",
+        "participant",
+        "participants",
+        "individual",
+        "individuals",
+        "person",
+        "persons",
+        "people",
+        "adult",
+        "adults",
+        "man",
+        "men",
+        "woman",
+        "women",
+        "male",
+        "males",
+        "female",
+        "females",
+        "aged",
+        "age",
+        "ages",
+        "old",
+        "year",
+        "years",
+        "yrs",
+        "inclusive",
+        "time",
+        "signing",
+        "sign",
+        "icf",
+        "informed",
+        "consent",
+        "form",
+        "diagnosis",
+        "diagnosed",
+        "confirmed",
+        "documented",
+        "known",
+        "current",
+        "currently",
+        "present",
+        "presence",
+        "screening",
+        "screened",
+        "during",
+        "period",
+        "visit",
+        "baseline",
+        "level",
+        "levels",
+        "value",
+        "values",
+        "serum",
+        "plasma",
+        "blood",
+        "score",
+        "total",
+        "result",
+        "results",
+        "test",
+        "tests",
+        "measured",
+        "measurement",
+        "defined",
+        "definition",
+        "evidence",
+        "history",
+        "diagnostic",
+        "clinical",
+        "prior",
+        "previous",
+        "before",
+        "within",
+        "equivalent",
+        "day",
+        "days",
+        "daily",
+        "dose",
+        "doses",
+        "dosage",
+        "mg",
+        "stable",
+        "least",
+        "most",
+        "more",
+        "less",
+        "greater",
+        "lower",
+        "higher",
+        "over",
+        "under",
+        "above",
+        "below",
+        "equal",
+        "≥",
+        "≤",
+        ">",
+        "<",
+        "e",
+        "g",
+        "eg",
+        "ie",
+        "etc",
+        "including",
+        "include",
+        "includes",
+        "following",
+        "be",
+        "being",
+        "you",
+        "your",
+        "study",
+        "trial",
+        "may",
+        "can",
+    ]
 )
 
 # --- vocabularies built per trial -----------------------------------------------------------------
@@ -182,7 +351,9 @@ def _condition_concepts(trial: Trial, criteria_text: str) -> list[_ConditionConc
     seen: set[str] = set()
     names: list[tuple[str, Json | None]] = []
     for mesh in trial.condition_meshes:
-        coding = {"system": systems.MESH, "code": mesh.id, "display": mesh.term} if mesh.id else None
+        coding = (
+            {"system": systems.MESH, "code": mesh.id, "display": mesh.term} if mesh.id else None
+        )
         names.append((mesh.term, coding))
     names += [(c, None) for c in trial.conditions]
     for name, coding in names:
@@ -279,7 +450,9 @@ def _class_code(drug_class: vocab.DrugClass) -> Json:
     }
 
 
-def _find_drug(text: str) -> tuple[Json, tuple[int, int], vocab.Medication | vocab.DrugClass] | None:
+def _find_drug(
+    text: str,
+) -> tuple[Json, tuple[int, int], vocab.Medication | vocab.DrugClass] | None:
     """The last drug or drug class named in `text`."""
     found: tuple[Json, tuple[int, int], vocab.Medication | vocab.DrugClass] | None = None
     for med in vocab.medications():
@@ -314,13 +487,20 @@ def _from_extracted(
         if raw.kind == "age" and isinstance(raw.value, float) and raw.ucum in _TIME_UNITS:
             items.append(
                 Item(
-                    "age", span, raw.text, raw.negated, raw.operator, raw.value, raw.value2,
-                    raw.ucum, raw.unit, {"coding": [AGE], "text": "Age"},
-                )  # fmt: skip
+                    "age",
+                    span,
+                    raw.text,
+                    raw.negated,
+                    raw.operator,
+                    raw.value,
+                    raw.value2,
+                    raw.ucum,
+                    raw.unit,
+                    {"coding": [AGE], "text": "Age"},
+                )
             )
-        elif raw.kind == "sex":
-            if len(sexes) == 1 and not reproductive:
-                items.append(Item("sex", span, raw.text, _negated(text, span), "=", raw.value))
+        elif raw.kind == "sex" and len(sexes) == 1 and not reproductive:
+            items.append(Item("sex", span, raw.text, _negated(text, span), "=", raw.value))
         elif raw.kind in ("pregnancy", "lactation", "childbearing"):
             code = {
                 "pregnancy": {"coding": [PREGNANCY_STATUS], "text": "Pregnancy"},
@@ -328,50 +508,69 @@ def _from_extracted(
                 "childbearing": {"coding": [CHILDBEARING], "text": "Childbearing potential"},
             }[raw.kind]
             items.append(Item(raw.kind, span, raw.text, _negated(text, span), code=code))
-        elif raw.kind == "threshold" and isinstance(raw.value, float):
-            code = raw.code
-            if (
-                code is None
-                and previous is not None
-                and previous.kind == "threshold"
-                and previous.code
-                and previous.name == raw.name
-            ):
-                code = previous.code  # "creatinine > 2.5 mg/dL or 221 µmol/L": same analyte
-            if code is not None:
-                item = Item(
-                    "observation", span, raw.text, raw.negated, raw.operator, raw.value,
-                    raw.value2, raw.ucum, raw.unit, _analyte_code(code, raw.name),
-                )  # fmt: skip
-                if raw.unit is not None and raw.ucum is None:
-                    item = None  # a unit we cannot express in UCUM ("x ULN"): stays text
-                if item is not None:
-                    name_at = text.rfind(raw.name, 0, span[0]) if raw.name else -1
-                    if name_at >= 0 and raw.name:
-                        item.name_span = (name_at, name_at + len(raw.name))
-                    items.append(item)
-        elif raw.kind == "dose" and isinstance(raw.value, float) and raw.ucum:
-            if raw.ucum.endswith("/d") and not raw.ucum.startswith("mg/kg"):
-                clause_start = max(0, span[0] - 80)
-                drug = _find_drug(text[clause_start : span[0]])
-                if drug is not None:
-                    code, (ds, de), entry = drug
-                    item = Item(
-                        "dose", span, raw.text, raw.negated, raw.operator, raw.value, raw.value2,
-                        raw.ucum, raw.unit, code,
-                    )  # fmt: skip
-                    item.name_span = (clause_start + ds, clause_start + de)
-                    after_name = text[clause_start + de : span[0]]
-                    corticosteroid = (
-                        isinstance(entry, vocab.Medication) and entry.prednisone_factor is not None
-                    ) or (isinstance(entry, vocab.DrugClass) and entry.prednisone_equivalent)
-                    if corticosteroid and re.search(r"equivalent", after_name + text[span[1] :][:30], re.I):
-                        prednisone = vocab.medication("prednisone")
-                        assert prednisone is not None
-                        item.equivalent = _medication_code(prednisone)["coding"][0]
-                    items.append(item)
+        elif raw.kind == "threshold":
+            threshold = _threshold_item(text, raw, previous)
+            if threshold is not None:
+                items.append(threshold)
+        elif raw.kind == "dose":
+            dose = _dose_item(text, raw)
+            if dose is not None:
+                items.append(dose)
         previous = raw
     return items, windows
+
+
+def _threshold_item(text: str, raw: ExtractedItem, previous: ExtractedItem | None) -> Item | None:
+    """A lab, vital sign or score comparison with a code and a UCUM unit (or none)."""
+    if not isinstance(raw.value, float):
+        return None
+    code = raw.code
+    if (
+        code is None
+        and previous is not None
+        and previous.kind == "threshold"
+        and previous.code
+        and previous.name == raw.name
+    ):
+        code = previous.code  # "creatinine > 2.5 mg/dL or 221 µmol/L": same analyte
+    if code is None or (raw.unit is not None and raw.ucum is None):
+        return None  # no code, or a unit UCUM cannot express ("x ULN"): stays text
+    item = Item(
+        "observation", raw.span, raw.text, raw.negated, raw.operator, raw.value, raw.value2,
+        raw.ucum, raw.unit, _analyte_code(code, raw.name),
+    )  # fmt: skip
+    name_at = text.rfind(raw.name, 0, raw.span[0]) if raw.name else -1
+    if name_at >= 0 and raw.name:
+        item.name_span = (name_at, name_at + len(raw.name))
+    return item
+
+
+def _dose_item(text: str, raw: ExtractedItem) -> Item | None:
+    """A daily dose of a drug (or class) named just before it; other doses stay text."""
+    if not isinstance(raw.value, float) or not raw.ucum:
+        return None
+    if not raw.ucum.endswith("/d") or raw.ucum.startswith("mg/kg"):
+        return None
+    span = raw.span
+    clause_start = max(0, span[0] - 80)
+    drug = _find_drug(text[clause_start : span[0]])
+    if drug is None:
+        return None
+    code, (drug_start, drug_end), entry = drug
+    item = Item(
+        "dose", span, raw.text, raw.negated, raw.operator, raw.value, raw.value2, raw.ucum,
+        raw.unit, code,
+    )  # fmt: skip
+    item.name_span = (clause_start + drug_start, clause_start + drug_end)
+    after_name = text[clause_start + drug_end : span[0]]
+    corticosteroid = (
+        isinstance(entry, vocab.Medication) and entry.prednisone_factor is not None
+    ) or (isinstance(entry, vocab.DrugClass) and entry.prednisone_equivalent)
+    if corticosteroid and re.search(r"equivalent", after_name + text[span[1] : span[1] + 30], re.I):
+        prednisone = vocab.medication("prednisone")
+        if prednisone is not None:
+            item.equivalent = _medication_code(prednisone)["coding"][0]
+    return item
 
 
 def _mentions(
@@ -413,7 +612,9 @@ def _mentions(
         if qualifier:
             item.qualifier = " ".join(qualifier.group("q").lower().split())
         if kind == "medication" and _NUMBER_AFTER.match(text[span[1] : span[1] + 12]):
-            item.qualifier = item.qualifier or "dose"  # "prednisone ≥100 …": a dose we could not read
+            item.qualifier = (
+                item.qualifier or "dose"
+            )  # "prednisone ≥100 …": a dose we could not read
         if kind == "condition" and _HISTORY_BEFORE.search(clause):
             item.history = True
         items.append(item)
@@ -440,8 +641,12 @@ def _attach_windows(text: str, items: list[Item], windows: list[ExtractedItem]) 
         def same_clause(a: int, b: int) -> bool:
             return not _CLAUSE_BREAK.search(text[min(a, b) : max(a, b)])
 
-        before = [i for i in eligible if i.span[1] <= raw.span[0] and same_clause(i.span[1], raw.span[0])]
-        after = [i for i in eligible if i.span[0] >= raw.span[1] and same_clause(raw.span[1], i.span[0])]
+        before = [
+            i for i in eligible if i.span[1] <= raw.span[0] and same_clause(i.span[1], raw.span[0])
+        ]
+        after = [
+            i for i in eligible if i.span[0] >= raw.span[1] and same_clause(raw.span[1], i.span[0])
+        ]
         target = before[-1] if before else (after[0] if after else None)
         if target is None:
             continue
@@ -483,14 +688,17 @@ def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> No
     joined by a plain "and" must all be present."""
     ordered = sorted(items, key=lambda i: i.span)
     groups = 0
-    for left, right in zip(ordered, ordered[1:], strict=False):
+    for left, right in pairwise(ordered):
         between = text[left.span[1] : right.span[0]]
-        if _SENTENCE_BREAK.search(between) or left.kind in ("age", "sex") or right.kind in ("age", "sex"):
+        if (
+            _SENTENCE_BREAK.search(between)
+            or left.kind in ("age", "sex")
+            or right.kind in ("age", "sex")
+        ):
             continue
         if not exclude:
-            drug_list = (
-                left.kind == right.kind == "medication"
-                and re.fullmatch(r"[\s,()/]*(?:(?:and|or|and/or|including|such\s+as|e\.g\.)[\s,()]*)*", between, re.I)
+            drug_list = left.kind == right.kind == "medication" and re.fullmatch(
+                r"[\s,()/]*(?:(?:and|or|and/or|including|such\s+as|e\.g\.)[\s,()]*)*", between, re.I
             )
             if _OR.search(between) or drug_list:
                 if left.group is None:
@@ -510,7 +718,7 @@ def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> No
 
 
 def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> str:
-    """"complete" when no content words are left outside the items, "partial" otherwise."""
+    """ "complete" when no content words are left outside the items, "partial" otherwise."""
     if not items:
         return "none"
     spans = [i.span for i in items] + [i.name_span for i in items if i.name_span]
@@ -557,13 +765,23 @@ def _quantity(value: float, item: Item) -> Json:
 
 def _duration(window: Window) -> Json:
     number: int | float = int(window.value) if window.value.is_integer() else window.value
-    return {"value": number, "unit": _TIME_UNITS[window.ucum], "system": systems.UCUM, "code": window.ucum}
+    return {
+        "value": number,
+        "unit": _TIME_UNITS[window.ucum],
+        "system": systems.UCUM,
+        "code": window.ucum,
+    }
 
 
 def _value(item: Item) -> Json:
     if item.kind in ("age", "observation", "dose") and isinstance(item.value, float):
         if item.operator == "between" and item.value2 is not None:
-            return {"valueRange": {"low": _quantity(item.value, item), "high": _quantity(item.value2, item)}}
+            return {
+                "valueRange": {
+                    "low": _quantity(item.value, item),
+                    "high": _quantity(item.value2, item),
+                }
+            }
         quantity = _quantity(item.value, item)
         if item.operator in ("<", "<=", ">", ">="):
             quantity = {"value": quantity.pop("value"), "comparator": item.operator, **quantity}
@@ -575,7 +793,9 @@ def _value(item: Item) -> Json:
     if item.kind == "pregnancy":
         return {"valueCodeableConcept": {"coding": [PREGNANT], "text": "Pregnant"}}
     if item.kind == "lactation":
-        return {"valueCodeableConcept": {"coding": [BREASTFEEDING], "text": "Currently breastfeeding"}}
+        return {
+            "valueCodeableConcept": {"coding": [BREASTFEEDING], "text": "Currently breastfeeding"}
+        }
     return {"valueBoolean": True}
 
 

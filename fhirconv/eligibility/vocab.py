@@ -105,9 +105,12 @@ def drug_classes() -> tuple[DrugClass, ...]:
 def conditions() -> tuple[Condition, ...]:
     return tuple(
         Condition(
-            row["mesh"], row["term"], _split(row["synonyms"]), _split(row["snomed"]),
+            row["mesh"],
+            row["term"],
+            _split(row["synonyms"]),
+            _split(row["snomed"]),
             _split(row["icd10"]),
-        )  # fmt: skip
+        )
         for row in load_csv("eligibility-conditions.csv")
     )
 

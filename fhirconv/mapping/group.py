@@ -42,7 +42,10 @@ def group_reference(nct_id: str) -> dict[str, str]:
 
 
 def characteristic_code(code: str, display: str) -> Json:
-    return {"coding": [{"system": CHARACTERISTIC_CODES, "code": code, "display": display}], "text": display}
+    return {
+        "coding": [{"system": CHARACTERISTIC_CODES, "code": code, "display": display}],
+        "text": display,
+    }
 
 
 def age_quantity(ctx: MappingContext, limit: AgeLimit) -> Json:
@@ -83,7 +86,11 @@ def sex_characteristic(ctx: MappingContext) -> Json | None:
         "code": {"coding": [SEX], "text": "Sex"},
         "valueCodeableConcept": {
             "coding": [
-                {"system": systems.ADMINISTRATIVE_GENDER, "code": target["code"], "display": target["display"]}
+                {
+                    "system": systems.ADMINISTRATIVE_GENDER,
+                    "code": target["code"],
+                    "display": target["display"],
+                }
             ],
             "text": target["display"],
         },
@@ -152,13 +159,17 @@ def to_group(ctx: MappingContext) -> Json:
         extensions.append(
             {
                 "url": SAMPLING_METHOD,
-                "valueCodeableConcept": ctx.ctgov_concept("SamplingMethod", eligibility.sampling_method),
+                "valueCodeableConcept": ctx.ctgov_concept(
+                    "SamplingMethod", eligibility.sampling_method
+                ),
             }
         )
     if eligibility.gender_based is not None:
         extensions.append({"url": GENDER_BASED, "valueBoolean": eligibility.gender_based})
     if eligibility.gender_description:
-        extensions.append({"url": GENDER_DESCRIPTION, "valueString": eligibility.gender_description})
+        extensions.append(
+            {"url": GENDER_DESCRIPTION, "valueString": eligibility.gender_description}
+        )
     extensions += [
         {"url": STANDARD_AGE, "valueCodeableConcept": ctx.ctgov_concept("StandardAge", age)}
         for age in eligibility.std_ages

@@ -124,7 +124,9 @@ def _has_code(concept: object, system: str, code: str) -> bool:
 def _words(concept: object) -> str:
     if not isinstance(concept, dict):
         return ""
-    return " ".join([str(concept.get("text") or "")] + [str(c.get("display") or "") for c in _codings(concept)])
+    return " ".join(
+        [str(concept.get("text") or "")] + [str(c.get("display") or "") for c in _codings(concept)]
+    )
 
 
 def _fmt(value: float) -> str:
@@ -142,8 +144,12 @@ class _Window:
         return add_duration(as_of, self.value, self.ucum, -1)
 
     def describe(self) -> str:
-        unit = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours"}.get(self.ucum, self.ucum)
-        words = {"<=": "within", "<": "less than", ">=": "at least", ">": "more than"}[self.operator]
+        unit = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours"}.get(
+            self.ucum, self.ucum
+        )
+        words = {"<=": "within", "<": "less than", ">=": "at least", ">": "more than"}[
+            self.operator
+        ]
         return f"{words} {_fmt(self.value)} {unit} {self.relation}"
 
 
@@ -156,9 +162,11 @@ def _window(characteristic: Json) -> _Window | None:
     if operator not in ("<=", "<", ">=", ">") or duration.get("value") is None:
         return None
     return _Window(
-        operator, float(duration["value"]), str(duration.get("code") or "d"),
+        operator,
+        float(duration["value"]),
+        str(duration.get("code") or "d"),
         str(_sub(found, "relation") or "before the evaluation date"),
-    )  # fmt: skip
+    )
 
 
 class _Predicate:
@@ -175,7 +183,11 @@ class _Predicate:
             value = float(quantity["value"])
             comparator = quantity.get("comparator")
             self.unit = quantity.get("code")
-            unit_text = f" {quantity.get('unit') or quantity.get('code')}" if self.unit or quantity.get("unit") else ""
+            unit_text = (
+                f" {quantity.get('unit') or quantity.get('code')}"
+                if self.unit or quantity.get("unit")
+                else ""
+            )
             symbol = {">=": "≥", "<=": "≤"}.get(str(comparator), comparator or "=")
             self.written = f"{symbol} {_fmt(value)}{unit_text}"
             if comparator in (">", ">="):
@@ -191,14 +203,21 @@ class _Predicate:
             self.high = float(high["value"]) if "value" in high else None
             self.unit = low.get("code") or high.get("code")
             unit_text = f" {low.get('unit') or high.get('unit') or self.unit}" if self.unit else ""
-            self.written = f"{_fmt(self.low) if self.low is not None else ''}–{_fmt(self.high) if self.high is not None else ''}{unit_text}"
+            low_text = _fmt(self.low) if self.low is not None else ""
+            high_text = _fmt(self.high) if self.high is not None else ""
+            self.written = f"{low_text}–{high_text}{unit_text}"
 
     def test(self, value: float) -> bool:
         if self.low is not None and (value < self.low or (self.low_strict and value == self.low)):
             return False
-        return not (self.high is not None and (value > self.high or (self.high_strict and value == self.high)))
+        return not (
+            self.high is not None
+            and (value > self.high or (self.high_strict and value == self.high))
+        )
 
-    def test_interval(self, low: float, high: float, low_open: bool, high_open: bool) -> bool | None:
+    def test_interval(
+        self, low: float, high: float, low_open: bool, high_open: bool
+    ) -> bool | None:
         """True/False when every value in the interval agrees, None otherwise."""
         epsilon = max(abs(low), abs(high), 1.0) * 1e-9
         ends = [low + epsilon if low_open else low, high - epsilon if high_open else high]
@@ -235,8 +254,18 @@ def _age(record: PatientRecord, c: Json, options: Options) -> Finding:
     evidence = [str(record.patient.get("id") or "?")]
     if predicate.test(oldest) == predicate.test(youngest):
         age = f"{oldest}" if oldest == youngest else f"{youngest}–{oldest}"
-        return Finding(predicate.test(oldest), f"age {age} {unit_word} on {as_of} (birthDate {record.patient.get('birthDate')}) vs {predicate.written}", evidence)
-    return Finding(None, f"birthDate {record.patient.get('birthDate')} leaves age between {youngest} and {oldest} {unit_word}: cannot tell against {predicate.written}", evidence)
+        return Finding(
+            predicate.test(oldest),
+            f"age {age} {unit_word} on {as_of} (birthDate {record.patient.get('birthDate')})"
+            f" vs {predicate.written}",
+            evidence,
+        )
+    return Finding(
+        None,
+        f"birthDate {record.patient.get('birthDate')} leaves age between {youngest} and"
+        f" {oldest} {unit_word}: cannot tell against {predicate.written}",
+        evidence,
+    )
 
 
 def _sex(record: PatientRecord, c: Json, options: Options) -> Finding:
@@ -253,7 +282,11 @@ def _date_of(resource: Json) -> DateRange | None:
         if resource.get(key):
             return parse_date(resource[key])
     period = resource.get("effectivePeriod") or {}
-    return parse_date(period.get("end")) or parse_date(period.get("start")) or parse_date(resource.get("issued"))
+    return (
+        parse_date(period.get("end"))
+        or parse_date(period.get("start"))
+        or parse_date(resource.get("issued"))
+    )
 
 
 def _current(
@@ -290,7 +323,9 @@ def _observation_matches(observation: Json, c: Json) -> bool:
     return False
 
 
-def _observation_value(observation: Json) -> tuple[float, float, bool, bool, str | None, str] | None:
+def _observation_value(
+    observation: Json,
+) -> tuple[float, float, bool, bool, str | None, str] | None:
     """(low, high, low_open, high_open, ucum, written) of the value, or None if not numeric."""
     if isinstance(observation.get("valueInteger"), int):
         value = float(observation["valueInteger"])
@@ -315,16 +350,25 @@ def _observation_value(observation: Json) -> tuple[float, float, bool, bool, str
 def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
     name = (c.get("code") or {}).get("text") or "value"
     candidates = [
-        o for o in record.of_type("Observation")
+        o
+        for o in record.of_type("Observation")
         if o.get("status") in _FINAL and _observation_matches(o, c)
-    ]  # fmt: skip
+    ]
     window = _window(c)
     inside, older, start = _current(candidates, window, options)
-    limit = window.describe() if window and window.operator in ("<=", "<") else f"the {options.lookback_days}-day look-back"
+    limit = (
+        window.describe()
+        if window and window.operator in ("<=", "<")
+        else f"the {options.lookback_days}-day look-back"
+    )
     if not inside:
         if older:
             when, newest = older[0]
-            return Finding(None, f"latest {name} ({newest.get('id')}, {when}) is older than {limit} (from {start})", [str(newest.get("id"))])
+            return Finding(
+                None,
+                f"latest {name} ({newest.get('id')}, {when}) is older than {limit} (from {start})",
+                [str(newest.get("id"))],
+            )
         return Finding(None, f"no final {name} result recorded")
     when, observation = inside[0]
     oid = str(observation.get("id") or "?")
@@ -333,22 +377,34 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
         return Finding(None, f"{name} {oid} on {when} has no numeric value", [oid])
     low, high, low_open, high_open, unit, written = value
     predicate = _Predicate(c)
-    analyte = next((x.get("code") for x in _codings(c.get("code")) if x.get("system") == systems.LOINC), None)
+    analyte = next(
+        (x.get("code") for x in _codings(c.get("code")) if x.get("system") == systems.LOINC), None
+    )
     if predicate.unit and predicate.unit != unit:
         if unit is None:
-            return Finding(None, f"{name} {written} on {when} has no unit to compare with {predicate.written}", [oid])
+            return Finding(
+                None,
+                f"{name} {written} on {when} has no unit to compare with {predicate.written}",
+                [oid],
+            )
         converted = [
             v if v in (float("inf"), float("-inf")) else convert(v, unit, predicate.unit, analyte)
             for v in (low, high)
         ]
         if converted[0] is None or converted[1] is None:
-            return Finding(None, f"{name} {written} on {when}: unit {unit} not convertible to {predicate.unit}", [oid])
+            return Finding(
+                None,
+                f"{name} {written} on {when}: unit {unit} not convertible to {predicate.unit}",
+                [oid],
+            )
         low, high = float(converted[0]), float(converted[1])
         if low == high:
             written += f" (= {_fmt(low)} {predicate.unit})"
     holds = predicate.test_interval(low, high, low_open, high_open)
     if holds is None:
-        return Finding(None, f"{name} {written} on {when} cannot be compared with {predicate.written}", [oid])
+        return Finding(
+            None, f"{name} {written} on {when} cannot be compared with {predicate.written}", [oid]
+        )
     relation = "meets" if holds else "does not meet"
     return Finding(holds, f"{name} {written} on {when} {relation} {predicate.written}", [oid])
 
@@ -365,25 +421,47 @@ def _reproductive(kind: str) -> Callable[[PatientRecord, Json, Options], Finding
         if kind == "of childbearing potential":
             return Finding(None, "childbearing potential is not recorded in a computable form")
         loinc = "82810-3" if kind == "pregnant" else "63895-7"
-        yes, no = (_PREGNANT, _NOT_PREGNANT) if kind == "pregnant" else (_BREASTFEEDING, _NOT_BREASTFEEDING)
+        yes, no = (
+            (_PREGNANT, _NOT_PREGNANT)
+            if kind == "pregnant"
+            else (_BREASTFEEDING, _NOT_BREASTFEEDING)
+        )
         observations = [
-            o for o in record.of_type("Observation")
+            o
+            for o in record.of_type("Observation")
             if o.get("status") in _FINAL and _has_code(o.get("code"), systems.LOINC, loinc)
-        ]  # fmt: skip
+        ]
         window = _window(c) or _Window("<=", 30, "d", "before the evaluation date")
         inside, older, _ = _current(observations, window, options)
         for when, observation in inside:
             codes = {str(x.get("code")) for x in _codings(observation.get("valueCodeableConcept"))}
             if codes & yes:
-                return Finding(True, f"{observation.get('id')} on {when}: {kind}", [str(observation.get("id"))])
+                return Finding(
+                    True, f"{observation.get('id')} on {when}: {kind}", [str(observation.get("id"))]
+                )
             if codes & no:
-                return Finding(False, f"{observation.get('id')} on {when}: not {kind}", [str(observation.get("id"))])
+                return Finding(
+                    False,
+                    f"{observation.get('id')} on {when}: not {kind}",
+                    [str(observation.get("id"))],
+                )
         if kind == "pregnant":
             for condition in record.of_type("Condition"):
-                if _has_code(condition.get("code"), systems.SNOMED, "77386006") and _condition_state(condition) == "present":
-                    return Finding(True, f"Condition {condition.get('id')}: pregnancy", [str(condition.get("id"))])
+                if (
+                    _has_code(condition.get("code"), systems.SNOMED, "77386006")
+                    and _condition_state(condition) == "present"
+                ):
+                    return Finding(
+                        True,
+                        f"Condition {condition.get('id')}: pregnancy",
+                        [str(condition.get("id"))],
+                    )
         if older:
-            return Finding(None, f"latest {kind} status ({older[0][1].get('id')}, {older[0][0]}) is older than {window.describe()}")
+            return Finding(
+                None,
+                f"latest {kind} status ({older[0][1].get('id')}, {older[0][0]})"
+                f" is older than {window.describe()}",
+            )
         return Finding(None, f"no current {kind} status recorded")
 
     return evaluate
@@ -401,7 +479,11 @@ def _condition_state(condition: Json) -> str:
         return "past"
     if clinical in _PRESENT:
         return "present"
-    return "past" if condition.get("abatementDateTime") or condition.get("abatementPeriod") else "present"
+    return (
+        "past"
+        if condition.get("abatementDateTime") or condition.get("abatementPeriod")
+        else "present"
+    )
 
 
 def _condition_matches(condition: Json, c: Json) -> bool:
@@ -426,11 +508,23 @@ def _condition_matches(condition: Json, c: Json) -> bool:
                 return True
     if not _codings(code) or all(x.get("system") != systems.MESH for x in _codings(code)):
         row = next(
-            (r for r in vocab.conditions() if synonyms[0].lower() in (s.lower() for s in (r.term, *r.synonyms))),
+            (
+                r
+                for r in vocab.conditions()
+                if synonyms[0].lower() in (s.lower() for s in (r.term, *r.synonyms))
+            ),
             None,
         )
         if row is not None:
-            return _condition_matches(condition, {"code": {"coding": [{"system": systems.MESH, "code": row.mesh}], "text": synonyms[0]}})
+            return _condition_matches(
+                condition,
+                {
+                    "code": {
+                        "coding": [{"system": systems.MESH, "code": row.mesh}],
+                        "text": synonyms[0],
+                    }
+                },
+            )
     regex = vocab.phrase_regex([s for s in synonyms if s])
     return bool(regex and regex.search(_words(concept)))
 
@@ -448,7 +542,11 @@ def _condition(record: PatientRecord, c: Json, options: Options) -> Finding:
     name = (c.get("code") or {}).get("text") or "condition"
     history = bool(_ext_value(c, ch.HISTORY))
     window = _window(c)
-    matches = [x for x in record.of_type("Condition") if _condition_matches(x, c) and _condition_state(x) != "ignore"]
+    matches = [
+        x
+        for x in record.of_type("Condition")
+        if _condition_matches(x, c) and _condition_state(x) != "ignore"
+    ]
     if not matches:
         return Finding(None, f"no {name} recorded")
     negatives: list[str] = []
@@ -475,10 +573,16 @@ def _condition(record: PatientRecord, c: Json, options: Options) -> Finding:
                 ok = onset.earliest >= start and onset.latest <= options.as_of
                 no = onset.latest < start
             if not ok:
-                (negatives if no else undecided).append(f"{cid} onset {onset} vs {window.describe()}")
+                (negatives if no else undecided).append(
+                    f"{cid} onset {onset} vs {window.describe()}"
+                )
                 continue
-            return Finding(True, f"{name}: {cid} ({state}, onset {onset}) {window.describe()}", [cid])
-        return Finding(True, f"{name}: {cid} ({state}{', history counts' if history else ''})", [cid])
+            return Finding(
+                True, f"{name}: {cid} ({state}, onset {onset}) {window.describe()}", [cid]
+            )
+        return Finding(
+            True, f"{name}: {cid} ({state}{', history counts' if history else ''})", [cid]
+        )
     ids = [str(x.get("id")) for x in matches]
     if undecided:
         return Finding(None, f"{name}: " + "; ".join(undecided), ids)
@@ -495,13 +599,21 @@ def _medication_filter(c: Json) -> tuple[Callable[[meds.MedicationUse], bool], s
         if coding.get("system") == vocab.RXNORM:
             target = vocab.medication_by_rxnorm(str(coding.get("code")))
             if equivalent and target and target.prednisone_factor is not None:
-                return (lambda u: u.entry is not None and u.entry.prednisone_factor is not None), f"{label} (or equivalent)", True
-            return (lambda u: u.entry is not None and u.entry == target), label, False
+                return (
+                    (lambda u: u.entry is not None and u.entry.prednisone_factor is not None),
+                    f"{label} (or equivalent)",
+                    True,
+                )
+            return (lambda u, t=target: u.entry is not None and u.entry == t), label, False
         if coding.get("system") == vocab.ATC:
             atc = str(coding.get("code"))
             drug_class = vocab.drug_class(atc)
             convert_prednisone = bool(drug_class and drug_class.prednisone_equivalent and dose)
-            return (lambda u: u.entry is not None and u.entry.in_class(atc)), label, convert_prednisone
+            return (
+                (lambda u, a=atc: u.entry is not None and u.entry.in_class(a)),
+                label,
+                convert_prednisone,
+            )
     regex = vocab.phrase_regex([label])
     return (lambda u: bool(regex and regex.search(_words(u.concept)))), label, False
 
@@ -511,7 +623,9 @@ def _started_before(use: meds.MedicationUse, window: _Window, as_of: date) -> bo
         return None
     start = window.start(as_of)
     if window.operator == ">=":
-        return True if use.start.latest <= start else (False if use.start.earliest > start else None)
+        return (
+            True if use.start.latest <= start else (False if use.start.earliest > start else None)
+        )
     return True if use.start.latest < start else (False if use.start.earliest >= start else None)
 
 
@@ -530,7 +644,11 @@ def _medication(record: PatientRecord, c: Json, options: Options) -> Finding:
             continue
         if window.operator in ("<=", "<"):
             start = window.start(options.as_of)
-            if use.active or (use.end is not None and use.end.latest >= start and (use.start is None or use.start.earliest <= options.as_of)):
+            if use.active or (
+                use.end is not None
+                and use.end.latest >= start
+                and (use.start is None or use.start.earliest <= options.as_of)
+            ):
                 return Finding(True, f"{use.name} ({use.label}) {window.describe()}", [use.id])
             if use.end is None and not use.active:
                 undecided.append(f"{use.label} ({use.resource.get('status')}) has no end date")
@@ -539,12 +657,20 @@ def _medication(record: PatientRecord, c: Json, options: Options) -> Finding:
             continue
         started = _started_before(use, window, options.as_of)
         if started:
-            return Finding(True, f"{use.name} ({use.label}) since {use.start} ({window.describe()})", [use.id])
+            return Finding(
+                True, f"{use.name} ({use.label}) since {use.start} ({window.describe()})", [use.id]
+            )
         if started is None:
             undecided.append(f"{use.label} has no start date to check {window.describe()}")
     if undecided:
         return Finding(None, f"{label}: " + "; ".join(undecided), ids)
-    return Finding(False, f"not taking {label} as required (" + ", ".join(f"{u.label} {u.resource.get('status')}" for u in relevant) + ")", ids)
+    return Finding(
+        False,
+        f"not taking {label} as required ("
+        + ", ".join(f"{u.label} {u.resource.get('status')}" for u in relevant)
+        + ")",
+        ids,
+    )
 
 
 def _dose(record: PatientRecord, c: Json, options: Options) -> Finding:
@@ -567,13 +693,24 @@ def _dose(record: PatientRecord, c: Json, options: Options) -> Finding:
             return Finding(None, f"no prednisone equivalence for {use.name}", ids)
         total += milligrams * factor
         part = f"{use.name} {_fmt(milligrams)} mg/d ({use.label})"
-        parts.append(part + (f" ≙ {_fmt(milligrams * factor)} mg prednisone" if prednisone and factor != 1 else ""))
+        parts.append(
+            part
+            + (
+                f" ≙ {_fmt(milligrams * factor)} mg prednisone"
+                if prednisone and factor != 1
+                else ""
+            )
+        )
         if window is not None and window.operator in (">=", ">"):
             started = _started_before(use, window, options.as_of)
             if started is None:
-                return Finding(None, f"{use.label} has no start date to check {window.describe()}", ids)
+                return Finding(
+                    None, f"{use.label} has no start date to check {window.describe()}", ids
+                )
             if not started:
-                return Finding(False, f"{use.label} started {use.start}: not {window.describe()}", ids)
+                return Finding(
+                    False, f"{use.label} started {use.start}: not {window.describe()}", ids
+                )
     target = predicate.unit or "mg/d"
     value = convert(total, "mg/d", target)
     if value is None:
@@ -581,7 +718,12 @@ def _dose(record: PatientRecord, c: Json, options: Options) -> Finding:
     described = " + ".join(parts) if parts else f"no active {label} on {options.as_of}"
     holds = predicate.test(value)
     unit = "mg/d prednisone-equivalent" if prednisone else "mg/d"
-    return Finding(holds, f"daily dose {_fmt(total)} {unit} [{described}] {'meets' if holds else 'does not meet'} {predicate.written}", ids)
+    return Finding(
+        holds,
+        f"daily dose {_fmt(total)} {unit} [{described}]"
+        f" {'meets' if holds else 'does not meet'} {predicate.written}",
+        ids,
+    )
 
 
 def _evaluator(c: Json) -> Callable[[PatientRecord, Json, Options], Finding] | None:
@@ -601,7 +743,10 @@ def _evaluator(c: Json) -> Callable[[PatientRecord, Json, Options], Finding] | N
         return _dose if _ext(c, ch.DOSE) else _medication
     if systems.MESH in systems_used or _has_code(code, ch.CHARACTERISTIC_CODES, "condition"):
         return _condition
-    if ("valueQuantity" in c or "valueRange" in c) and systems_used & {systems.LOINC, ch.SCORE_CODES}:
+    if ("valueQuantity" in c or "valueRange" in c) and systems_used & {
+        systems.LOINC,
+        ch.SCORE_CODES,
+    }:
         return _observation
     return None
 
@@ -619,9 +764,15 @@ def _part(c: Json, criterion_exclude: bool, record: PatientRecord, options: Opti
         finding = Finding(not finding.holds, finding.reason, finding.evidence)  # "no …" in the text
     qualifier = _ext_value(c, ch.QUALIFIER)
     if qualifier and finding.holds:
-        return Finding(None, f"{finding.reason}, but '{qualifier}' is not computable", finding.evidence)
+        return Finding(
+            None, f"{finding.reason}, but '{qualifier}' is not computable", finding.evidence
+        )
     if _ext_value(c, ch.CONDITIONAL) and finding.holds is not None:
-        return Finding(None, f"{finding.reason} (the criterion states exceptions or conditions: not decisive)", finding.evidence)
+        return Finding(
+            None,
+            f"{finding.reason} (the criterion states exceptions or conditions: not decisive)",
+            finding.evidence,
+        )
     return finding
 
 
@@ -631,19 +782,27 @@ def _combine(findings: list[Finding], any_of: bool) -> Finding:
     if any_of:
         hits = [f for f in findings if f.holds]
         if hits:
-            return Finding(True, " or ".join(f.reason for f in hits), [e for f in hits for e in f.evidence])
+            return Finding(
+                True, " or ".join(f.reason for f in hits), [e for f in hits for e in f.evidence]
+            )
         holds = False if all(v is False for v in values) else None
     else:
         misses = [f for f in findings if f.holds is False]
         if misses:
-            return Finding(False, "; ".join(f.reason for f in misses), [e for f in misses for e in f.evidence])
+            return Finding(
+                False, "; ".join(f.reason for f in misses), [e for f in misses for e in f.evidence]
+            )
         holds = True if all(values) else None
     reasons = list(dict.fromkeys(f.reason for f in findings))
     return Finding(holds, "; ".join(reasons), list(dict.fromkeys(evidence)))
 
 
 def _criterion(
-    criterion: Json, items: list[Json], record: PatientRecord, options: Options, text: str | None = None
+    criterion: Json,
+    items: list[Json],
+    record: PatientRecord,
+    options: Options,
+    text: str | None = None,
 ) -> CriterionOutcome:
     exclude = bool(criterion.get("exclude"))
     text = text or str((criterion.get("valueCodeableConcept") or {}).get("text") or "")
@@ -699,12 +858,18 @@ def match(record: PatientRecord, study: Study, options: Options) -> MatchResult:
             by_criterion.setdefault(str(source), []).append(c)
     for c in study.characteristics:
         if c.get("id") in ("age", "sex"):
-            outcomes.append(_criterion({**c, "exclude": False}, [c], record, options, _structured_text(c)))
+            outcomes.append(
+                _criterion({**c, "exclude": False}, [c], record, options, _structured_text(c))
+            )
         elif _ext_value(c, ch.SOURCE_CRITERION) is None and any(
-            x.get("code") in ("inclusion-criterion", "exclusion-criterion") for x in _codings(c.get("code"))
+            x.get("code") in ("inclusion-criterion", "exclusion-criterion")
+            for x in _codings(c.get("code"))
         ):
             outcomes.append(_criterion(c, by_criterion.get(str(c.get("id")), []), record, options))
-    if any((o.result == "not-met" and not o.exclude) or (o.result == "met" and o.exclude) for o in outcomes):
+    if any(
+        (o.result == "not-met" and not o.exclude) or (o.result == "met" and o.exclude)
+        for o in outcomes
+    ):
         verdict: Verdict = "ineligible"
     elif all(o.result == ("not-met" if o.exclude else "met") for o in outcomes):
         verdict = "eligible"

@@ -116,9 +116,14 @@ def uses(record: PatientRecord, as_of: date) -> list[MedicationUse]:
             active = False
         found.append(
             MedicationUse(
-                resource, concept, identify(concept), active, start, end,
+                resource,
+                concept,
+                identify(concept),
+                active,
+                start,
+                end,
                 ignored=status == "entered-in-error",
-            )  # fmt: skip
+            )
         )
     return found
 

@@ -127,7 +127,11 @@ def read_resources(paths: Iterable[Path]) -> list[tuple[str | None, Json]]:
     """Every resource in the files, with its Bundle entry fullUrl when there is one."""
     found: list[tuple[str | None, Json]] = []
     for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".ndjson")) if path.is_dir() else [path]
+        files = (
+            sorted(p for p in path.rglob("*") if p.suffix in (".json", ".ndjson"))
+            if path.is_dir()
+            else [path]
+        )
         for file in files:
             for document in _documents(file):
                 found += list(_flatten(document))
@@ -258,9 +262,7 @@ def load_studies(paths: Iterable[Path]) -> list[Study]:
             group = groups.get(str(ref.get("reference")))
             if group:
                 break
-        studies.append(
-            Study(_nct_id(resource), str(resource.get("title") or ""), resource, group)
-        )
+        studies.append(Study(_nct_id(resource), str(resource.get("title") or ""), resource, group))
     if not studies:
         raise InputError("no ResearchStudy resource found")
     return studies

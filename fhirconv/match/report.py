@@ -12,9 +12,10 @@ _MARK = {"met": "✓", "not-met": "✗", "unknown": "?"}
 def _deciding(result: MatchResult) -> list[CriterionOutcome]:
     if result.verdict == "ineligible":
         return [
-            c for c in result.criteria
+            c
+            for c in result.criteria
             if (c.exclude and c.result == "met") or (not c.exclude and c.result == "not-met")
-        ]  # fmt: skip
+        ]
     if result.verdict == "possibly-eligible":
         return [c for c in result.criteria if c.result == "unknown"]
     return result.criteria
@@ -27,17 +28,15 @@ def _short(text: str, width: int) -> str:
 
 def render_table(result: MatchResult, width: int = 100) -> str:
     lines = [f"{result.patient} × {result.study}: {result.verdict.upper()}"]
-    decided = [
-        c for c in result.criteria
-        if c.result == ("not-met" if c.exclude else "met")
-    ]  # fmt: skip
+    decided = [c for c in result.criteria if c.result == ("not-met" if c.exclude else "met")]
     lines.append(
         f"  {len(decided)} of {len(result.criteria)} criteria clearly satisfied, "
         f"{sum(c.result == 'unknown' for c in result.criteria)} unknown"
     )
     for criterion in _deciding(result):
         kind = "exclusion" if criterion.exclude else "inclusion"
-        lines.append(f"  {_MARK[criterion.result]} {kind} {criterion.result}: {_short(criterion.text, width - 20)}")
+        text = _short(criterion.text, width - 20)
+        lines.append(f"  {_MARK[criterion.result]} {kind} {criterion.result}: {text}")
         reason = criterion.reason
         if criterion.evidence:
             reason += f" [evidence: {', '.join(criterion.evidence)}]"
