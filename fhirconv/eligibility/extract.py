@@ -404,6 +404,8 @@ _REVERSED_OPERATOR = re.compile(
 
 def _class_value(written: str) -> int | None:
     return int(written) if written.isdigit() else roman_to_int(written)
+
+
 _DOSE_CONTEXT = re.compile(
     r"(?:\bdose\b|\bdaily\b|prednisone|prednisolone|methylprednisolone|dexamethasone|"
     r"hydrocortisone|corticosteroid|steroid|mg/kg|equivalent|\bdrug\b|therapy|treatment|"
@@ -656,9 +658,8 @@ def _classify(
         # not a measurement: take it only after an abbreviation naming one ("FEV >20", "CLASI
         # ≥ 5", "pH 6.75-7.25"), and never when written as a word ("at least one", "twice").
         tail = clause.strip()
-        if (
-            not _ABBREVIATION_TAIL.search(tail)
-            or not re.match(r"[\d.]", clean[_value_start(clean, comparison) :])
+        if not _ABBREVIATION_TAIL.search(tail) or not re.match(
+            r"[\d.]", clean[_value_start(clean, comparison) :]
         ):
             return None
         if not re.search(r"[A-Za-z]{2,}[^A-Za-z]{0,4}$", tail) or re.search(
