@@ -203,7 +203,7 @@ def test_selena_sledai_exactly_eight_meets_inclusive_bound(reference: Study) -> 
 
 
 def test_prednisone_dose_is_daily_dose_times_frequency(reference: Study) -> None:
-    # 2 × 5 mg a day = 10 mg/d: inside 7.5–30; the criterion has an exception clause, so not decisive
+    # 2 × 5 mg a day = 10 mg/d: inside 7.5–30; the criterion has an exception clause, so not decisive  # noqa: E501
     result = match(good_sle(), reference, OPTIONS)
     reason = outcome(result, "The history of SLE").reason
     assert "daily dose 10 mg/d" not in reason or "meets" in reason
@@ -319,7 +319,7 @@ def test_negated_inclusion_condition_requires_absence() -> None:
 
 def test_condition_duration_window_at_least_six_months() -> None:
     study = study_from(
-        "Inclusion Criteria:\n\n* Diagnosis of type 2 diabetes for at least 6 months before screening\n"
+        "Inclusion Criteria:\n\n* Diagnosis of type 2 diabetes for at least 6 months before screening\n"  # noqa: E501
     )
     recent = record(condition("d", "44054006", "Type 2 diabetes", onset="2025-03-01"))
     longstanding = record(condition("d", "44054006", "Type 2 diabetes", onset="2020-03-01"))
@@ -375,7 +375,7 @@ def test_pregnancy_exclusion_uses_gender_and_status() -> None:
         "resourceType": "Observation", "id": "preg", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
         "effectiveDateTime": "2025-05-25",
-        "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]},
+        "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]},  # noqa: E501
     }  # fmt: skip
     assert outcome(match(record(pregnant), study, OPTIONS), "Pregnant").result == "met"
 
@@ -395,8 +395,8 @@ def test_loading_ndjson_patients_and_bundle_studies(tmp_path: Path) -> None:
     bundle = {
         "resourceType": "Bundle", "type": "transaction",
         "entry": [
-            {"resource": {"resourceType": "ResearchStudy", "id": "s", "enrollment": [{"reference": "Group/g"}],
-                          "identifier": [{"system": "https://clinicaltrials.gov", "value": "NCT00000001"}]}},
+            {"resource": {"resourceType": "ResearchStudy", "id": "s", "enrollment": [{"reference": "Group/g"}],  # noqa: E501
+                          "identifier": [{"system": "https://clinicaltrials.gov", "value": "NCT00000001"}]}},  # noqa: E501
             {"resource": {**(study.group or {}), "id": "g"}},
         ],
     }  # fmt: skip
