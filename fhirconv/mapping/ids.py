@@ -2,8 +2,12 @@
 
 Ids are derived from identifiers, never random, so the same input gives a byte-identical Bundle and
 `PUT Type/id` is an idempotent upsert. Study-owned resources use the NCT id; shared resources
-(organizations, practitioners, locations) use a hash of a normalized natural key, so the same
-sponsor or site named by many studies is one resource.
+(organizations, practitioners, locations) use a hash of their identity key, so the same sponsor or
+site named by many studies is one resource.
+
+An identity key holds everything the shared resource's content is made of, written exactly (only
+Unicode form and spacing are normalized): two studies that spell a hospital differently get two
+resources rather than one resource each study rewrites in turn, so re-publishing never flip-flops.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ import uuid
 _NAMESPACE = uuid.UUID("6f0d6c1e-8a51-4a4c-9a55-2b6f1d0c7e21")
 
 
+def identity_key(*parts: str | None) -> str:
+    """Exact key of a shared resource: NFC form, runs of whitespace collapsed, parts joined by |."""
+    return "|".join(" ".join(unicodedata.normalize("NFC", part or "").split()) for part in parts)
+
+
 def normalize_key(*parts: str | None) -> str:
-    """Case-, accent-, punctuation- and whitespace-insensitive key from natural-language parts."""
+    """Case-, accent-, punctuation- and whitespace-insensitive key, for matching names to terms."""
     cleaned = []
     for part in parts:
         text = unicodedata.normalize("NFKD", part or "")
@@ -43,13 +52,18 @@ def reference(resource_type: str, resource_id: str, display: str | None = None) 
     return ref
 
 
+def organization_key(name: str) -> str:
+    return identity_key(name)
+
+
 def organization_id(name: str) -> str:
-    return hashed_id("org", normalize_key(name))
+    return hashed_id("org", organization_key(name))
 
 
 def practitioner_key(name: str, affiliation: str | None) -> str:
-    return normalize_key(name, affiliation)
+    return identity_key(name, affiliation)
 
 
-def location_key(facility: str | None, city: str | None, state: str | None, country: str | None) -> str:
-    return normalize_key(facility, city, state, country)
+def location_key(*parts: str | None) -> str:
+    """Facility, city, state, zip, country and position: all a Location's content comes from."""
+    return identity_key(*parts)

@@ -16,8 +16,13 @@ from fhirconv.model import Site
 Json = dict[str, Any]
 
 
+def location_identity(site: Site) -> str:
+    position = f"{site.geo.lat:.6f},{site.geo.lon:.6f}" if site.geo else None
+    return ids.location_key(site.facility, site.city, site.state, site.zip, site.country, position)
+
+
 def location_id(site: Site) -> str:
-    return ids.hashed_id("loc", ids.location_key(site.facility, site.city, site.state, site.country))
+    return ids.hashed_id("loc", location_identity(site))
 
 
 def location_reference(site: Site) -> dict[str, str]:
@@ -45,7 +50,7 @@ def to_location(ctx: MappingContext, site: Site) -> Json:
         "identifier": [
             {
                 "system": systems.LOCATION_KEY,
-                "value": ids.location_key(site.facility, site.city, site.state, site.country),
+                "value": location_identity(site),
             }
         ],
         "name": site_name(site),

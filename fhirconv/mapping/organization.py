@@ -44,7 +44,7 @@ def to_organization(name: str) -> Json:
     return {
         "resourceType": "Organization",
         "id": ids.organization_id(name),
-        "identifier": [{"system": systems.ORGANIZATION_KEY, "value": ids.normalize_key(name)}],
+        "identifier": [{"system": systems.ORGANIZATION_KEY, "value": ids.organization_key(name)}],
         "active": True,
         "name": name,
     }

@@ -61,7 +61,7 @@ class Person:
 
     @property
     def role_id(self) -> str:
-        key = ids.normalize_key(
+        key = ids.identity_key(
             self.practitioner_id,
             self.affiliation,
             self._site_facility,
