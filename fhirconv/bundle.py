@@ -46,5 +46,7 @@ def ndjson_by_type(resources: Iterable[Json]) -> dict[str, list[str]]:
     lines: dict[str, dict[str, str]] = {}
     for resource in resources:
         by_id = lines.setdefault(resource["resourceType"], {})
-        by_id.setdefault(resource["id"], json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
+        by_id.setdefault(
+            resource["id"], json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+        )
     return {kind: list(by_id.values()) for kind, by_id in sorted(lines.items())}

@@ -34,9 +34,7 @@ class UnknownFormatError(InputError):
 class RecordError(InputError):
     """One record is bad. Carries where, so batch reports can list it."""
 
-    def __init__(
-        self, file: str, record: str | None, field: str | None, message: str
-    ) -> None:
+    def __init__(self, file: str, record: str | None, field: str | None, message: str) -> None:
         where = file
         if record:
             where += f", record {record}"

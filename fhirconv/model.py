@@ -49,7 +49,7 @@ class Code(Part):
 
 
 class PartialDate(Part):
-    """A date kept at the precision the registry gave: never a day (or month) that was not written."""
+    """A date at the precision the registry gave: never a day (or month) that was not written."""
 
     value: str  # YYYY, YYYY-MM or YYYY-MM-DD
     field: str
@@ -71,7 +71,9 @@ class PartialDate(Part):
 
 class Organization(Part):
     name: str
-    org_class: Code | None = None  # INDUSTRY, NIH, FED, OTHER_GOV, INDIV, NETWORK, AMBIG, OTHER, UNKNOWN
+    org_class: Code | None = (
+        None  # INDUSTRY, NIH, FED, OTHER_GOV, INDIV, NETWORK, AMBIG, OTHER, UNKNOWN
+    )
 
 
 class ContactPoint(Part):
@@ -119,7 +121,9 @@ class Site(Part):
 
 class Arm(Part):
     label: str
-    type: Code | None = None  # EXPERIMENTAL, ACTIVE_COMPARATOR, PLACEBO_COMPARATOR, SHAM_COMPARATOR, …
+    type: Code | None = (
+        None  # EXPERIMENTAL, ACTIVE_COMPARATOR, PLACEBO_COMPARATOR, SHAM_COMPARATOR, …
+    )
     description: str | None = None
     intervention_names: tuple[str, ...] = ()  # as "TYPE: Name" in API v2, plain names elsewhere
 
@@ -152,7 +156,9 @@ class Link(Part):
 
 class SecondaryId(Part):
     id: str
-    type: Code | None = None  # NIH, FDA, VA, CDC, AHRQ, SAMHSA, OTHER_GRANT, EUDRACT_NUMBER, CTIS, REGISTRY, OTHER
+    type: Code | None = (
+        None  # NIH, FDA, VA, CDC, AHRQ, SAMHSA, OTHER_GRANT, EUDRACT_NUMBER, CTIS, REGISTRY, OTHER
+    )
     domain: str | None = None
     link: str | None = None
 

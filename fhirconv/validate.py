@@ -45,7 +45,14 @@ def validate_resource(resource: Json, label: str | None = None) -> list[Issue]:
     try:
         fhir.model_class(str(resource.get("resourceType")))
     except (KeyError, ValueError, AttributeError):
-        return [Issue("error", label, "resourceType", f"unknown resource type {resource.get('resourceType')!r}")]
+        return [
+            Issue(
+                "error",
+                label,
+                "resourceType",
+                f"unknown resource type {resource.get('resourceType')!r}",
+            )
+        ]
     try:
         fhir.parse_resource(resource)
     except fhir.ValidationError as error:
@@ -101,7 +108,12 @@ def _binding_issues(resource: Json, label: str) -> list[Issue]:
             allowed = next((codes for end, codes in suffixes if plain.endswith(end)), None)
         if allowed is not None and isinstance(value, str) and value not in allowed:
             issues.append(
-                Issue("error", label, path, f"code {value!r} is not allowed (required binding: {', '.join(allowed)})")
+                Issue(
+                    "error",
+                    label,
+                    path,
+                    f"code {value!r} is not allowed (required binding: {', '.join(allowed)})",
+                )
             )
     return issues
 
@@ -153,7 +165,9 @@ def validate_bundle(bundle: Json) -> list[Issue]:
                 expected = f"{resource['resourceType']}/{resource['id']}"
                 url = str(request["url"])
                 if "?" not in url and url != expected:
-                    issues.append(Issue("error", label, "request.url", f"PUT {url} does not match {expected}"))
+                    issues.append(
+                        Issue("error", label, "request.url", f"PUT {url} does not match {expected}")
+                    )
     for index, entry in enumerate(entries):
         resource = entry.get("resource")
         if not isinstance(resource, dict):
@@ -163,7 +177,12 @@ def validate_bundle(bundle: Json) -> list[Issue]:
                 continue
             if target not in targets:
                 issues.append(
-                    Issue("error", _label(resource, f"Bundle.entry[{index}]"), path, f"reference {target!r} does not resolve inside the bundle")
+                    Issue(
+                        "error",
+                        _label(resource, f"Bundle.entry[{index}]"),
+                        path,
+                        f"reference {target!r} does not resolve inside the bundle",
+                    )
                 )
     return issues
 

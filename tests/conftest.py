@@ -37,5 +37,7 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 def corpus_files(folder: Path, pattern: str) -> list[Path]:
     """Corpus files, or a skip naming the missing folder (the repo's own tests still run)."""
     if not folder.is_dir():
-        pytest.skip(f"shared corpus not found at {folder}: corpus-wide checks need ../shared/corpus")
+        pytest.skip(
+            f"shared corpus not found at {folder}: corpus-wide checks need ../shared/corpus"
+        )
     return sorted(folder.glob(pattern))

@@ -1,4 +1,4 @@
-"""The `convert` and `validate` commands as a user runs them: outputs, exit codes, error messages."""
+"""`convert` and `validate` as a user runs them: outputs, exit codes, error messages."""
 
 from __future__ import annotations
 
@@ -90,11 +90,16 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_ndjson_output_has_one_file_per_type_and_shared_resources_once(tmp_path: Path) -> None:
-    code, _, err = run("convert", str(FIXTURES / "ctgov-v2"), "--format", "ndjson", "-o", str(tmp_path))
+    code, _, err = run(
+        "convert", str(FIXTURES / "ctgov-v2"), "--format", "ndjson", "-o", str(tmp_path)
+    )
     assert code == 0, err
     studies = (tmp_path / "ResearchStudy.ndjson").read_text().splitlines()
     assert len(studies) == len(list((FIXTURES / "ctgov-v2").glob("*.json")))
-    organizations = [json.loads(line)["id"] for line in (tmp_path / "Organization.ndjson").read_text().splitlines()]
+    organizations = [
+        json.loads(line)["id"]
+        for line in (tmp_path / "Organization.ndjson").read_text().splitlines()
+    ]
     assert len(organizations) == len(set(organizations))
 
 

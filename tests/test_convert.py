@@ -47,7 +47,9 @@ def reference() -> ConvertedStudy:
     return convert_one(EXAMPLE)
 
 
-def test_reference_example_matches_golden_bundle(reference: ConvertedStudy, update_golden: bool) -> None:
+def test_reference_example_matches_golden_bundle(
+    reference: ConvertedStudy, update_golden: bool
+) -> None:
     golden = GOLDEN / "NCT05765006.bundle.json"
     if update_golden:
         golden.parent.mkdir(parents=True, exist_ok=True)
@@ -63,19 +65,27 @@ def test_reference_example_is_valid_and_warning_free(reference: ConvertedStudy) 
 
 def test_reference_example_carries_every_fact(reference: ConvertedStudy) -> None:
     study = by_type(reference, "ResearchStudy")[0]
-    assert study["identifier"][0] == {"use": "official", "system": systems.NCT, "value": "NCT05765006"}
+    assert study["identifier"][0] == {
+        "use": "official",
+        "system": systems.NCT,
+        "value": "NCT05765006",
+    }
     assert {"JWCAR029012"} <= {i["value"] for i in study["identifier"]}
     assert study["title"].startswith("CD19-CART(Relma-cel)")
     assert study["status"] == "active"
     statuses = [sub(e, "state") for e in ext(study, systems.xver("ResearchStudy.progressStatus"))]
-    assert {"system": systems.ctgov_enum("Status"), "code": "RECRUITING", "display": "Recruiting"} in [
-        c["coding"][0] for c in statuses
-    ]
+    assert {
+        "system": systems.ctgov_enum("Status"),
+        "code": "RECRUITING",
+        "display": "Recruiting",
+    } in [c["coding"][0] for c in statuses]
     assert study["phase"]["coding"][0]["code"] == "phase-1"
     assert study["primaryPurposeType"]["coding"][0]["code"] == "treatment"
     assert study["period"] == {"start": "2023-02-24", "end": "2025-12-30"}
     target = ext(study, systems.xver("ResearchStudy.recruitment.targetNumber"))
-    assert target == [{"url": systems.xver("ResearchStudy.recruitment.targetNumber"), "valueUnsignedInt": 24}]
+    assert target == [
+        {"url": systems.xver("ResearchStudy.recruitment.targetNumber"), "valueUnsignedInt": 24}
+    ]
     summary = ext(study, systems.xver("ResearchStudy.descriptionSummary"))[0]["valueMarkdown"]
     assert summary.startswith("This is a phase I, open-label")
     assert "4 dose level" in study["description"]
@@ -85,11 +95,16 @@ def test_reference_example_carries_every_fact(reference: ConvertedStudy) -> None
     assert study["arm"][0]["name"] == "Relma-cel be administrated in four dose level"
     assert study["arm"][0]["type"]["coding"][0]["code"] == "experimental"
     assert study["contact"] == [
-        {"name": "medical JW", "telecom": [{"system": "phone", "value": "+86 21 50464201", "use": "work"}]}
+        {
+            "name": "medical JW",
+            "telecom": [{"system": "phone", "value": "+86 21 50464201", "use": "work"}],
+        }
     ]
     pmids = {a.get("display") for a in study["relatedArtifact"]}
     assert {"PMID: 3005930", "PMID: 40386685"} <= pmids
-    assert study["location"] == [{"text": "China", "coding": [{"system": "urn:iso:std:iso:3166", "code": "CN"}]}]
+    assert study["location"] == [
+        {"text": "China", "coding": [{"system": "urn:iso:std:iso:3166", "code": "CN"}]}
+    ]
     assert study["sponsor"]["display"] == "Shanghai Ming Ju Biotechnology Co., Ltd."
     assert study["principalInvestigator"]["display"] == "yu Hu"
     assert len(study["site"]) == 1
@@ -102,9 +117,10 @@ def test_reference_example_people_places_and_plan(reference: ConvertedStudy) -> 
         for r in roles
         if r["code"][0]["coding"][0]["code"] == "primary-investigator"
     }
+    union = "Union Hospital, Tongji Medical College, Huazhong University of Science and Technology"
     assert investigators == {
-        "yu Hu": "Union Hospital, Tongji Medical College, Huazhong University of Science and Technology",
-        "heng Mei": "Union Hospital, Tongji Medical College, Huazhong University of Science and Technology",
+        "yu Hu": union,
+        "heng Mei": union,
         "liangjing Lv": "Renji Hospital Shanghai Jiaotong University School of Medical",
     }
     (location,) = by_type(reference, "Location")
@@ -118,8 +134,16 @@ def test_reference_example_people_places_and_plan(reference: ConvertedStudy) -> 
     (intervention,) = arm["action"]
     assert intervention["title"] == "Relma-cel"
     assert intervention["code"][0]["coding"][0]["code"] == "BIOLOGICAL"
-    doses = [e["valueQuantity"] for e in intervention["extension"] if e["url"].endswith("dose-level")]
-    assert [d["value"] for d in doses] == [15_000_000, 25_000_000, 50_000_000, 100_000_000, 150_000_000]
+    doses = [
+        e["valueQuantity"] for e in intervention["extension"] if e["url"].endswith("dose-level")
+    ]
+    assert [d["value"] for d in doses] == [
+        15_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        150_000_000,
+    ]
     assert {d["code"] for d in doses} == {"{cells}"}
 
 
@@ -131,7 +155,9 @@ def test_reference_example_eligibility_group(reference: ConvertedStudy) -> None:
     assert age["valueRange"]["low"]["value"] == 18 and age["valueRange"]["low"]["code"] == "a"
     assert age["valueRange"]["high"]["value"] == 70
     assert not any(c["code"]["coding"][0]["code"] == "46098-0" for c in characteristics)  # sex ALL
-    healthy = next(c for c in characteristics if c["code"]["coding"][0]["code"] == "healthy-volunteers")
+    healthy = next(
+        c for c in characteristics if c["code"]["coding"][0]["code"] == "healthy-volunteers"
+    )
     assert healthy["valueBoolean"] is False
     criteria = [c for c in characteristics if c["code"]["coding"][0]["code"].endswith("-criterion")]
     inclusion = [c for c in criteria if not c["exclude"]]
@@ -144,14 +170,19 @@ def test_reference_example_eligibility_group(reference: ConvertedStudy) -> None:
     assert "serum IgA level < 10 mg/dL" in exclusion[5]["valueCodeableConcept"]["text"]
 
 
-@pytest.mark.parametrize("path", sorted((FIXTURES / "ctgov-v2").glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((FIXTURES / "ctgov-v2").glob("*.json")), ids=lambda p: p.stem
+)
 def test_fixture_converts_and_validates(path: Path) -> None:
     study = convert_one(path)
     assert errors(study.issues) == [], [str(i) for i in study.issues[:5]]
     assert study.nct_id == path.stem
     for entry in study.bundle["entry"]:
         resource = entry["resource"]
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+        assert entry["request"] == {
+            "method": "PUT",
+            "url": f"{resource['resourceType']}/{resource['id']}",
+        }
 
 
 def test_same_input_gives_byte_identical_bundle() -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from fhirconv.errors import RecordError
-from fhirconv.tables import load_json, mapping_path
 from fhirconv.model import Trial
 from fhirconv.sources import ctgov_json, ctgov_xml
 from fhirconv.sources.ctgov_xml import parse_xml_date, read_text, textblock_to_text, upper_snake
+from fhirconv.tables import load_json, mapping_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ctgov-xml"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

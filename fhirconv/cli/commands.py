@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fhirconv.cli import push  # noqa: F401
-from fhirconv.cli import convert  # noqa: F401
-from fhirconv.cli import fetch  # noqa: F401
-from fhirconv.cli import match  # noqa: F401
+from fhirconv.cli import (
+    convert,  # noqa: F401
+    fetch,  # noqa: F401
+    match,  # noqa: F401
+    push,  # noqa: F401
+)

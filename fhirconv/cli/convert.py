@@ -27,24 +27,41 @@ def _fail_usage(message: str) -> typer.Exit:
 def convert(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Files, directories or - (stdin): CT.gov API v2 JSON/NDJSON, legacy XML, registry page text."
-                       " NCT ids (not existing paths) are fetched from ClinicalTrials.gov."),
+        typer.Argument(
+            help="Files, directories or - (stdin): CT.gov API v2 JSON/NDJSON, legacy XML,"
+            " registry page text."
+            " NCT ids (not existing paths) are fetched from ClinicalTrials.gov."
+        ),
     ],
     output: Annotated[
         str | None,
-        typer.Option("-o", "--output", help="Output file (one study) or directory (several). Default: stdout."),
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output file (one study) or directory (several). Default: stdout.",
+        ),
     ] = None,
     source_format: Annotated[
-        str | None, typer.Option("--from", help=f"Input format instead of detecting it: {', '.join(FORMATS)}.")
+        str | None,
+        typer.Option("--from", help=f"Input format instead of detecting it: {', '.join(FORMATS)}."),
     ] = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="bundle: one transaction Bundle per study; ndjson: one file per resource type.")
+        str,
+        typer.Option(
+            "--format",
+            help="bundle: one transaction Bundle per study; ndjson: one file per resource type.",
+        ),
     ] = "bundle",
     pretty: Annotated[bool, typer.Option("--pretty", help="Indent the JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print mapping warnings.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Do not print mapping warnings.")
+    ] = False,
     timestamp: Annotated[
         bool,
-        typer.Option("--timestamp", help="Record the conversion time in each Provenance (output then differs run to run)."),
+        typer.Option(
+            "--timestamp",
+            help="Record the conversion time in each Provenance (output then differs run to run).",
+        ),
     ] = False,
 ) -> None:
     """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
@@ -81,12 +98,15 @@ def convert(
         _write_bundles(studies, output, pretty, many)
     for failure in failures:
         typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
-    typer.echo(f"converted {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}, {len(failures)} failed", err=True)
+    noun = "study" if len(studies) == 1 else "studies"
+    typer.echo(f"converted {len(studies)} {noun}, {len(failures)} failed", err=True)
     if failures:
         raise typer.Exit(code=1)
 
 
-def _write_bundles(studies: list[ConvertedStudy], output: str | None, pretty: bool, many: bool) -> None:
+def _write_bundles(
+    studies: list[ConvertedStudy], output: str | None, pretty: bool, many: bool
+) -> None:
     """One study to a file; several (or a directory given) to a directory of NCT….json files."""
     if output is None or output == "-":
         for study in studies:
@@ -117,7 +137,10 @@ def _write_ndjson(studies: list[ConvertedStudy], output: str | None) -> None:
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Bundle JSON files, NDJSON of bundles or resources, or directories.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Bundle JSON files, NDJSON of bundles or resources, or directories."),
+    ],
 ) -> None:
     """Validate FHIR R4 bundles or resources on disk; print each problem with resource and path."""
     problems = 0
@@ -131,7 +154,11 @@ def validate(
             continue
         for where, document in documents:
             checked += 1
-            issues = validate_bundle(document) if document.get("resourceType") == "Bundle" else validate_resource(document)
+            issues = (
+                validate_bundle(document)
+                if document.get("resourceType") == "Bundle"
+                else validate_resource(document)
+            )
             for issue in issues:
                 typer.echo(f"{file}{where}: {issue}")
             problems += len(errors(issues))
@@ -155,4 +182,8 @@ def _documents(file: Path) -> list[tuple[str, dict[str, object]]]:
     try:
         return [("", json.loads(text))]
     except json.JSONDecodeError:
-        return [(f":{n}", json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        return [
+            (f":{n}", json.loads(line))
+            for n, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]

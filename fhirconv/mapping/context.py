@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhirconv.mapping import systems
-from fhirconv.tables import load_json
 from fhirconv.model import Code, Trial
+from fhirconv.tables import load_json
 
 Json = dict[str, Any]
 

@@ -57,9 +57,7 @@ def to_location(ctx: MappingContext, site: Site) -> Json:
         "mode": "instance",
     }
     if address:
-        address["text"] = ", ".join(
-            p for p in (site.city, site.state, site.zip, site.country) if p
-        )
+        address["text"] = ", ".join(p for p in (site.city, site.state, site.zip, site.country) if p)
         resource["address"] = address
     if site.geo:
         resource["position"] = {"longitude": site.geo.lon, "latitude": site.geo.lat}

@@ -74,7 +74,9 @@ class Person:
 
 
 def is_person_name(name: str | None) -> bool:
-    return bool(name and re.search(r"[A-Za-z\u00C0-\uFFFF]", name) and not _NOT_A_PERSON.search(name))
+    return bool(
+        name and re.search(r"[A-Za-z\u00C0-\uFFFF]", name) and not _NOT_A_PERSON.search(name)
+    )
 
 
 def people(ctx: MappingContext) -> Iterator[Person]:
@@ -171,7 +173,8 @@ def to_practitioner(person: Person) -> Json:
             {
                 "system": systems.PRACTITIONER_KEY,
                 "value": ids.practitioner_key(
-                    person.name, person.affiliation or (person.site.facility if person.site else None)
+                    person.name,
+                    person.affiliation or (person.site.facility if person.site else None),
                 ),
             }
         ],

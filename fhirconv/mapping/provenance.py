@@ -45,14 +45,18 @@ def _recorded(trial: Trial) -> str:
     return "1970-01-01T00:00:00Z"
 
 
-def to_provenance(trial: Trial, resources: list[Json], converted_at: datetime | None = None) -> Json:
+def to_provenance(
+    trial: Trial, resources: list[Json], converted_at: datetime | None = None
+) -> Json:
     software = fhirconv_version()
     extensions: list[Json] = [
         {"url": SOFTWARE_VERSION, "valueString": f"fhirconv {software}"},
         {"url": MAPPING_VERSION, "valueString": table_version()},
     ]
     if trial.last_update_posted:
-        extensions.insert(0, {"url": SOURCE_LAST_UPDATE, "valueDateTime": trial.last_update_posted.value})
+        extensions.insert(
+            0, {"url": SOURCE_LAST_UPDATE, "valueDateTime": trial.last_update_posted.value}
+        )
     entities: list[Json] = [
         {
             "role": "source",
@@ -66,7 +70,9 @@ def to_provenance(trial: Trial, resources: list[Json], converted_at: datetime | 
     if not source_file.startswith(("http://", "https://")):
         # Only the file name: a full path would make the output depend on where it was run.
         name = "stdin" if source_file == "-" else PurePath(source_file).name
-        entities.append({"role": "source", "what": {"display": f"{trial.source.format} file {name}"}})
+        entities.append(
+            {"role": "source", "what": {"display": f"{trial.source.format} file {name}"}}
+        )
     provenance: Json = {
         "resourceType": "Provenance",
         "id": provenance_id(trial.nct_id),
@@ -82,11 +88,17 @@ def to_provenance(trial: Trial, resources: list[Json], converted_at: datetime | 
     }
     provenance["agent"] = [
         {
-            "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]},
+            "type": {
+                "coding": [
+                    {"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}
+                ]
+            },
             "who": {"display": f"fhirconv {software}"},
         },
         {
-            "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]},
+            "type": {
+                "coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]
+            },
             "who": {"display": "ClinicalTrials.gov, U.S. National Library of Medicine"},
         },
     ]

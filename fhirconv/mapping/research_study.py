@@ -101,7 +101,11 @@ def phase(ctx: MappingContext) -> Json | None:
     codings = []
     if target:
         codings.append(
-            {"system": systems.RESEARCH_STUDY_PHASE, "code": target["code"], "display": target["display"]}
+            {
+                "system": systems.RESEARCH_STUDY_PHASE,
+                "code": target["code"],
+                "display": target["display"],
+            }
         )
     codings += [ctx.ctgov_coding("Phase", p) for p in phases]
     return {"coding": codings, "text": target["display"] if target else combined.code}
@@ -116,7 +120,12 @@ def primary_purpose(ctx: MappingContext) -> Json | None:
     target = ctx.lookup("primary-purpose.json", purpose)
     if target:
         concept["coding"].insert(
-            0, {"system": systems.RESEARCH_STUDY_PURPOSE, "code": target["code"], "display": target["display"]}
+            0,
+            {
+                "system": systems.RESEARCH_STUDY_PURPOSE,
+                "code": target["code"],
+                "display": target["display"],
+            },
         )
     return concept
 
@@ -309,7 +318,10 @@ def objectives(trial: Trial) -> list[Json]:
 
 def label_extensions(trial: Trial) -> list[Json]:
     url = systems.xver("ResearchStudy.label")
-    labels = [("official", "Official Title", trial.official_title), ("acronym", "Acronym", trial.acronym)]
+    labels = [
+        ("official", "Official Title", trial.official_title),
+        ("acronym", "Acronym", trial.acronym),
+    ]
     return [
         _complex(
             url,
@@ -333,7 +345,10 @@ def outcome_extensions(trial: Trial) -> list[Json]:
     for outcome in trial.outcomes:
         description = "\n\n".join(
             p
-            for p in (outcome.description, f"Time frame: {outcome.time_frame}" if outcome.time_frame else None)
+            for p in (
+                outcome.description,
+                f"Time frame: {outcome.time_frame}" if outcome.time_frame else None,
+            )
             if p
         )
         parts = [
@@ -381,7 +396,13 @@ def progress_extensions(ctx: MappingContext) -> list[Json]:
             state = ctx.ctgov_concept("Status", status_code)
             actual = status_code is trial.overall_status
             result.append(
-                _complex(url, [_sub("state", "valueCodeableConcept", state), _sub("actual", "valueBoolean", actual)])
+                _complex(
+                    url,
+                    [
+                        _sub("state", "valueCodeableConcept", state),
+                        _sub("actual", "valueBoolean", actual),
+                    ],
+                )
             )
     for attribute, code, display in _MILESTONES:
         date: PartialDate | None = getattr(trial, attribute)
@@ -434,7 +455,11 @@ def _party(
 
 def _org_party(ctx: MappingContext, role: str, org: Organization) -> Json:
     return _party(
-        ctx, role, org.name, organization_reference(org.name), ctx.ctgov_concept("AgencyClass", org.org_class)
+        ctx,
+        role,
+        org.name,
+        organization_reference(org.name),
+        ctx.ctgov_concept("AgencyClass", org.org_class),
     )
 
 
@@ -461,11 +486,19 @@ def party_extensions(ctx: MappingContext) -> list[Json]:
         elif party.type.code == "SPONSOR" and trial.lead_sponsor:
             ref = organization_reference(trial.lead_sponsor.name)
         detail = ", ".join(
-            p for p in (party.investigator_title, party.investigator_affiliation, party.old_organization) if p
+            p
+            for p in (
+                party.investigator_title,
+                party.investigator_affiliation,
+                party.old_organization,
+            )
+            if p
         )
         extension = _party(ctx, party.type, name, ref)
         if detail:
-            extension["extension"].insert(1, _sub("classifier", "valueCodeableConcept", {"text": detail}))
+            extension["extension"].insert(
+                1, _sub("classifier", "valueCodeableConcept", {"text": detail})
+            )
         result.append(extension)
     for person in people(ctx):
         if person.site is None and person.role and person.role.code != party_type(trial):
@@ -483,7 +516,13 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
     design = trial.design
     result: list[Json] = []
     if trial.brief_summary and trial.detailed_description:
-        result.insert(0, {"url": systems.xver("ResearchStudy.descriptionSummary"), "valueMarkdown": trial.brief_summary})
+        result.insert(
+            0,
+            {
+                "url": systems.xver("ResearchStudy.descriptionSummary"),
+                "valueMarkdown": trial.brief_summary,
+            },
+        )
     oversight = trial.oversight
     if oversight:
         flags = [
@@ -502,16 +541,24 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
     if ipd:
         parts = _nonempty(
             [
-                _sub("sharing", "valueCodeableConcept", ctx.ctgov_concept("IpdSharing", ipd.sharing))
+                _sub(
+                    "sharing", "valueCodeableConcept", ctx.ctgov_concept("IpdSharing", ipd.sharing)
+                )
                 if ipd.sharing
                 else None,
                 _sub("description", "valueMarkdown", ipd.description) if ipd.description else None,
                 *(
-                    _sub("infoType", "valueCodeableConcept", ctx.ctgov_concept("IpdSharingInfoType", t))
+                    _sub(
+                        "infoType",
+                        "valueCodeableConcept",
+                        ctx.ctgov_concept("IpdSharingInfoType", t),
+                    )
                     for t in ipd.info_types
                 ),
                 _sub("timeFrame", "valueString", ipd.time_frame) if ipd.time_frame else None,
-                _sub("accessCriteria", "valueMarkdown", ipd.access_criteria) if ipd.access_criteria else None,
+                _sub("accessCriteria", "valueMarkdown", ipd.access_criteria)
+                if ipd.access_criteria
+                else None,
                 _sub("url", "valueUri", ipd.url) if ipd.url else None,
             ]
         )
@@ -523,7 +570,11 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
                 _sub("hasExpandedAccess", "valueBoolean", trial.has_expanded_access)
                 if trial.has_expanded_access is not None
                 else None,
-                _sub("nctId", "valueIdentifier", {"system": systems.NCT, "value": trial.expanded_access_nct_id})
+                _sub(
+                    "nctId",
+                    "valueIdentifier",
+                    {"system": systems.NCT, "value": trial.expanded_access_nct_id},
+                )
                 if trial.expanded_access_nct_id
                 else None,
             ]
@@ -534,14 +585,24 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
             _sub("patientRegistry", "valueBoolean", design.patient_registry)
             if design.patient_registry is not None
             else None,
-            _sub("targetDuration", "valueString", design.target_duration) if design.target_duration else None,
-            _sub("interventionModelDescription", "valueMarkdown", design.intervention_model_description)
+            _sub("targetDuration", "valueString", design.target_duration)
+            if design.target_duration
+            else None,
+            _sub(
+                "interventionModelDescription",
+                "valueMarkdown",
+                design.intervention_model_description,
+            )
             if design.intervention_model_description
             else None,
             _sub("maskingDescription", "valueMarkdown", design.masking_description)
             if design.masking_description
             else None,
-            _sub("bioSpecRetention", "valueCodeableConcept", ctx.ctgov_concept("BioSpecRetention", design.bio_spec_retention))
+            _sub(
+                "bioSpecRetention",
+                "valueCodeableConcept",
+                ctx.ctgov_concept("BioSpecRetention", design.bio_spec_retention),
+            )
             if design.bio_spec_retention
             else None,
             _sub("bioSpecDescription", "valueMarkdown", design.bio_spec_description)
@@ -590,7 +651,10 @@ def to_research_study(ctx: MappingContext) -> Json:
         ("description", trial.detailed_description or trial.brief_summary),
         ("enrollment", [group_reference(trial.nct_id)]),
         ("period", period(trial)),
-        ("sponsor", organization_reference(trial.lead_sponsor.name) if trial.lead_sponsor else None),
+        (
+            "sponsor",
+            organization_reference(trial.lead_sponsor.name) if trial.lead_sponsor else None,
+        ),
         ("principalInvestigator", principal_investigator(ctx)),
         ("site", sites(ctx)),
         ("reasonStopped", {"text": trial.why_stopped} if trial.why_stopped else None),

@@ -21,7 +21,9 @@ ADMINISTRATIVE_GENDER = "http://hl7.org/fhir/administrative-gender"
 RESEARCH_STUDY_STATUS = "http://hl7.org/fhir/research-study-status"
 RESEARCH_STUDY_PHASE = "http://terminology.hl7.org/CodeSystem/research-study-phase"
 RESEARCH_STUDY_PURPOSE = "http://terminology.hl7.org/CodeSystem/research-study-prim-purp-type"
-RESEARCH_STUDY_OBJECTIVE_TYPE = "http://terminology.hl7.org/CodeSystem/research-study-objective-type"
+RESEARCH_STUDY_OBJECTIVE_TYPE = (
+    "http://terminology.hl7.org/CodeSystem/research-study-objective-type"
+)
 ARM_TYPE = "http://hl7.org/fhir/research-study-arm-type"  # R5
 PARTY_ROLE = "http://hl7.org/fhir/research-study-party-role"  # R5
 TITLE_TYPE = "http://hl7.org/fhir/title-type"  # R5

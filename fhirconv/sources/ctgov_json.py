@@ -63,8 +63,9 @@ def _studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]]:
             try:
                 yield f"line {number}", json.loads(line)
             except json.JSONDecodeError as error:
-                yield f"line {number}", RecordError(
-                    file, f"line {number}", None, f"malformed JSON: {error.msg}"
+                yield (
+                    f"line {number}",
+                    RecordError(file, f"line {number}", None, f"malformed JSON: {error.msg}"),
                 )
         return
     if isinstance(document, dict) and isinstance(document.get("studies"), list):
@@ -76,12 +77,16 @@ def _studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]]:
         yield "#1", document
 
 
-def study_to_trial(study: Json | RecordError, file: str, position: str = "#1") -> Trial | RecordError:
+def study_to_trial(
+    study: Json | RecordError, file: str, position: str = "#1"
+) -> Trial | RecordError:
     """Convert one API v2 study object; never raises for bad data, returns a `RecordError`."""
     if isinstance(study, RecordError):
         return study
     if not isinstance(study, dict) or "protocolSection" not in study:
-        return RecordError(file, position, "protocolSection", "not a ClinicalTrials.gov API v2 study")
+        return RecordError(
+            file, position, "protocolSection", "not a ClinicalTrials.gov API v2 study"
+        )
     reader = _StudyReader(study, file, position)
     try:
         return reader.trial()
@@ -256,7 +261,8 @@ class _StudyReader:
             expanded_access_nct_id=_text(expanded.get("nctId")),
             has_results=_bool(self.study.get("hasResults")),
             lead_sponsor=self.organization(
-                sponsors.get("leadSponsor"), "protocolSection.sponsorCollaboratorsModule.leadSponsor"
+                sponsors.get("leadSponsor"),
+                "protocolSection.sponsorCollaboratorsModule.leadSponsor",
             ),
             collaborators=self.collaborators(sponsors),
             responsible_party=self.responsible_party(sponsors),
@@ -311,7 +317,8 @@ class _StudyReader:
             return None
         return ResponsibleParty(
             type=self.code(
-                party.get("type"), "protocolSection.sponsorCollaboratorsModule.responsibleParty.type"
+                party.get("type"),
+                "protocolSection.sponsorCollaboratorsModule.responsibleParty.type",
             ),
             investigator_name=_text(party.get("investigatorFullName")),
             investigator_title=_text(party.get("investigatorTitle")),
@@ -359,7 +366,9 @@ class _StudyReader:
                 info.get("interventionModel"), f"{dp}.designInfo.interventionModel"
             ),
             intervention_model_description=_text(info.get("interventionModelDescription")),
-            primary_purpose=self.code(info.get("primaryPurpose"), f"{dp}.designInfo.primaryPurpose"),
+            primary_purpose=self.code(
+                info.get("primaryPurpose"), f"{dp}.designInfo.primaryPurpose"
+            ),
             masking=self.code(masking.get("masking"), f"{dp}.designInfo.maskingInfo.masking"),
             masking_description=_text(masking.get("maskingDescription")),
             who_masked=self.codes(
@@ -426,7 +435,11 @@ class _StudyReader:
     def outcomes(self) -> tuple[Outcome, ...]:
         module = self.module("outcomesModule")
         result = []
-        kinds: tuple[Literal["primary", "secondary", "other"], ...] = ("primary", "secondary", "other")
+        kinds: tuple[Literal["primary", "secondary", "other"], ...] = (
+            "primary",
+            "secondary",
+            "other",
+        )
         for kind in kinds:
             for item in module.get(f"{kind}Outcomes") or []:
                 measure = _text(item.get("measure"))
@@ -520,7 +533,9 @@ class _StudyReader:
             if citation or pmid:
                 result.append(
                     Reference(
-                        citation=citation, pmid=pmid, type=self.code(item.get("type"), f"{field}.type")
+                        citation=citation,
+                        pmid=pmid,
+                        type=self.code(item.get("type"), f"{field}.type"),
                     )
                 )
         return tuple(result)

@@ -26,7 +26,6 @@ from defusedxml import DefusedXmlException
 from pydantic import ValidationError
 
 from fhirconv.errors import RecordError
-from fhirconv.tables import load_json
 from fhirconv.model import (
     AgeLimit,
     Arm,
@@ -50,6 +49,7 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
+from fhirconv.tables import load_json
 
 FORMAT = "ctgov-xml"
 ROOT = "clinical_study"
