@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fhir_server import fhir_server_url  # noqa: F401  (session fixture: the HAPI server)
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 GOLDEN = REPO / "tests" / "golden"

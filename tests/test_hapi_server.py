@@ -9,8 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fhir_server import fhir_server_url  # noqa: F401  (session fixture)
-
 # The first test may build the jar and start the server inside fixture set-up.
 pytestmark = [pytest.mark.hapi, pytest.mark.timeout(1800)]
 
@@ -20,7 +18,7 @@ STUDY_SYSTEM = "https://example.org/study"
 
 
 @pytest.fixture
-def fhir(fhir_server_url: str) -> Iterator[httpx.Client]:  # noqa: F811
+def fhir(fhir_server_url: str) -> Iterator[httpx.Client]:
     headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON, "Cache-Control": "no-cache"}
     with httpx.Client(base_url=fhir_server_url, headers=headers, timeout=120) as client:
         yield client

@@ -1,15 +1,12 @@
 """The publish layer against a real HAPI FHIR server (``servers/hapi``).
 
-Uses the session fixture ``fhir_server_url`` from ``tests/fhir_server.py``; when that helper is
-absent, ``FHIRCONV_TEST_SERVER`` may name a running server, else these tests are skipped.
+Uses the session fixture ``fhir_server_url`` (``tests/fhir_server.py``, via conftest).
 Every test uses its own random NCT ids and sponsor names, so a shared server is fine.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,25 +19,6 @@ from typer.testing import CliRunner
 from fhirconv.cli import app
 from fhirconv.publish import FhirClient, push_bundles
 from tests._publish_bundles import org_id, study_bundle, write_bundle
-
-_helper: Any
-try:
-    _helper = importlib.import_module("tests.fhir_server")
-except ImportError:
-    _helper = None
-
-if _helper is not None:
-    fhir_server_url = _helper.fhir_server_url  # the HAPI helper's session fixture
-else:  # the helper is not there: a server given by FHIRCONV_TEST_SERVER, or skip
-
-    @pytest.fixture(scope="session", name="fhir_server_url")
-    def _given_server_url() -> str:
-        url = os.environ.get("FHIRCONV_TEST_SERVER")
-        if not url:
-            pytest.skip("no HAPI server: tests/fhir_server.py is missing and "
-                        "FHIRCONV_TEST_SERVER is not set")
-        return url
-
 
 pytestmark = pytest.mark.hapi
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 
 from fhirconv.bundle import dumps, ndjson_by_type
 from fhirconv.cli import app
+from fhirconv.cli.push import push
 from fhirconv.convert import ConvertedStudy, convert_inputs
 from fhirconv.errors import FhirconvError, RecordError
 from fhirconv.fetch import StudyFetcher
@@ -63,6 +65,25 @@ def convert(
             help="Record the conversion time in each Provenance (output then differs run to run).",
         ),
     ] = False,
+    push_to: Annotated[
+        str | None,
+        typer.Option(
+            "--push",
+            metavar="URL",
+            help="Also push the bundles to this FHIR server (as `fhirconv push`; for other"
+            " authentication than a bearer token, convert with -o and run `fhirconv push`).",
+        ),
+    ] = None,
+    push_token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--push-token-env", metavar="VAR", help="--push: bearer token from this variable."
+        ),
+    ] = None,
+    push_token_file: Annotated[
+        Path | None,
+        typer.Option("--push-token-file", metavar="PATH", help="--push: bearer token file."),
+    ] = None,
 ) -> None:
     """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
     if source_format and source_format not in FORMATS:
@@ -91,17 +112,36 @@ def convert(
         raise _fail_usage(str(error)) from None
     finally:
         fetcher.close()
-    if output_format == "ndjson":
-        _write_ndjson(studies, output)
-    else:
-        many = records > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
-        _write_bundles(studies, output, pretty, many)
-    for failure in failures:
-        typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
-    noun = "study" if len(studies) == 1 else "studies"
-    typer.echo(f"converted {len(studies)} {noun}, {len(failures)} failed", err=True)
-    if failures:
-        raise typer.Exit(code=1)
+    if push_to and output_format != "bundle":
+        raise _fail_usage("--push sends transaction Bundles: use it with --format bundle")
+    with tempfile.TemporaryDirectory(prefix="fhirconv-") as scratch:
+        if push_to and output in (None, "-"):
+            output = scratch + "/"  # nothing asked on stdout: push from a scratch directory
+        if output_format == "ndjson":
+            _write_ndjson(studies, output)
+        else:
+            many = records > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
+            _write_bundles(studies, output, pretty, many)
+        for failure in failures:
+            typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
+        noun = "study" if len(studies) == 1 else "studies"
+        typer.echo(f"converted {len(studies)} {noun}, {len(failures)} failed", err=True)
+        push_code = 0
+        if push_to and studies and output:
+            push_code = _push_written(Path(output), push_to, push_token_env, push_token_file)
+    if failures or push_code:
+        raise typer.Exit(code=max(1 if failures else 0, push_code))
+
+
+def _push_written(
+    written: Path, server: str, token_env: str | None, token_file: Path | None
+) -> int:
+    """Run `fhirconv push` on what was just written; its exit code."""
+    try:
+        push(paths=[written], server=server, token_env=token_env, token_file=token_file)
+    except typer.Exit as done:
+        return done.exit_code
+    return 0
 
 
 def _write_bundles(
