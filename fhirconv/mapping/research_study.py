@@ -17,6 +17,7 @@ from fhirconv.mapping.organization import organization_reference
 from fhirconv.mapping.plan_definition import arm_type_concept, plan_definition_reference
 from fhirconv.mapping.practitioner import (
     Person,
+    is_person_name,
     people,
     practitioner_reference,
     role_concept,
@@ -33,6 +34,7 @@ IPD_SHARING = systems.extension("ipd-sharing")
 EXPANDED_ACCESS = systems.extension("expanded-access")
 REMOVED_COUNTRY = systems.extension("removed-country")
 STUDY_DETAIL = systems.extension("design-detail")
+IDENTIFIER_LINK = systems.extension("identifier-link")
 MILESTONES = systems.codes("ctgov-milestone")
 
 
@@ -52,23 +54,41 @@ def _nonempty(parts: list[Json | None]) -> list[Json]:
     return [p for p in parts if p]
 
 
-def identifiers(trial: Trial) -> list[Json]:
+def _identifier_link(link: str | None) -> list[Json]:
+    """The web page of an identifier (NIH RePORTER, a registry entry): R4 Identifier has no
+    element for it, so a fhirconv extension (valueUrl; valueString when it is not a URL)."""
+    if not link:
+        return []
+    if any(c.isspace() for c in link):
+        return [{"url": IDENTIFIER_LINK, "valueString": link}]
+    return [{"url": IDENTIFIER_LINK, "valueUrl": link}]
+
+
+def identifiers(ctx: MappingContext) -> list[Json]:
+    trial = ctx.trial
     result: list[Json] = [{"use": "official", "system": systems.NCT, "value": trial.nct_id}]
     for alias in trial.nct_id_aliases:
         result.append({"use": "old", "system": systems.NCT, "value": alias})
     if trial.org_study_id:
-        org_id: Json = {
-            "use": "secondary",
-            "type": {"text": "Organization's unique protocol ID"},
-            "value": trial.org_study_id,
-        }
+        org_type: Json = {"text": "Organization's unique protocol ID"}
+        if trial.org_study_id_type:
+            id_type = Code(
+                code=trial.org_study_id_type,
+                field="protocolSection.identificationModule.orgStudyIdInfo.type",
+            )
+            org_type["coding"] = [ctx.ctgov_coding("SecondaryIdType", id_type)]
+        org_id: Json = {"use": "secondary", "type": org_type, "value": trial.org_study_id}
+        if link := _identifier_link(trial.org_study_id_link):
+            org_id = {"extension": link, **org_id}
         if trial.organization:
             org_id["assigner"] = organization_reference(trial.organization.name)
         result.append(org_id)
     for secondary in trial.secondary_ids:
         entry: Json = {"use": "secondary", "value": secondary.id}
+        if link := _identifier_link(secondary.link):
+            entry = {"extension": link, **entry}
         if secondary.type:
-            entry["type"] = {"text": secondary.type.code}
+            entry["type"] = ctx.ctgov_concept("SecondaryIdType", secondary.type)
         if secondary.domain:
             entry["assigner"] = {"display": secondary.domain}
         result.append(entry)
@@ -432,18 +452,20 @@ def recruitment_extensions(trial: Trial) -> list[Json]:
 
 def _party(
     ctx: MappingContext,
-    role: Code | str,
+    role: Code | str | None,
     name: str | None,
     party: dict[str, str] | None,
     classifier: Json | None = None,
+    role_text: str | None = None,
 ) -> Json:
+    """One R5 associatedParty; a role the code tables have no code for is written as text."""
     url = systems.xver("ResearchStudy.associatedParty")
     if isinstance(role, str):
         role = Code(code=role, field="associatedParty.role")
     parts: list[Json] = []
     if name:
         parts.append(_sub("name", "valueString", name))
-    concept = role_concept(ctx, role)
+    concept = role_concept(ctx, role) if role else {"text": role_text} if role_text else None
     if concept:
         parts.append(_sub("role", "valueCodeableConcept", concept))
     if classifier:
@@ -454,55 +476,92 @@ def _party(
 
 
 def _org_party(ctx: MappingContext, role: str, org: Organization) -> Json:
+    classifier = ctx.ctgov_concept("AgencyClass", org.org_class)
+    return _party(ctx, role, org.name, organization_reference(org.name), classifier)
+
+
+def _same_org(a: Organization, b: Organization) -> bool:
+    a_class = a.org_class.code if a.org_class else None
+    b_class = b.org_class.code if b.org_class else None
+    return ids.normalize_key(a.name) == ids.normalize_key(b.name) and a_class == b_class
+
+
+def registrant_extension(ctx: MappingContext) -> Json | None:
+    """The organization that registered the study, with its agency class, when it is not already
+    named (with the same class) as lead sponsor or collaborator."""
+    trial = ctx.trial
+    org = trial.organization
+    if org is None:
+        return None
+    if any(o and _same_org(o, org) for o in (trial.lead_sponsor, *trial.collaborators)):
+        return None
     return _party(
         ctx,
-        role,
+        None,
         org.name,
         organization_reference(org.name),
         ctx.ctgov_concept("AgencyClass", org.org_class),
+        role_text="Registering organization",
     )
 
 
+def responsible_party_extension(ctx: MappingContext) -> Json | None:
+    """The responsible party; records from before 2007 name it only by `oldNameTitle` and
+    `oldOrganization`, with no type."""
+    trial = ctx.trial
+    party = trial.responsible_party
+    if party is None:
+        return None
+    name = party.investigator_name or party.old_name_title
+    if not (party.type or name or party.old_organization):
+        return None
+    ref = None
+    if party.investigator_name:
+        ref = role_reference(
+            Person(
+                name=party.investigator_name,
+                role=party.type,
+                affiliation=party.investigator_affiliation,
+            )
+        )
+    elif party.type and party.type.code == "SPONSOR" and trial.lead_sponsor:
+        ref = organization_reference(trial.lead_sponsor.name)
+    old_name = party.old_name_title if party.investigator_name else None
+    details = (
+        party.investigator_title,
+        party.investigator_affiliation,
+        old_name,
+        party.old_organization,
+    )
+    detail = ", ".join(p for p in details if p)
+    extension = _party(ctx, party.type, name, ref, role_text="Responsible party")
+    if detail:
+        classifier = _sub("classifier", "valueCodeableConcept", {"text": detail})
+        extension["extension"].insert(1, classifier)
+    return extension
+
+
 def party_extensions(ctx: MappingContext) -> list[Json]:
-    """R5 associatedParty: sponsor and collaborators (with their agency class), the responsible
-    party, and every investigator and named contact with their role."""
+    """R5 associatedParty: sponsor and collaborators (with their agency class), the registering
+    organization, the responsible party, and every investigator and named contact with their
+    role (central contacts that name an office rather than a person too, without a reference)."""
     trial = ctx.trial
     result = []
     if trial.lead_sponsor:
         result.append(_org_party(ctx, "LEAD_SPONSOR", trial.lead_sponsor))
     result += [_org_party(ctx, "COLLABORATOR", org) for org in trial.collaborators]
-    party = trial.responsible_party
-    if party and party.type:
-        name = party.investigator_name or party.old_name_title
-        ref = None
-        if party.investigator_name:
-            ref = role_reference(
-                Person(
-                    name=party.investigator_name,
-                    role=party.type,
-                    affiliation=party.investigator_affiliation,
-                )
-            )
-        elif party.type.code == "SPONSOR" and trial.lead_sponsor:
-            ref = organization_reference(trial.lead_sponsor.name)
-        detail = ", ".join(
-            p
-            for p in (
-                party.investigator_title,
-                party.investigator_affiliation,
-                party.old_organization,
-            )
-            if p
-        )
-        extension = _party(ctx, party.type, name, ref)
-        if detail:
-            extension["extension"].insert(
-                1, _sub("classifier", "valueCodeableConcept", {"text": detail})
-            )
-        result.append(extension)
+    registrant = registrant_extension(ctx)
+    if registrant:
+        result.append(registrant)
+    responsible = responsible_party_extension(ctx)
+    if responsible:
+        result.append(responsible)
     for person in people(ctx):
         if person.site is None and person.role and person.role.code != party_type(trial):
             result.append(_party(ctx, person.role, person.name, role_reference(person)))
+    for contact in trial.central_contacts:
+        if contact.name and contact.role and not is_person_name(contact.name):
+            result.append(_party(ctx, contact.role, contact.name, None))
     return result
 
 
@@ -632,7 +691,7 @@ def to_research_study(ctx: MappingContext) -> Json:
     study: Json = {"resourceType": "ResearchStudy", "id": research_study_id(trial.nct_id)}
     if extensions:
         study["extension"] = extensions
-    study["identifier"] = identifiers(trial)
+    study["identifier"] = identifiers(ctx)
     if trial.brief_title or trial.official_title:
         study["title"] = trial.brief_title or trial.official_title
     if trial.arms or trial.interventions:
