@@ -48,6 +48,7 @@ class Person:
     phone: str | None = None
     phone_ext: str | None = None
     email: str | None = None
+    is_person: bool = True  # False: a site contact that names an office, or no one
 
     @property
     def practitioner_id(self) -> str:
@@ -100,10 +101,21 @@ def people(ctx: MappingContext) -> Iterator[Person]:
                 yield _contact_person(contact, site)
 
 
-def _contact_person(contact: ContactPoint, site: Site | None) -> Person:
-    assert contact.name is not None
+def site_offices(ctx: MappingContext) -> Iterator[Person]:
+    """Site contacts that name an office ("Clinical Trials Unit") or no one, but give a role, a
+    phone or an e-mail: PractitionerRoles without a Practitioner (see `to_practitioner_role`)."""
+    for site in ctx.trial.sites:
+        for contact in site.contacts:
+            if is_person_name(contact.name):
+                continue
+            if contact.name or contact.phone or contact.phone_ext or contact.email:
+                yield _contact_person(contact, site, is_person=False)
+
+
+def _contact_person(contact: ContactPoint, site: Site | None, is_person: bool = True) -> Person:
     return Person(
-        name=contact.name,
+        is_person=is_person,
+        name=contact.name or "",
         role=contact.role,
         site=site,
         phone=contact.phone,
@@ -136,8 +148,8 @@ def human_name(text: str) -> Json:
 
 def telecom(phone: str | None, phone_ext: str | None, email: str | None) -> list[Json]:
     points: list[Json] = []
-    if phone:
-        value = f"{phone} ext. {phone_ext}" if phone_ext else phone
+    if phone or phone_ext:
+        value = f"{phone} ext. {phone_ext}" if phone and phone_ext else phone or f"ext. {phone_ext}"
         points.append({"system": "phone", "value": value, "use": "work"})
     if email:
         points.append({"system": "email", "value": email, "use": "work"})
@@ -184,12 +196,13 @@ def to_practitioner(person: Person) -> Json:
 
 
 def to_practitioner_role(ctx: MappingContext, person: Person) -> Json:
-    resource: Json = {
-        "resourceType": "PractitionerRole",
-        "id": person.role_id,
-        "active": True,
-        "practitioner": practitioner_reference(person),
-    }
+    """The person in their role. An office contact has no Practitioner: its name is kept as the
+    `practitioner` reference's display alone (R4 PractitionerRole has no other place for it)."""
+    resource: Json = {"resourceType": "PractitionerRole", "id": person.role_id, "active": True}
+    if person.is_person:
+        resource["practitioner"] = practitioner_reference(person)
+    elif person.name:
+        resource["practitioner"] = {"display": person.name}
     if person.affiliation:
         resource["organization"] = organization_reference(person.affiliation)
     elif person.site and person.site.facility:
@@ -211,4 +224,6 @@ def to_practitioners_and_roles(ctx: MappingContext) -> list[Json]:
     for person in people(ctx):
         practitioners.setdefault(person.practitioner_id, to_practitioner(person))
         roles.setdefault(person.role_id, to_practitioner_role(ctx, person))
+    for office in site_offices(ctx):
+        roles.setdefault(office.role_id, to_practitioner_role(ctx, office))
     return [*practitioners.values(), *roles.values()]
