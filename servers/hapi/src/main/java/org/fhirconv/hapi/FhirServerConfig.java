@@ -44,6 +44,11 @@ import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 @Configuration
 @Import({
 	// R4 FhirContext, one DAO + resource provider per resource type, R4 system DAO/provider.
+	// Through JpaConfig it also brings the validation support chain behind $validate
+	// (JpaValidationSupportChain: the base R4 definitions from hapi-fhir-validation-resources-r4,
+	// snapshot generation, in-memory terminology for the FHIR code systems, and any profiles
+	// stored on the server) and the instance validator; no remote terminology server is used,
+	// so validation works offline.
 	JpaR4Config.class,
 	// Search services and the DatabaseBackedPagingProvider used for paging search results.
 	HapiJpaConfig.class,
