@@ -1,0 +1,138 @@
+"""`fhirconv coverage`: convert ClinicalTrials.gov API v2 records and account for every field.
+
+Prints, per field path of `mappings/ctgov-field-spec.json` seen in the input, how many records had
+it and how many carried it into their Bundle (measured, see `fhirconv.coverage`), then the
+carried/present figure, the sections out of scope and any field the spec does not know.
+Exit 1 when the input has fields the spec does not know, or records that could not be converted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fhirconv.cli import app
+from fhirconv.convert import convert_trial
+from fhirconv.coverage import Coverage, load_spec, measure_record
+from fhirconv.errors import RecordError
+from fhirconv.sources import input_files
+from fhirconv.sources.ctgov_json import study_to_trial
+
+Json = dict[str, Any]
+
+
+def raw_studies(text: str) -> Iterator[tuple[str, Any]]:
+    """(position, study) for a single study, a page ({"studies": [...]}), an array, or NDJSON."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                yield f"line {number}", json.loads(line)
+        return
+    if isinstance(document, dict) and isinstance(document.get("studies"), list):
+        document = document["studies"]
+    if isinstance(document, list):
+        for index, study in enumerate(document, 1):
+            yield f"#{index}", study
+    else:
+        yield "#1", document
+
+
+def run(inputs: list[str]) -> Coverage:
+    coverage = Coverage(load_spec())
+    for name in inputs:
+        for path in input_files(Path(name)):
+            if path.suffix.lower() not in {".json", ".ndjson", ".jsonl"}:
+                coverage.failed.append(f"{path}: not ClinicalTrials.gov API v2 JSON (skipped)")
+                continue
+            try:
+                studies = list(raw_studies(path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                coverage.failed.append(f"{path}: cannot read: {error}")
+                continue
+            for position, study in studies:
+                trial = study_to_trial(study, str(path), position)
+                if isinstance(trial, RecordError):
+                    coverage.failed.append(str(trial))
+                    continue
+                converted = convert_trial(trial)
+                coverage.add(measure_record(study, converted.bundle, coverage.spec))
+    return coverage
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def render_table(coverage: Coverage) -> str:
+    lines: list[str] = []
+    module = None
+    width = max((len(spec.path) for spec, _ in coverage.rows()), default=20)
+    header = f"{'path':<{width}}  {'present':>7}  {'carried':>7}  {'%':>6}  target / dropped reason"
+    for spec, count in coverage.rows():
+        if spec.module != module:
+            module = spec.module
+            lines += ["", f"## {module}", header]
+        carried = "-" if spec.dropped else str(count.records_carried)
+        percent = "" if spec.dropped else _percent(count.records_carried, count.records_present)
+        flag = " [nonstandard key]" if spec.nonstandard else ""
+        lines.append(
+            f"{spec.path:<{width}}  {count.records_present:>7}  {carried:>7}  {percent:>6}  "
+            f"{spec.describe}{flag}"
+        )
+    lines += [
+        "",
+        f"records: {coverage.records}"
+        + (f", not converted: {len(coverage.failed)}" if coverage.failed else ""),
+        f"carried/present = {coverage.carried}/{coverage.present} "
+        f"({_percent(coverage.carried, coverage.present)})"
+        "  [record × field pairs, fields with a target]",
+        f"dropped with a reason: {coverage.dropped_present} record × field pairs "
+        f"in {sum(1 for s, _ in coverage.rows() if s.dropped)} fields",
+        "",
+        "out of scope:",
+    ]
+    for section in coverage.spec.out_of_scope:
+        records = coverage.out_of_scope.get(section.prefix, 0)
+        lines.append(f"  {section.prefix} ({records} records): {section.reason}")
+        lines.append(f"    follow: {section.follow}")
+    lines.append("")
+    if coverage.unknown:
+        lines.append(f"unknown paths ({len(coverage.unknown)}), not in the field spec:")
+        lines += [f"  {path} ({n} records)" for path, n in sorted(coverage.unknown.items())]
+    else:
+        lines.append("unknown paths: none")
+    return "\n".join(lines)
+
+
+@app.command()
+def coverage(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="ClinicalTrials.gov API v2 JSON files (study, page, array, NDJSON) or directories."
+        ),
+    ],
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people) or json (for machines).")
+    ] = "table",
+) -> None:
+    """Convert API v2 records and report, per field path, how many records had it and how many
+    carried it into the Bundle; the carried/present figure; fields the spec does not know."""
+    if output_format not in {"table", "json"}:
+        typer.secho("error: --format must be table or json", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    result = run(inputs)
+    if output_format == "json":
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(render_table(result))
+    for failure in result.failed:
+        typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
+    if result.unknown or result.failed:
+        raise typer.Exit(code=1)
