@@ -136,10 +136,10 @@ def parse_spec(data: Mapping[str, Any]) -> Spec:
             gap=row.get("gap"),
             nonstandard=bool(row.get("nonstandard", False)),
         )
-        if spec.dropped is None and not (spec.target or spec.targets_by_value):
-            raise ValueError(f"{path}: needs a target, or dropped with a reason")
         if row.get("dropped") and not row.get("reason"):
             raise ValueError(f"{path}: dropped without a reason")
+        if spec.dropped is None and not (spec.target or spec.targets_by_value):
+            raise ValueError(f"{path}: needs a target, or dropped with a reason")
         if spec.scope:
             for target in [spec.target or "", *spec.targets_by_value.values()]:
                 for alternative in _alternatives(target):
@@ -238,14 +238,14 @@ def _step(nodes: Iterable[Any], segment: str) -> list[Any]:
 
 @dataclass(frozen=True)
 class _Indexed:
-    """A scope element and its primitives, indexed: exact values, squashed and keyed texts."""
+    """A scope element and its primitives, indexed: exact values, squashed and keyed texts.
+    Siblings match whole values only (a label "Placebo" is not found in another arm's text)."""
 
     node: Any
     exact: frozenset[Any]
     squashed: frozenset[str]
     keys: frozenset[str]
     numbers: frozenset[float]
-    joined: str
 
     @classmethod
     def of(cls, node: Any) -> _Indexed:
@@ -258,7 +258,6 @@ class _Indexed:
             squashed=frozenset(squashed),
             keys=frozenset(_key(t) for t in texts if len(t) < 300),
             numbers=frozenset(n for n in (_number(leaf) for leaf in leaves) if n is not None),
-            joined="\x00".join(squashed),
         )
 
 
@@ -415,11 +414,7 @@ def _sibling_found(sibling: Any, node: _Indexed) -> bool:
         return True
     if isinstance(sibling, str):
         squashed = _squash(sibling)
-        return (
-            squashed in node.squashed
-            or squashed in node.joined
-            or (len(sibling) < 300 and _key(sibling) in node.keys)
-        )
+        return squashed in node.squashed or (len(sibling) < 300 and _key(sibling) in node.keys)
     number = _number(sibling)
     return number is not None and number in node.numbers
 
