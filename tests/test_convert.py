@@ -14,7 +14,7 @@ from fhirconv.convert import ConvertedStudy, convert_inputs
 from fhirconv.errors import RecordError
 from fhirconv.mapping import systems
 from fhirconv.validate import errors
-from tests.conftest import CORPUS_JSON, EXAMPLE, FIXTURES, GOLDEN, corpus_files
+from tests.conftest import CORPUS_JSON, CORPUS_XML, EXAMPLE, FIXTURES, GOLDEN, corpus_files
 
 Json = dict[str, Any]
 
@@ -206,11 +206,12 @@ def test_shared_organization_is_one_resource_across_studies(tmp_path: Path) -> N
 
 
 @pytest.mark.corpus
-def test_every_corpus_record_converts_and_validates() -> None:
-    files = corpus_files(CORPUS_JSON, "*.json")
+@pytest.mark.parametrize(("folder", "pattern"), [(CORPUS_JSON, "*.json"), (CORPUS_XML, "*.xml")])
+def test_every_corpus_record_converts_and_validates(folder: Path, pattern: str) -> None:
+    files = corpus_files(folder, pattern)
     failures = []
     count = 0
-    for result in convert_inputs([str(CORPUS_JSON)]):
+    for result in convert_inputs([str(folder)]):
         count += 1
         if isinstance(result, RecordError):
             failures.append(str(result))

@@ -516,7 +516,7 @@ def responsible_party_extension(ctx: MappingContext) -> Json | None:
     if not (party.type or name or party.old_organization):
         return None
     ref = None
-    if party.investigator_name:
+    if party.investigator_name and is_person_name(party.investigator_name):
         ref = role_reference(
             Person(
                 name=party.investigator_name,
@@ -524,6 +524,9 @@ def responsible_party_extension(ctx: MappingContext) -> Json | None:
                 affiliation=party.investigator_affiliation,
             )
         )
+    elif party.investigator_affiliation:
+        # An "investigator" the registry names by an institution: no Practitioner is made for it.
+        ref = organization_reference(party.investigator_affiliation)
     elif party.type and party.type.code == "SPONSOR" and trial.lead_sponsor:
         ref = organization_reference(trial.lead_sponsor.name)
     old_name = party.old_name_title if party.investigator_name else None
