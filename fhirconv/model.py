@@ -143,10 +143,28 @@ class Outcome(Part):
     time_frame: str | None = None
 
 
+class Retraction(Part):
+    """A retraction notice of a referenced publication (API v2 references.retractions)."""
+
+    pmid: str | None = None  # the PubMed id of the retraction notice
+    source: str | None = None  # the journal (or other source) of the notice, as written
+
+
 class Reference(Part):
     citation: str | None = None
     pmid: str | None = None
     type: Code | None = None  # BACKGROUND, RESULT, DERIVED
+    retractions: tuple[Retraction, ...] = ()
+
+
+class AvailableIpd(Part):
+    """A data set or document the study shares (API v2 referencesModule.availIpds): all free text
+    as the registry gives it ("Individual Participant Data Set", "Study Protocol", …)."""
+
+    id: str | None = None
+    type: str | None = None
+    url: str | None = None
+    comment: str | None = None
 
 
 class Link(Part):
@@ -252,12 +270,21 @@ class Trial(Part):
     primary_completion_date: PartialDate | None = None
     completion_date: PartialDate | None = None
     first_submitted: PartialDate | None = None
+    first_submitted_qc: PartialDate | None = None  # first submission that met QC criteria
     first_posted: PartialDate | None = None
+    results_first_submitted: PartialDate | None = None
+    results_first_submitted_qc: PartialDate | None = None
     results_first_posted: PartialDate | None = None
+    disposition_first_submitted: PartialDate | None = None  # certification / extension request
+    disposition_first_submitted_qc: PartialDate | None = None
+    disposition_first_posted: PartialDate | None = None
     last_update_submitted: PartialDate | None = None
     last_update_posted: PartialDate | None = None
+    delayed_posting: bool | None = None  # device study posted only after approval/clearance
+    results_waived: bool | None = None
     has_expanded_access: bool | None = None
     expanded_access_nct_id: str | None = None
+    expanded_access_status: Code | None = None  # status of that record (AVAILABLE, …)
     has_results: bool | None = None
 
     lead_sponsor: Organization | None = None
@@ -288,7 +315,12 @@ class Trial(Part):
 
     references: tuple[Reference, ...] = ()
     see_also_links: tuple[Link, ...] = ()
+    available_ipds: tuple[AvailableIpd, ...] = ()
     ipd_sharing: IpdSharing | None = None
+
+    # The registry's data release the record was taken from (API v2 miscInfoModule.versionHolder,
+    # legacy XML download_date): a property of the download, kept for the Provenance.
+    data_version: PartialDate | None = None
 
     @field_validator("nct_id")
     @classmethod

@@ -17,6 +17,7 @@ from fhirconv.errors import RecordError
 from fhirconv.model import (
     AgeLimit,
     Arm,
+    AvailableIpd,
     Code,
     ContactPoint,
     Design,
@@ -33,6 +34,7 @@ from fhirconv.model import (
     PartialDate,
     Reference,
     ResponsibleParty,
+    Retraction,
     SecondaryId,
     Site,
     SourceRef,
@@ -245,11 +247,29 @@ class _StudyReader:
             first_submitted=self.date(
                 status.get("studyFirstSubmitDate"), f"{sp}.studyFirstSubmitDate"
             ),
+            first_submitted_qc=self.date(
+                status.get("studyFirstSubmitQcDate"), f"{sp}.studyFirstSubmitQcDate"
+            ),
             first_posted=self.date(
                 status.get("studyFirstPostDateStruct"), f"{sp}.studyFirstPostDateStruct"
             ),
+            results_first_submitted=self.date(
+                status.get("resultsFirstSubmitDate"), f"{sp}.resultsFirstSubmitDate"
+            ),
+            results_first_submitted_qc=self.date(
+                status.get("resultsFirstSubmitQcDate"), f"{sp}.resultsFirstSubmitQcDate"
+            ),
             results_first_posted=self.date(
                 status.get("resultsFirstPostDateStruct"), f"{sp}.resultsFirstPostDateStruct"
+            ),
+            disposition_first_submitted=self.date(
+                status.get("dispFirstSubmitDate"), f"{sp}.dispFirstSubmitDate"
+            ),
+            disposition_first_submitted_qc=self.date(
+                status.get("dispFirstSubmitQcDate"), f"{sp}.dispFirstSubmitQcDate"
+            ),
+            disposition_first_posted=self.date(
+                status.get("dispFirstPostDateStruct"), f"{sp}.dispFirstPostDateStruct"
             ),
             last_update_submitted=self.date(
                 status.get("lastUpdateSubmitDate"), f"{sp}.lastUpdateSubmitDate"
@@ -257,8 +277,13 @@ class _StudyReader:
             last_update_posted=self.date(
                 status.get("lastUpdatePostDateStruct"), f"{sp}.lastUpdatePostDateStruct"
             ),
+            delayed_posting=_bool(status.get("delayedPosting")),
+            results_waived=_bool(status.get("resultsWaived")),
             has_expanded_access=_bool(expanded.get("hasExpandedAccess")),
             expanded_access_nct_id=_text(expanded.get("nctId")),
+            expanded_access_status=self.code(
+                expanded.get("statusForNctId"), f"{sp}.expandedAccessInfo.statusForNctId"
+            ),
             has_results=_bool(self.study.get("hasResults")),
             lead_sponsor=self.organization(
                 sponsors.get("leadSponsor"),
@@ -287,7 +312,11 @@ class _StudyReader:
             removed_countries=_texts(misc.get("removedCountries")),
             references=self.references(),
             see_also_links=self.see_also_links(),
+            available_ipds=self.available_ipds(),
             ipd_sharing=self.ipd_sharing(),
+            data_version=self.date(
+                misc.get("versionHolder"), "derivedSection.miscInfoModule.versionHolder"
+            ),
         )
 
     def secondary_ids(self, ident: Json) -> tuple[SecondaryId, ...]:
@@ -536,8 +565,29 @@ class _StudyReader:
                         citation=citation,
                         pmid=pmid,
                         type=self.code(item.get("type"), f"{field}.type"),
+                        retractions=tuple(
+                            Retraction(pmid=_text(r.get("pmid")), source=_text(r.get("source")))
+                            for r in item.get("retractions") or []
+                            if isinstance(r, dict)
+                            and (_text(r.get("pmid")) or _text(r.get("source")))
+                        ),
                     )
                 )
+        return tuple(result)
+
+    def available_ipds(self) -> tuple[AvailableIpd, ...]:
+        result = []
+        for item in self.module("referencesModule").get("availIpds") or []:
+            if not isinstance(item, dict):
+                continue
+            ipd = AvailableIpd(
+                id=_text(item.get("id")),
+                type=_text(item.get("type")),
+                url=_text(item.get("url")),
+                comment=_text(item.get("comment")),
+            )
+            if ipd.id or ipd.type or ipd.url or ipd.comment:
+                result.append(ipd)
         return tuple(result)
 
     def see_also_links(self) -> tuple[Link, ...]:

@@ -460,8 +460,18 @@ class _StudyReader:
             primary_completion_date=self.date("primary_completion_date"),
             completion_date=self.date("completion_date"),
             first_submitted=self.date("study_first_submitted", "firstreceived_date"),
+            first_submitted_qc=self.date("study_first_submitted_qc"),
             first_posted=self.date("study_first_posted"),
+            results_first_submitted=self.date(
+                "results_first_submitted", "firstreceived_results_date"
+            ),
+            results_first_submitted_qc=self.date("results_first_submitted_qc"),
             results_first_posted=self.date("results_first_posted"),
+            disposition_first_submitted=self.date(
+                "disposition_first_submitted", "firstreceived_results_disposition_date"
+            ),
+            disposition_first_submitted_qc=self.date("disposition_first_submitted_qc"),
+            disposition_first_posted=self.date("disposition_first_posted"),
             last_update_submitted=self.date("last_update_submitted", "lastchanged_date"),
             last_update_posted=self.date("last_update_posted"),
             has_expanded_access=self.flag("has_expanded_access"),
@@ -506,7 +516,21 @@ class _StudyReader:
                 if (url := self.text("url", link))
             ),
             ipd_sharing=self.ipd_sharing(),
+            data_version=self.download_date(),
         )
+
+    def download_date(self) -> PartialDate | None:
+        """The data release: "ClinicalTrials.gov processed this data on February 03, 2023". Not
+        study content (it names the download), so an unreadable one is left out, not an error."""
+        path = "required_header/download_date"
+        text = self.text(path)
+        if text is None:
+            return None
+        text = re.sub(r"^.*?\bprocessed this data on\s*", "", text, flags=re.IGNORECASE)
+        try:
+            return PartialDate(value=parse_xml_date(text), field=f"{ROOT}/{path}")
+        except (_DateProblem, ValueError):
+            return None
 
     def responsible_party(self) -> ResponsibleParty | None:
         party = self.study.find("responsible_party")

@@ -44,6 +44,7 @@ from fhirconv.errors import RecordError
 from fhirconv.model import (
     AgeLimit,
     Arm,
+    AvailableIpd,
     Code,
     ContactPoint,
     Design,
@@ -60,6 +61,7 @@ from fhirconv.model import (
     PartialDate,
     Reference,
     ResponsibleParty,
+    Retraction,
     SecondaryId,
     Site,
     SourceRef,
@@ -99,6 +101,7 @@ CENTRAL_CONTACTS = "Central Contacts"  # example
 FACILITY_CONTACTS = "Facility Contacts"  # example
 REFERENCES = "References"  # example
 LINKS = "Links"
+AVAILABLE_IPDS = "Available IPD/Information"
 OTHER_IDENTIFIERS = "Other Identifiers"  # example
 DATA_SHARING = "Data Sharing"
 MORE_RELATED_TRIALS = "More Related Trials"  # example
@@ -199,6 +202,9 @@ BLURBS: dict[str, tuple[str, ...]] = {
         "Explore related publications, articles, or registry entries linked to this study.",
     ),
     LINKS: ("Follow the related web pages the sponsor has listed for this study.",),
+    AVAILABLE_IPDS: (
+        "Find the participant data sets and study documents the study team has made available.",
+    ),
     OTHER_IDENTIFIERS: (
         "Review additional registry numbers or institutional identifiers associated with this "
         "trial.",
@@ -233,11 +239,21 @@ BASIC_LABELS = (
     "Study Completion Date",  # example
     "Status Verified Date",
     "First Submitted Date",
+    "First Submitted QC Date",
     "First Posted Date",
+    "Results First Submitted Date",
+    "Results First Submitted QC Date",
     "Results First Posted Date",
+    "Disposition First Submitted Date",
+    "Disposition First Submitted QC Date",
+    "Disposition First Posted Date",
     "Last Update Submitted Date",
+    "Delayed Posting",
+    "Results Waived",
     "Expanded Access Available",
     "Expanded Access NCT ID",
+    "Expanded Access Status",
+    "Registry Data Version",
 )
 DESIGN_LABELS = (
     "Allocation Method",  # example
@@ -329,6 +345,11 @@ SITE_STATUS = "Site Status"  # example, ends a site
 REFERENCE_TYPE = "Reference Type"  # example, ends a reference's citation
 PMID = "PMID:"  # example
 PMID_SUFFIX = "(View on PubMed)"  # example
+RETRACTION_PMID = "Retraction PMID:"  # starts a retraction notice of the reference above
+RETRACTION_SOURCE = "Retraction Source:"
+IPD_ID = "IPD ID:"  # an available IPD/information item: comment text, then these markers
+IPD_TYPE = "IPD Type:"
+IPD_URL = "IPD URL:"  # ends the item
 IDENTIFIER_TYPE = "Identifier Type:"  # example
 IDENTIFIER_SOURCE = "Identifier Source:"  # example
 IDENTIFIER_DOMAIN = "Identifier Domain:"
@@ -366,6 +387,8 @@ _ROLE = re.compile(r"^Role:\s*(.*)$", re.IGNORECASE)
 _SITE_STATUS = marker_pattern(SITE_STATUS)
 _REFERENCE_TYPE = marker_pattern(REFERENCE_TYPE)
 _PMID = re.compile(r"^PMID:?\s*(\d+)\b", re.IGNORECASE)
+_RETRACTION = re.compile(r"^Retraction (PMID|Source):\s*(.*)$", re.IGNORECASE)
+_IPD_MARKER = re.compile(r"^IPD (ID|Type|URL):\s*(.*)$", re.IGNORECASE)
 _IDENTIFIER_LABEL = re.compile(r"^Identifier (Type|Source|Domain|Link):\s*(.*)$", re.IGNORECASE)
 _OTHER_NAME = re.compile(r"^Other Names?:\s*(.*)$", re.IGNORECASE)
 _STUDY_GROUP = re.compile(r"^Study Group:\s*(.*)$", re.IGNORECASE)
@@ -727,6 +750,8 @@ _STRUCTURAL_PATTERNS = (
     _SITE_STATUS,
     _REFERENCE_TYPE,
     _PMID,
+    _RETRACTION,
+    _IPD_MARKER,
     _IDENTIFIER_LABEL,
     _OTHER_NAME,
     _STUDY_GROUP,
@@ -1013,12 +1038,21 @@ class _RecordReader:
             primary_completion_date=self.date("Primary Completion Date"),
             completion_date=self.date("Study Completion Date"),
             first_submitted=self.date("First Submitted Date"),
+            first_submitted_qc=self.date("First Submitted QC Date"),
             first_posted=self.date("First Posted Date"),
+            results_first_submitted=self.date("Results First Submitted Date"),
+            results_first_submitted_qc=self.date("Results First Submitted QC Date"),
             results_first_posted=self.date("Results First Posted Date"),
+            disposition_first_submitted=self.date("Disposition First Submitted Date"),
+            disposition_first_submitted_qc=self.date("Disposition First Submitted QC Date"),
+            disposition_first_posted=self.date("Disposition First Posted Date"),
             last_update_submitted=self.date("Last Update Submitted Date"),
             last_update_posted=last_updated,
+            delayed_posting=self.flag("Delayed Posting"),
+            results_waived=self.flag("Results Waived"),
             has_expanded_access=self.flag("Expanded Access Available"),
             expanded_access_nct_id=self.text("Expanded Access NCT ID"),
+            expanded_access_status=self.code("Expanded Access Status", _STATUSES),
             has_results=self.has_results(),
             **self.identifiers(),
             **self.sponsors(),
@@ -1041,7 +1075,9 @@ class _RecordReader:
             removed_countries=self.list_of(REMOVED_COUNTRIES),
             references=self.references(),
             see_also_links=self.links(),
+            available_ipds=self.available_ipds(),
             ipd_sharing=self.ipd_sharing(),
+            data_version=self.date("Registry Data Version"),
         )
 
     def criteria_end(self, section: _Section) -> int:
@@ -1532,7 +1568,8 @@ class _RecordReader:
                 target.contacts.append(contact.contact())
 
     def references(self) -> tuple[Reference, ...]:
-        """Items: citation, "Reference Type X", "PMID: n (View on PubMed)"."""
+        """Items: citation, "Reference Type X", "PMID: n (View on PubMed)", then per retraction
+        notice "Retraction PMID: n" and "Retraction Source: …"."""
         field = f"{REFERENCES} > {REFERENCE_TYPE}"
         result: list[Reference] = []
         region: list[str] = []
@@ -1541,7 +1578,12 @@ class _RecordReader:
             text = line.strip()
             marker = _REFERENCE_TYPE.match(text)
             pmid = _PMID.match(text)
-            if marker:
+            retraction = _RETRACTION.match(text)
+            if retraction and result:
+                result[-1] = _with_retraction(
+                    result[-1], retraction.group(1).casefold(), _marker_value(retraction.group(2))
+                )
+            elif marker:
                 result.append(
                     Reference(
                         citation=_text_of(region),
@@ -1576,6 +1618,30 @@ class _RecordReader:
                 region.append(line)
         return tuple(result)
 
+    def available_ipds(self) -> tuple[AvailableIpd, ...]:
+        """Items: comment text, "IPD ID: …", "IPD Type: …", "IPD URL: …" (ends the item)."""
+        result: list[AvailableIpd] = []
+        region: list[str] = []
+        values: dict[str, str | None] = {}
+        for line in self.body(AVAILABLE_IPDS):
+            marker = _IPD_MARKER.match(line.strip())
+            if not marker:
+                region.append(line)
+                continue
+            kind = marker.group(1).casefold()
+            values.setdefault(kind, _marker_value(marker.group(2)))
+            if kind == "url":
+                item = AvailableIpd(
+                    id=values.get("id"),
+                    type=values.get("type"),
+                    url=values.get("url"),
+                    comment=_text_of(region),
+                )
+                if item.id or item.type or item.url or item.comment:
+                    result.append(item)
+                region, values = [], {}
+        return tuple(result)
+
     def ipd_sharing(self) -> IpdSharing | None:
         if not self.has(DATA_SHARING):
             return None
@@ -1587,6 +1653,19 @@ class _RecordReader:
             access_criteria=self.text("IPD Access Criteria"),
             url=self.text("IPD Sharing URL"),
         )
+
+
+def _with_retraction(reference: Reference, part: str, value: str | None) -> Reference:
+    """The reference with a retraction line read: "pmid" starts a notice; "source" completes the
+    last notice when it has none yet, else starts one."""
+    notices = list(reference.retractions)
+    if part == "source" and notices and notices[-1].source is None:
+        notices[-1] = notices[-1].model_copy(update={"source": value})
+    elif part == "source":
+        notices.append(Retraction(source=value))
+    else:
+        notices.append(Retraction(pmid=value))
+    return reference.model_copy(update={"retractions": tuple(notices)})
 
 
 def _with_arm_labels(

@@ -177,6 +177,7 @@ def _sections(trial: Trial) -> list[tuple[str, Paragraphs, bool]]:
             ],
             False,
         ),
+        (layout.AVAILABLE_IPDS, _available_ipds(trial), False),
         (layout.OTHER_IDENTIFIERS, _identifiers(trial), False),
         (
             layout.DATA_SHARING,
@@ -217,11 +218,21 @@ def _basic_values(trial: Trial) -> list[tuple[str, str | None]]:
         ("Study Completion Date", _date(trial.completion_date)),
         ("Status Verified Date", _date(trial.status_verified)),
         ("First Submitted Date", _date(trial.first_submitted)),
+        ("First Submitted QC Date", _date(trial.first_submitted_qc)),
         ("First Posted Date", _date(trial.first_posted)),
+        ("Results First Submitted Date", _date(trial.results_first_submitted)),
+        ("Results First Submitted QC Date", _date(trial.results_first_submitted_qc)),
         ("Results First Posted Date", _date(trial.results_first_posted)),
+        ("Disposition First Submitted Date", _date(trial.disposition_first_submitted)),
+        ("Disposition First Submitted QC Date", _date(trial.disposition_first_submitted_qc)),
+        ("Disposition First Posted Date", _date(trial.disposition_first_posted)),
         ("Last Update Submitted Date", _date(trial.last_update_submitted)),
+        ("Delayed Posting", _yes_no(trial.delayed_posting)),
+        ("Results Waived", _yes_no(trial.results_waived)),
         ("Expanded Access Available", _yes_no(trial.has_expanded_access)),
         ("Expanded Access NCT ID", trial.expanded_access_nct_id),
+        ("Expanded Access Status", _code(trial.expanded_access_status)),
+        ("Registry Data Version", _date(trial.data_version)),
     ]
 
 
@@ -407,6 +418,22 @@ def _references(trial: Trial) -> Paragraphs:
         paragraphs.append(f"{layout.REFERENCE_TYPE} {_marker(reference.type)}")
         if reference.pmid:
             paragraphs.append(f"{layout.PMID} {reference.pmid} {layout.PMID_SUFFIX}")
+        for notice in reference.retractions:
+            paragraphs.append(f"{layout.RETRACTION_PMID} {notice.pmid or layout.NOT_STATED}")
+            if notice.source:
+                paragraphs.append(f"{layout.RETRACTION_SOURCE} {notice.source}")
+    return paragraphs
+
+
+def _available_ipds(trial: Trial) -> Paragraphs:
+    paragraphs: Paragraphs = []
+    for ipd in trial.available_ipds:
+        paragraphs += _optional(ipd.comment)
+        if ipd.id:
+            paragraphs.append(f"{layout.IPD_ID} {ipd.id}")
+        if ipd.type:
+            paragraphs.append(f"{layout.IPD_TYPE} {ipd.type}")
+        paragraphs.append(f"{layout.IPD_URL} {ipd.url or layout.NOT_STATED}")
     return paragraphs
 
 
