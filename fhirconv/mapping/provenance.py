@@ -20,6 +20,7 @@ from fhirconv.tables import table_version
 Json = dict[str, Any]
 
 SOURCE_LAST_UPDATE = systems.extension("source-last-update")
+SOURCE_DATA_VERSION = systems.extension("source-data-version")
 SOFTWARE_VERSION = systems.extension("software-version")
 MAPPING_VERSION = systems.extension("mapping-tables-version")
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
@@ -53,6 +54,9 @@ def to_provenance(
         {"url": SOFTWARE_VERSION, "valueString": f"fhirconv {software}"},
         {"url": MAPPING_VERSION, "valueString": table_version()},
     ]
+    if trial.data_version:
+        # The registry's data release the record came from (API v2 versionHolder).
+        extensions.insert(0, {"url": SOURCE_DATA_VERSION, "valueDate": trial.data_version.value})
     if trial.last_update_posted:
         extensions.insert(
             0, {"url": SOURCE_LAST_UPDATE, "valueDateTime": trial.last_update_posted.value}

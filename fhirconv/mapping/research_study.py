@@ -24,7 +24,15 @@ from fhirconv.mapping.practitioner import (
     role_reference,
     telecom,
 )
-from fhirconv.model import Code, MeshTerm, Organization, PartialDate, Trial
+from fhirconv.model import (
+    AvailableIpd,
+    Code,
+    MeshTerm,
+    Organization,
+    PartialDate,
+    Retraction,
+    Trial,
+)
 
 Json = dict[str, Any]
 
@@ -33,6 +41,11 @@ OVERSIGHT = systems.extension("oversight")
 IPD_SHARING = systems.extension("ipd-sharing")
 EXPANDED_ACCESS = systems.extension("expanded-access")
 REMOVED_COUNTRY = systems.extension("removed-country")
+DELAYED_POSTING = systems.extension("delayed-posting")
+RESULTS_WAIVED = systems.extension("results-waived")
+RETRACTION = systems.extension("retraction")
+AVAILABLE_IPD = systems.extension("available-ipd")
+AVAILABLE_IPD_LABEL = "Available IPD/information"
 STUDY_DETAIL = systems.extension("design-detail")
 IDENTIFIER_LINK = systems.extension("identifier-link")
 MILESTONES = systems.codes("ctgov-milestone")
@@ -242,13 +255,51 @@ def related_artifacts(ctx: MappingContext) -> list[Json]:
         if reference.pmid:
             artifact["url"] = f"{systems.PUBMED}/{reference.pmid}/"
             artifact["display"] = f"PMID: {reference.pmid}"
+        if reference.retractions:
+            artifact = {"extension": retraction_extensions(reference.retractions), **artifact}
         result.append(artifact)
     for link in trial.see_also_links:
         entry: Json = {"type": "documentation", "url": link.url}
         if link.label:
             entry["display"] = link.label
         result.append(entry)
+    result += [available_ipd_artifact(ipd) for ipd in trial.available_ipds]
     return result
+
+
+def retraction_extensions(notices: tuple[Retraction, ...]) -> list[Json]:
+    """A retracted publication's retraction notices, on its RelatedArtifact. R4's type codes have
+    no "retracted-by" (R5's RelatedArtifactType does, but the R4 binding is required), and a
+    notice is not the reference's `successor`: so `fc:retraction` (pmid, PubMed url, source)."""
+    result = []
+    for notice in notices:
+        parts: list[Json] = []
+        if notice.pmid:
+            parts.append(_sub("pmid", "valueString", notice.pmid))
+            parts.append(_sub("url", "valueUrl", f"{systems.PUBMED}/{notice.pmid}/"))
+        if notice.source:
+            parts.append(_sub("source", "valueString", notice.source))
+        result.append(_complex(RETRACTION, parts))
+    return result
+
+
+def available_ipd_artifact(ipd: AvailableIpd) -> Json:
+    """A shared data set or document (availIpds) as a documentation RelatedArtifact labelled
+    "Available IPD/information": its type as display, its URL; its id and comment, which
+    RelatedArtifact has no element for, in `fc:available-ipd`."""
+    artifact: Json = {"type": "documentation", "label": AVAILABLE_IPD_LABEL}
+    parts = _nonempty(
+        [
+            _sub("id", "valueString", ipd.id) if ipd.id else None,
+            _sub("comment", "valueString", ipd.comment) if ipd.comment else None,
+        ]
+    )
+    if parts:
+        artifact = {"extension": [_complex(AVAILABLE_IPD, parts)], **artifact}
+    artifact["display"] = ipd.type or AVAILABLE_IPD_LABEL
+    if ipd.url:
+        artifact["url"] = ipd.url
+    return artifact
 
 
 def country_concepts(ctx: MappingContext, names: tuple[str, ...]) -> list[Json]:
@@ -397,8 +448,30 @@ _MILESTONES: list[tuple[str, str, str]] = [
     ("primary_completion_date", "primary-completion", "Primary completion"),
     ("completion_date", "study-completion", "Study completion"),
     ("first_submitted", "first-submitted", "First submitted"),
+    ("first_submitted_qc", "first-submitted-qc", "First submitted that met QC criteria"),
     ("first_posted", "first-posted", "First posted"),
+    ("results_first_submitted", "results-first-submitted", "Results first submitted"),
+    (
+        "results_first_submitted_qc",
+        "results-first-submitted-qc",
+        "Results first submitted that met QC criteria",
+    ),
     ("results_first_posted", "results-first-posted", "Results first posted"),
+    (
+        "disposition_first_submitted",
+        "disposition-first-submitted",
+        "Certification/extension first submitted",
+    ),
+    (
+        "disposition_first_submitted_qc",
+        "disposition-first-submitted-qc",
+        "Certification/extension first submitted that met QC criteria",
+    ),
+    (
+        "disposition_first_posted",
+        "disposition-first-posted",
+        "Certification/extension first posted",
+    ),
     ("last_update_submitted", "last-update-submitted", "Last update submitted"),
     ("last_update_posted", "last-update-posted", "Last update posted"),
     ("status_verified", "status-verified", "Status verified"),
@@ -626,7 +699,11 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
         )
         if parts:
             result.append(_complex(IPD_SHARING, parts))
-    if trial.has_expanded_access is not None or trial.expanded_access_nct_id:
+    if (
+        trial.has_expanded_access is not None
+        or trial.expanded_access_nct_id
+        or trial.expanded_access_status
+    ):
         parts = _nonempty(
             [
                 _sub("hasExpandedAccess", "valueBoolean", trial.has_expanded_access)
@@ -638,6 +715,13 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
                     {"system": systems.NCT, "value": trial.expanded_access_nct_id},
                 )
                 if trial.expanded_access_nct_id
+                else None,
+                _sub(
+                    "statusForNctId",
+                    "valueCodeableConcept",
+                    ctx.ctgov_concept("Status", trial.expanded_access_status),
+                )
+                if trial.expanded_access_status
                 else None,
             ]
         )
@@ -678,6 +762,8 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
         {"url": REMOVED_COUNTRY, "valueCodeableConcept": concept}
         for concept in country_concepts(ctx, trial.removed_countries)
     ]
+    flags = [(DELAYED_POSTING, trial.delayed_posting), (RESULTS_WAIVED, trial.results_waived)]
+    result += [{"url": url, "valueBoolean": flag} for url, flag in flags if flag is not None]
     return result
 
 
