@@ -165,6 +165,53 @@ def test_record_with_results_and_na_ages() -> None:
     assert trial.design.enrollment_count == 63 and trial.design.enrollment_estimated is False
 
 
+def test_submission_milestones_and_data_release() -> None:
+    trial = _trial("NCT00493064")
+    dates = {
+        name: (date.value, date.estimated) if date else None
+        for name in (
+            "first_submitted_qc",
+            "results_first_submitted",
+            "results_first_submitted_qc",
+            "disposition_first_posted",
+            "data_version",
+        )
+        for date in [getattr(trial, name)]
+    }
+    assert dates == {
+        "first_submitted_qc": ("2007-06-25", None),
+        "results_first_submitted": ("2018-08-27", None),
+        "results_first_submitted_qc": ("2018-12-18", None),
+        "disposition_first_posted": None,
+        "data_version": ("2023-02-03", None),  # "ClinicalTrials.gov processed this data on …"
+    }
+    assert trial.results_first_submitted is not None
+    assert trial.results_first_submitted.field == "clinical_study/results_first_submitted"
+
+
+def test_disposition_dates_and_an_unreadable_download_date() -> None:
+    (trial,) = read_text(
+        _minimal(
+            "<required_header><download_date>processed whenever</download_date></required_header>"
+            "<disposition_first_submitted>February 18, 2011</disposition_first_submitted>"
+            "<disposition_first_submitted_qc>March 1, 2011</disposition_first_submitted_qc>"
+            '<disposition_first_posted type="Estimate">February 25, 2011</disposition_first_posted>'
+        ),
+        "d.xml",
+    )
+    assert isinstance(trial, Trial), trial
+    assert trial.disposition_first_submitted is not None
+    assert trial.disposition_first_submitted.value == "2011-02-18"
+    assert trial.disposition_first_submitted_qc is not None
+    assert trial.disposition_first_submitted_qc.value == "2011-03-01"
+    assert trial.disposition_first_posted is not None
+    assert (trial.disposition_first_posted.value, trial.disposition_first_posted.estimated) == (
+        "2011-02-25",
+        True,
+    )
+    assert trial.data_version is None  # metadata of the download: left out, not an error
+
+
 def test_site_contacts_investigators_and_central_contact() -> None:
     trial = _trial("NCT00461643")
     assert trial.overall_status is not None and trial.overall_status.code == "UNKNOWN"
@@ -492,6 +539,10 @@ FACTS: dict[str, Callable[[Trial], object]] = {
     "sex": lambda t: _code(t.eligibility.sex),
     "minimum_age": lambda t: _age(t.eligibility.minimum_age),
     "maximum_age": lambda t: _age(t.eligibility.maximum_age),
+    "first_submitted_qc": lambda t: t.first_submitted_qc.value if t.first_submitted_qc else None,
+    "results_first_submitted": lambda t: (
+        t.results_first_submitted.value if t.results_first_submitted else None
+    ),
 }
 NEVER_CHANGES = {"nct_id"}
 

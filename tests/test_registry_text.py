@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fhirconv.errors import RecordError
-from fhirconv.model import Trial
+from fhirconv.model import AvailableIpd, Code, PartialDate, Reference, Retraction, Trial
 from fhirconv.sources import ctgov_json
 from fhirconv.sources.registry_text import BLURBS, read_text
 from fhirconv.sources.render_text import render_registry_text, render_registry_texts
@@ -577,6 +577,57 @@ def test_text_lines_that_look_like_layout_survive_the_round_trip(example: Trial)
         }
     )
     assert round_trip_differences(tricky) == []
+
+
+def test_submission_dates_retractions_and_available_ipds_survive_the_round_trip(
+    example: Trial,
+) -> None:
+    def day(value: str, estimated: bool | None = None) -> PartialDate:
+        return PartialDate(value=value, field="x", estimated=estimated)
+
+    enriched = example.model_copy(
+        update={
+            "first_submitted_qc": day("2023-03-01"),
+            "results_first_submitted": day("2024-02"),
+            "results_first_submitted_qc": day("2024-03-05"),
+            "disposition_first_submitted": day("2022-08-08"),
+            "disposition_first_submitted_qc": day("2022-08-09"),
+            "disposition_first_posted": day("2022-08-11", estimated=False),
+            "delayed_posting": True,
+            "results_waived": False,
+            "expanded_access_nct_id": "NCT05918913",
+            "expanded_access_status": Code(code="TEMPORARILY_NOT_AVAILABLE", field="x"),
+            "data_version": day("2025-12-09"),
+            "references": (
+                Reference(
+                    citation="A retracted paper.\nRetraction PMID: 1",
+                    pmid="123",
+                    type=Code(code="RESULT", field="x"),
+                    retractions=(
+                        Retraction(pmid="999", source="Lancet. 2021"),
+                        Retraction(source="a notice without PMID"),
+                        Retraction(pmid="7"),
+                    ),
+                ),
+                Reference(citation="Another.", retractions=(Retraction(pmid="8"),)),
+            ),
+            "available_ipds": (
+                AvailableIpd(
+                    id="IPD-7",
+                    type="Individual Participant Data Set",
+                    url="https://example.org/ipd",
+                    comment="On request.\nIPD URL: not a marker",
+                ),
+                AvailableIpd(comment="only a comment"),
+                AvailableIpd(type="Study Protocol"),
+            ),
+        }
+    )
+    assert round_trip_differences(enriched) == []
+    text = render_registry_text(enriched)
+    assert "First Submitted QC Date\n\n2023-03-01\n" in text
+    assert "Disposition First Posted Date\n\n2022-08-11 (actual)\n" in text
+    assert "Retraction PMID: 999\n\nRetraction Source: Lancet. 2021" in text
 
 
 def test_render_several_pages_reads_back() -> None:
