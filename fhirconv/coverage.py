@@ -34,9 +34,14 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+from fhirconv.convert import convert_trial
+from fhirconv.errors import RecordError
 from fhirconv.mapping import countries, ids
+from fhirconv.sources import input_files
+from fhirconv.sources.ctgov_json import raw_studies, study_to_trial
 from fhirconv.tables import load_json
 
 Json = dict[str, Any]
@@ -646,4 +651,27 @@ def measure(pairs: Iterable[tuple[Json, Json]], spec: Spec | None = None) -> Cov
     coverage = Coverage(spec)
     for study, bundle in pairs:
         coverage.add(measure_record(study, bundle, spec))
+    return coverage
+
+
+def measure_inputs(inputs: list[str]) -> Coverage:
+    """Convert every API v2 record in `inputs` (files or directories) and measure its fields."""
+    coverage = Coverage(load_spec())
+    for name in inputs:
+        for path in input_files(Path(name)):
+            if path.suffix.lower() not in {".json", ".ndjson", ".jsonl"}:
+                coverage.failed.append(f"{path}: not ClinicalTrials.gov API v2 JSON (skipped)")
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                coverage.failed.append(f"{path}: cannot read: {error}")
+                continue
+            for position, study in raw_studies(text, str(path)):
+                trial = study_to_trial(study, str(path), position)
+                if isinstance(trial, RecordError):
+                    coverage.failed.append(str(trial))
+                    continue
+                assert not isinstance(study, RecordError)
+                coverage.add(measure_record(study, convert_trial(trial).bundle, coverage.spec))
     return coverage

@@ -9,60 +9,14 @@ Exit 1 when the input has fields the spec does not know, or records that could n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from fhirconv.cli import app
-from fhirconv.convert import convert_trial
-from fhirconv.coverage import Coverage, load_spec, measure_record
-from fhirconv.errors import RecordError
-from fhirconv.sources import input_files
-from fhirconv.sources.ctgov_json import study_to_trial
+from fhirconv.coverage import Coverage, measure_inputs
 
 Json = dict[str, Any]
-
-
-def raw_studies(text: str) -> Iterator[tuple[str, Any]]:
-    """(position, study) for a single study, a page ({"studies": [...]}), an array, or NDJSON."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                yield f"line {number}", json.loads(line)
-        return
-    if isinstance(document, dict) and isinstance(document.get("studies"), list):
-        document = document["studies"]
-    if isinstance(document, list):
-        for index, study in enumerate(document, 1):
-            yield f"#{index}", study
-    else:
-        yield "#1", document
-
-
-def run(inputs: list[str]) -> Coverage:
-    coverage = Coverage(load_spec())
-    for name in inputs:
-        for path in input_files(Path(name)):
-            if path.suffix.lower() not in {".json", ".ndjson", ".jsonl"}:
-                coverage.failed.append(f"{path}: not ClinicalTrials.gov API v2 JSON (skipped)")
-                continue
-            try:
-                studies = list(raw_studies(path.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-                coverage.failed.append(f"{path}: cannot read: {error}")
-                continue
-            for position, study in studies:
-                trial = study_to_trial(study, str(path), position)
-                if isinstance(trial, RecordError):
-                    coverage.failed.append(str(trial))
-                    continue
-                converted = convert_trial(trial)
-                coverage.add(measure_record(study, converted.bundle, coverage.spec))
-    return coverage
 
 
 def _percent(part: int, whole: int) -> str:
@@ -127,7 +81,7 @@ def coverage(
     if output_format not in {"table", "json"}:
         typer.secho("error: --format must be table or json", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2)
-    result = run(inputs)
+    result = measure_inputs(inputs)
     if output_format == "json":
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:

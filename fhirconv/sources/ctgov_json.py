@@ -40,6 +40,7 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
+from fhirconv.sources.record import FieldError, read_record
 
 FORMAT = "ctgov-json"
 Json = dict[str, Any]
@@ -47,11 +48,12 @@ Json = dict[str, Any]
 
 def read_text(text: str, file: str) -> Iterator[Trial | RecordError]:
     """Yield one `Trial` (or `RecordError`) per study found in `text`."""
-    for position, study in _studies(text, file):
+    for position, study in raw_studies(text, file):
         yield study_to_trial(study, file, position)
 
 
-def _studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]]:
+def raw_studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]]:
+    """(position, study object) for every study in `text`; unparseable input as a RecordError."""
     stripped = text.lstrip()
     try:
         document = json.loads(stripped)
@@ -89,22 +91,7 @@ def study_to_trial(
         return RecordError(
             file, position, "protocolSection", "not a ClinicalTrials.gov API v2 study"
         )
-    reader = _StudyReader(study, file, position)
-    try:
-        return reader.trial()
-    except _FieldError as error:
-        return RecordError(file, reader.record, error.field, error.message)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        return RecordError(file, reader.record, field, first["msg"])
-
-
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+    return read_record(_StudyReader(study, file, position))
 
 
 def _text(value: Any) -> str | None:
@@ -165,7 +152,7 @@ class _StudyReader:
                 estimated=None if kind is None else kind.upper() in {"ESTIMATED", "ANTICIPATED"},
             )
         except ValidationError as error:
-            raise _FieldError(field, f"impossible date {value!r}") from error
+            raise FieldError(field, f"impossible date {value!r}") from error
 
     def organization(self, value: Any, field: str) -> Organization | None:
         if not isinstance(value, dict):
@@ -190,7 +177,7 @@ class _StudyReader:
             return None
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", text)
         if not match:
-            raise _FieldError(field, f"unreadable age {text!r} (expected e.g. '18 Years')")
+            raise FieldError(field, f"unreadable age {text!r} (expected e.g. '18 Years')")
         return AgeLimit(value=float(match.group(1)), unit=match.group(2).capitalize(), field=field)
 
     def meshes(self, module: str, key: str) -> tuple[MeshTerm, ...]:
@@ -205,9 +192,9 @@ class _StudyReader:
         ident = self.module("identificationModule")
         nct_id = _text(ident.get("nctId"))
         if not nct_id:
-            raise _FieldError("protocolSection.identificationModule.nctId", "record has no NCT id")
+            raise FieldError("protocolSection.identificationModule.nctId", "record has no NCT id")
         if not re.fullmatch(r"NCT\d{8}", nct_id):
-            raise _FieldError(
+            raise FieldError(
                 "protocolSection.identificationModule.nctId", f"not an NCT id: {nct_id!r}"
             )
         self.record = nct_id
@@ -383,7 +370,7 @@ class _StudyReader:
             try:
                 count = int(str(count))
             except ValueError as error:
-                raise _FieldError(
+                raise FieldError(
                     f"{dp}.enrollmentInfo.count", f"enrollment is not a number: {count!r}"
                 ) from error
         enrollment_type = _text(enrollment.get("type"))

@@ -23,7 +23,6 @@ from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from pydantic import ValidationError
 
 from fhirconv.errors import RecordError
 from fhirconv.model import (
@@ -49,6 +48,7 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
+from fhirconv.sources.record import FieldError, read_record
 from fhirconv.tables import load_json
 
 FORMAT = "ctgov-xml"
@@ -89,22 +89,7 @@ def _parse(text: str) -> Element:
 
 def study_to_trial(study: Element, file: str, position: str = "#1") -> Trial | RecordError:
     """Convert one `<clinical_study>`; never raises for bad data, returns a `RecordError`."""
-    reader = _StudyReader(study, file, position)
-    try:
-        return reader.trial()
-    except _FieldError as error:
-        return RecordError(file, reader.record, error.field, error.message)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        return RecordError(file, reader.record, field, first["msg"])
-
-
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+    return read_record(_StudyReader(study, file, position))
 
 
 # --- display string → API v2 enum --------------------------------------------------------------
@@ -377,7 +362,7 @@ class _StudyReader:
             return True
         if value.casefold() in _NO:
             return False
-        raise _FieldError(f"{ROOT}/{path}", f"not Yes/No: {value!r}")
+        raise FieldError(f"{ROOT}/{path}", f"not Yes/No: {value!r}")
 
     def date(self, *paths: str) -> PartialDate | None:
         """The first of `paths` present (newer element name first), with its type attribute."""
@@ -390,7 +375,7 @@ class _StudyReader:
             try:
                 iso = parse_xml_date(value)
             except _DateProblem as error:
-                raise _FieldError(field, str(error)) from error
+                raise FieldError(field, str(error)) from error
             kind = _clean(element.get("type"))
             estimated = None
             if kind is not None:
@@ -405,7 +390,7 @@ class _StudyReader:
             return None
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", text)
         if not match:
-            raise _FieldError(
+            raise FieldError(
                 f"{ROOT}/{path}", f"unreadable age {text!r} (expected e.g. '18 Years')"
             )
         return AgeLimit(
@@ -437,9 +422,9 @@ class _StudyReader:
     def trial(self) -> Trial:
         nct_id = self.text("id_info/nct_id")
         if not nct_id:
-            raise _FieldError(f"{ROOT}/id_info/nct_id", "record has no NCT id")
+            raise FieldError(f"{ROOT}/id_info/nct_id", "record has no NCT id")
         if not re.fullmatch(r"NCT\d{8}", nct_id):
-            raise _FieldError(f"{ROOT}/id_info/nct_id", f"not an NCT id: {nct_id!r}")
+            raise FieldError(f"{ROOT}/id_info/nct_id", f"not an NCT id: {nct_id!r}")
         self.record = nct_id
         source = self.text("source")
         return Trial(
@@ -654,7 +639,7 @@ class _StudyReader:
             try:
                 count = int(raw)
             except ValueError as error:
-                raise _FieldError(
+                raise FieldError(
                     f"{ROOT}/enrollment", f"enrollment is not a number: {raw!r}"
                 ) from error
             kind = _clean(enrollment.get("type"))

@@ -67,6 +67,7 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
+from fhirconv.sources.record import FieldError, read_record
 
 FORMAT = "registry-text"
 
@@ -674,13 +675,6 @@ def _record_spans(lines: list[str]) -> Iterator[tuple[int, int]]:
         yield start, starts[index + 1] if index + 1 < len(starts) else len(lines)
 
 
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
 @dataclass
 class _Section:
     heading: str
@@ -824,14 +818,7 @@ class _RecordReader:
         self.values: dict[str, _Value] = {}
 
     def read(self) -> Trial | RecordError:
-        try:
-            return self.trial()
-        except _FieldError as error:
-            return RecordError(self.file, self.record, error.field, error.message)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return RecordError(self.file, self.record, where, first["msg"])
+        return read_record(self)
 
     # -- structure ----------------------------------------------------------------------------
 
@@ -947,7 +934,7 @@ class _RecordReader:
             return False
         if answer in {"", NOT_STATED}:
             return None
-        raise _FieldError(value.field, f"expected Yes or No, found {value.text!r}")
+        raise FieldError(value.field, f"expected Yes or No, found {value.text!r}")
 
     def date_of(self, text: str, field: str) -> PartialDate | None:
         return parse_date(text, field)
@@ -964,7 +951,7 @@ class _RecordReader:
             return None
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", value.text.strip())
         if not match:
-            raise _FieldError(
+            raise FieldError(
                 value.field, f"unreadable age {value.text!r} (expected e.g. '18 Years')"
             )
         unit = match.group(2).capitalize()  # as written ("1 Year"), like the API v2 reader
@@ -985,7 +972,7 @@ class _RecordReader:
             return int(number.group(0).replace(",", "")), estimated
         if "not stated" in text or _marker_value(text) is None:
             return None, estimated
-        raise _FieldError(value.field, f"enrollment is not a number: {value.text!r}")
+        raise FieldError(value.field, f"enrollment is not a number: {value.text!r}")
 
     # -- the trial ----------------------------------------------------------------------------
 
@@ -995,11 +982,11 @@ class _RecordReader:
             (i for i in range(self.start, self.end) if _NCT_LINE.match(lines[i].strip())), None
         )
         if nct_line is None:
-            raise _FieldError("NCT ID", "record has no 'NCT ID:' line")
+            raise FieldError("NCT ID", "record has no 'NCT ID:' line")
         match = _NCT_LINE.match(lines[nct_line].strip())
         nct_id = match.group(1).strip().upper() if match else ""
         if not _NCT_ID.fullmatch(nct_id):
-            raise _FieldError("NCT ID", f"not an NCT id (line {nct_line + 1}): {nct_id!r}")
+            raise FieldError("NCT ID", f"not an NCT id (line {nct_line + 1}): {nct_id!r}")
         self.record = nct_id
         title_line = next(
             (i for i in range(nct_line - 1, self.start - 1, -1) if not _is_blank(lines[i])), None
@@ -1737,4 +1724,4 @@ def parse_date(text: str, field: str) -> PartialDate | None:
             datetime.date.fromisoformat(iso)  # the model checks the form; this, the calendar
         return PartialDate(value=iso, field=field, estimated=estimated)
     except (ValidationError, ValueError) as error:
-        raise _FieldError(field, f"impossible date {text.strip()!r}") from error
+        raise FieldError(field, f"impossible date {text.strip()!r}") from error
