@@ -144,7 +144,7 @@ def _unit_pattern() -> str:
         re.escape(word).replace(r"\ ", r"\s*").replace("/", r"\s*/\s*") for word in words
     )
     # A unit never runs into a following letter or digit ("mg" in "mgs", "m" in "more").
-    return rf"(?:{_POWER}|{_ULN}|{alternation}|[x×]\s*(?:ULN|normal))(?![A-Za-z0-9µ²³/])"
+    return rf"(?:{_POWER}|{_ULN}|{alternation}|(?:[x×]|times)\s*(?:ULN|normal))(?![A-Za-z0-9µ²³/])"
 
 
 _NUM = rf"(?:{NUMBER_PATTERN})"
@@ -158,7 +158,7 @@ def _comparison_regex() -> re.Pattern[str]:
         rf"""
         (?:(?P<between>between|from|range\s+(?:of|from))\s+)?
         (?:(?:{_PREFIX_OP})\s*(?:(?P<ageword>(?:the\s+)?age)\s*(?:of\b|:|is\b)?\s*)?)?
-        (?P<v1>{_NUM})(?:\s*\(\s*\d+\s*\))?(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u1>{unit})?
+        (?P<v1>{_NUM})(?:(?:st|nd|rd|th)(?=\s*(?:percentile|centile)))?(?:\s*\(\s*\d+\s*\))?(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u1>{unit})?
         (?:
             (?:\s*old\b(?=\s*(?:to|-)\s*\d))?(?:\s*-(?=\s*(?:and|to)\b))?
             \s*(?P<range>-|–|—|~|to|and|through|until)\s*
@@ -193,7 +193,8 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
     suffix_end: int | None = None
     for index, op in enumerate(_SUFFIX_OP_VALUES):
         if match.group(f"sop{index}"):
-            if operator is None:
+            # "CRAFFT = 2 or higher": the suffix says which way the bound goes.
+            if operator is None or operator == "=":
                 operator = op
             else:
                 suffix_end = match.start(f"sop{index}")
@@ -218,6 +219,7 @@ def _parse_comparison(match: re.Match[str]) -> _Comparison | None:
             unit = match.group("u1")
         elif second > value and (
             operator is None
+            or operator == "="  # "BIMS = 8-15"
             or (match.group("between") and match.group("rop"))
             or (match.group(0).lower().startswith("within") and not match.group("rop"))
         ):
@@ -503,6 +505,8 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
             clean[int(str(previous["end"])) : comparison.start],
             re.IGNORECASE,
         )
+        if chained and comparison.operator is None and _LIST_MARKER.match(clean, comparison.start):
+            chained = False  # "Heart rate <140/min,\n 4. Hemoglobin": "4." numbers the next item
         if chained and previous is not None:
             if comparison.operator is None:
                 comparison.operator = str(previous["operator"])
@@ -533,6 +537,9 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
     _extract_mentions(clean, add)
     items.sort(key=lambda item: item.span)
     return _unique(items)
+
+
+_LIST_MARKER = re.compile(r"(?<=\n)[ \t]*\d{1,2}\s*[.)](?!\d)|\d{1,2}\s*[.)]\s+(?=[A-Z])")
 
 
 def _unique(items: list[ExtractedItem]) -> list[ExtractedItem]:
