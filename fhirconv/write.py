@@ -1,0 +1,104 @@
+"""Writing converted studies as they come, so a batch of any size runs in constant memory.
+
+`BundleWriter`: one transaction Bundle per study — to stdout (one per line, or indented), to one
+file (a single study), or to a directory of `NCTxxxxxxxx.json` (several). `NdjsonWriter`: the
+bulk-data layout, one `<Type>.ndjson` per resource type with each shared resource written once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from fhirconv.bundle import dumps
+
+Json = dict[str, Any]
+Echo = Callable[[str], None]
+
+
+def _is_directory(output: str) -> bool:
+    return Path(output).is_dir() or output.endswith(("/", "\\"))
+
+
+class BundleWriter:
+    """Writes each study's Bundle as soon as it is converted.
+
+    With `output` a file name and no sign of several studies, the first Bundle is held back: a
+    second study turns the output into a directory (as if several had been announced)."""
+
+    def __init__(self, output: str | None, *, pretty: bool, several: bool, echo: Echo) -> None:
+        self.output = None if output in (None, "-") else output
+        self.pretty = pretty
+        self.echo = echo
+        self.directory: Path | None = None
+        self.held: tuple[str, Json] | None = None
+        self.written: list[Path] = []
+        if self.output is not None and (several or _is_directory(self.output)):
+            self._open_directory()
+
+    def _open_directory(self) -> None:
+        assert self.output is not None
+        self.directory = Path(self.output)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _to_directory(self, nct_id: str, bundle: Json) -> None:
+        assert self.directory is not None
+        path = self.directory / f"{nct_id}.json"
+        path.write_text(dumps(bundle, self.pretty), encoding="utf-8")
+        self.written.append(path)
+
+    def add(self, nct_id: str, bundle: Json) -> None:
+        if self.output is None:
+            self.echo(dumps(bundle, self.pretty))
+        elif self.directory is not None:
+            self._to_directory(nct_id, bundle)
+        elif self.held is None:
+            self.held = (nct_id, bundle)
+        else:
+            self._open_directory()
+            self._to_directory(*self.held)
+            self.held = None
+            self._to_directory(nct_id, bundle)
+
+    def close(self) -> None:
+        if self.held is not None and self.output is not None:
+            target = Path(self.output)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(dumps(self.held[1], self.pretty), encoding="utf-8")
+            self.written.append(target)
+            self.held = None
+
+
+class NdjsonWriter:
+    """Resources as NDJSON: to stdout in arrival order, or to `<Type>.ndjson` files in a
+    directory; a resource several studies share is written once (remembered by id only)."""
+
+    def __init__(self, output: str | None, *, echo: Echo) -> None:
+        self.directory = None if output in (None, "-") else Path(str(output))
+        self.echo = echo
+        self.seen: set[tuple[str, str]] = set()
+        self.files: dict[str, IO[str]] = {}
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def add(self, resources: list[Json]) -> None:
+        for resource in resources:
+            key = (resource["resourceType"], resource["id"])
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            line = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+            if self.directory is None:
+                self.echo(line + "\n")
+                continue
+            kind = resource["resourceType"]
+            if kind not in self.files:
+                self.files[kind] = (self.directory / f"{kind}.ndjson").open("w", encoding="utf-8")
+            self.files[kind].write(line + "\n")
+
+    def close(self) -> None:
+        for handle in self.files.values():
+            handle.close()
+        self.files.clear()
