@@ -1,4 +1,4 @@
-"""Resources → transaction Bundle (one per study) or NDJSON (bulk load), deterministically.
+"""Resources → one transaction Bundle per study, deterministically (NDJSON: see write.py).
 
 Every entry is `PUT Type/id` with an id derived from identifiers: posting the same Bundle twice
 creates nothing new, and a resource shared by many studies is written to one place. fullUrls are
@@ -38,15 +38,3 @@ def dumps(resource: Json, pretty: bool = False) -> str:
     if pretty:
         return json.dumps(resource, ensure_ascii=False, indent=2) + "\n"
     return json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def ndjson_by_type(resources: Iterable[Json]) -> dict[str, list[str]]:
-    """Resources grouped by type as NDJSON lines (the bulk-data layout: one file per type),
-    each resource once even when several studies share it."""
-    lines: dict[str, dict[str, str]] = {}
-    for resource in resources:
-        by_id = lines.setdefault(resource["resourceType"], {})
-        by_id.setdefault(
-            resource["id"], json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
-        )
-    return {kind: list(by_id.values()) for kind, by_id in sorted(lines.items())}
