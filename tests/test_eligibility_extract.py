@@ -123,6 +123,24 @@ def test_prednisone_dose_range() -> None:
     assert doses[0].name == "Prednisone"
 
 
+def test_coordinated_names_give_one_item_each() -> None:
+    thresholds = _only(extract_items("ALT, AST and total bilirubin > 2 x ULN"), "threshold")
+    assert len(thresholds) == 3
+    assert {item.span for item in thresholds} == {thresholds[0].span}
+    windows = _only(extract_items("Radiation or chemotherapy within 4 weeks"), "window")
+    assert sorted(str(item.event) for item in windows) == ["Radiation", "chemotherapy"]
+    # Coordinated conditions and adjectives stay one window.
+    assert len(_only(extract_items("drug or alcohol dependence within 6 months"), "window")) == 1
+    assert len(_only(extract_items("Creatinine > 2 mg/dL"), "threshold")) == 1
+
+
+def test_suffix_bound_and_equals_range() -> None:
+    (item,) = _only(extract_items("CRAFFT = 2 or higher"), "threshold")
+    assert (item.operator, item.value) == (">=", 2)
+    (item,) = _only(extract_items("BIMS = 8-15"), "threshold")
+    assert (item.operator, item.value, item.value2) == ("between", 8, 15)
+
+
 def test_document_offsets_and_exclusion() -> None:
     text = "Inclusion Criteria:\n\n* Age ≥ 18 years\n\nExclusion Criteria:\n\n* eGFR \\< 30"
     items = extract_document(text)

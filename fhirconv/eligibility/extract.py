@@ -462,20 +462,32 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
     def span_of(start: int, end: int) -> tuple[int, int]:
         return origin[start] + offset, origin[end - 1] + 1 + offset
 
+    coordinated: list[ExtractedItem] = []
+
     def add(kind: str, start: int, end: int, **fields: object) -> None:
         span = span_of(start, end)
-        items.append(
-            ExtractedItem.model_validate(
-                {
-                    "kind": kind,
-                    "span": span,
-                    "exclude": exclude,
-                    "text": text[span[0] - offset : span[1] - offset],
-                    **fields,
-                }
-            )
+        item = ExtractedItem.model_validate(
+            {
+                "kind": kind,
+                "span": span,
+                "exclude": exclude,
+                "text": text[span[0] - offset : span[1] - offset],
+                **fields,
+            }
         )
+        items.append(item)
         taken.append((start, end))
+        # "ALT, AST and bilirubin > 2 x ULN", "radiation or chemotherapy within 4 weeks": one
+        # item per coordinated observation or event, with the same span.
+        if kind == "threshold":
+            others = _coordinated_concepts(clean, start)
+            coordinated.extend(
+                item.model_copy(update={"name": written, "code": concept.code})
+                for concept, written in others[:-1]
+            )
+        elif kind == "window" and (events := _coordinated_events(clean, start)):
+            items[-1] = item.model_copy(update={"event": events[-1]})
+            coordinated.extend(item.model_copy(update={"event": event}) for event in events[:-1])
 
     _extract_implied_windows(clean, add)
     _extract_scores(clean, add, taken)
@@ -536,7 +548,100 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
     _merge_dose_ranges(items)
     _extract_mentions(clean, add)
     items.sort(key=lambda item: item.span)
-    return _unique(items)
+    kept = _unique(items)
+    kept.extend(coordinated)
+    kept.sort(key=lambda item: item.span)
+    return kept
+
+
+# What may separate two coordinated names: a comma, "or", "and", "and/or", a slash; a closing
+# parenthesis of an abbreviation; a determiner or specimen word before the next name.
+_COORDINATOR = re.compile(
+    r"\s*\)?\s*(?:\([^()]{0,40}\)\s*)?(?:,\s*(?:and/or|and|or)?|/|&|\band/or\b|\bor\b|\band\b)"
+    r"\s*(?:(?:the|serum|plasma|blood|total)\s+)?$",
+    re.IGNORECASE,
+)
+# What may stand between the last name and its comparison.
+_NAME_TO_COMPARISON = re.compile(
+    r"\s*\)?\s*(?:\([^()]{0,40}\)\s*)?(?:(?:levels?|values?|concentrations?|counts?|both|each)\s*)?"
+    r"(?:of|:|=|is|are|must\s+be|should\s+be)?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _coordinated_concepts(clean: str, start: int) -> list[tuple[_Concept, str]]:
+    """Known analytes/scores coordinated right before a comparison, in order ("ALT, AST and
+    total bilirubin"); fewer than two when the comparison is about one name."""
+    clause = _clause_before(clean, start)
+    regex, by_synonym = _concept_regex()
+    found = [
+        m
+        for m in regex.finditer(clause)
+        if len(m.group(0)) > 3 or any(ch.isupper() for ch in m.group(0))
+    ]
+    if len(found) < 2 or not _NAME_TO_COMPARISON.fullmatch(clause, found[-1].end()):
+        return []
+    names = [(by_synonym[found[-1].group(0).lower()], found[-1].group(0))]
+    following = found[-1].start()
+    for match in reversed(found[:-1]):
+        concept = by_synonym[match.group(0).lower()]
+        gap = clause[match.end() : following]
+        if concept is names[0][0] and re.fullmatch(r"\s*[()]?\s*", gap):
+            following = match.start()  # "alanine aminotransferase (ALT)": one name
+            continue
+        if not _COORDINATOR.fullmatch(gap) or any(concept is known for known, _ in names):
+            break
+        names.insert(0, (concept, match.group(0)))
+        following = match.start()
+    return names if len(names) > 1 else []
+
+
+_CONJUNCT = r"[A-Za-z][\w-]*(?:\s+[A-Za-z][\w-]*){0,3}"
+_EVENT_LIST = re.compile(
+    rf"(?:^|\b(?:of|with|to|for|in|received?|receiving|taking|use|had|have|has|undergone|"
+    rf"underwent|including|such\s+as|e\.g\.|any)\s+|[:(]\s*)"
+    rf"(?P<list>{_CONJUNCT}(?:\s*,\s*{_CONJUNCT})*\s*,?\s*(?:and/or|or|and)\s+(?:other\s+|any\s+)?"
+    rf"{_CONJUNCT})\s*(?:use|intake|treatment|therapy|exposure)?\s*$",
+    re.IGNORECASE,
+)
+_NOT_IN_EVENT = re.compile(
+    r"\b(?:who|which|that|be|is|are|was|were|been|not|no|patients?|subjects?|participants?|"
+    r"women|men|will|must|should|may|can|plan|planned|history|diagnosis|diagnosed|the|a|an|"
+    r"within|prior|last|past|previous|than|at|least|during|since|after|before|on|in|for|of|"
+    r"with|to|by)\b",
+    re.IGNORECASE,
+)
+
+
+def _coordinated_events(clean: str, start: int) -> list[str]:
+    """Events coordinated right before a window ("radiation or chemotherapy within 4 weeks");
+    fewer than two when the window is about one event."""
+    clause = _clause_before(clean, start).rstrip()
+    listed = _EVENT_LIST.search(clause)
+    if listed is None:
+        return []
+    events = [
+        part.strip()
+        for part in re.split(r"\s*,\s*(?:and/or|or|and)?\s*|\s+(?:and/or|or|and)\s+", listed[1])
+        if part.strip()
+    ]
+    events = [re.sub(r"^(?:other|any)\s+", "", event, flags=re.I) for event in events]
+    if len(events) < 2 or any(
+        _NOT_IN_EVENT.search(event) or not _EXPOSURE_HEAD.search(event) for event in events
+    ):
+        return []
+    return events
+
+
+# Treatments, procedures and exposures: the events a window usually dates. Conditions are left
+# out ("heart failure, liver disease or unstable angina within 6 months" is one criterion).
+_EXPOSURE_HEAD = re.compile(
+    r"(?:therap(?:y|ies)|radiation|surger(?:y|ies)|transplant\w*|procedures?|operations?|"
+    r"treatments?|vaccin\w+|transfusions?|trials?|tests?|drugs?|medications?|medicines?|products?|"
+    r"agents?|antibiotics?|probiotics?|steroids?|\w{3,}(?:mab|nib|ics|als|ids|ines?|ectomy|plasty|"
+    r"scopy|otomy|ostomy|ation|ization))$",
+    re.IGNORECASE,
+)
 
 
 _LIST_MARKER = re.compile(r"(?<=\n)[ \t]*\d{1,2}\s*[.)](?!\d)|\d{1,2}\s*[.)]\s+(?=[A-Z])")
