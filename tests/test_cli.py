@@ -128,3 +128,22 @@ def test_validate_reports_dangling_reference(tmp_path: Path) -> None:
     code, out_text, _ = run("validate", str(broken))
     assert code == 1
     assert "does not resolve inside the bundle" in out_text
+
+
+def test_ndjson_single_file_input_with_many_studies_goes_to_a_directory(tmp_path: Path) -> None:
+    lines = [
+        json.dumps(json.loads(p.read_text()))
+        for p in sorted((FIXTURES / "ctgov-v2").glob("*.json"))[:3]
+    ]
+    ndjson = tmp_path / "studies.ndjson"
+    ndjson.write_text("\n".join(lines) + "\n")
+    code, _, err = run("convert", str(ndjson), "-o", str(tmp_path / "out.json"))
+    assert code == 0, err
+    assert len(list((tmp_path / "out.json").glob("NCT*.json"))) == 3
+
+
+def test_stdout_bundles_are_one_per_line(tmp_path: Path) -> None:
+    code, out, err = run("convert", str(FIXTURES / "ctgov-v2" / "NCT00007696.json"), str(EXAMPLE))
+    assert code == 0, err
+    bundles = [json.loads(line) for line in out.splitlines()]
+    assert [b["entry"][0]["resource"]["id"] for b in bundles] == ["NCT00007696", "NCT05765006"]

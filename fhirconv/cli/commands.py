@@ -8,4 +8,5 @@ from fhirconv.cli import (
     fetch,  # noqa: F401
     match,  # noqa: F401
     push,  # noqa: F401
+    validate,  # noqa: F401
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,14 +9,14 @@ from typing import Annotated
 
 import typer
 
-from fhirconv.bundle import dumps, ndjson_by_type
 from fhirconv.cli import app
 from fhirconv.cli.push import push
-from fhirconv.convert import ConvertedStudy, convert_inputs
+from fhirconv.convert import convert_inputs
 from fhirconv.errors import FhirconvError, RecordError
 from fhirconv.fetch import StudyFetcher
 from fhirconv.sources import FORMATS
-from fhirconv.validate import errors, validate_bundle, validate_resource
+from fhirconv.validate import errors
+from fhirconv.write import BundleWriter, NdjsonWriter
 
 
 def _fail_usage(message: str) -> typer.Exit:
@@ -90,21 +89,60 @@ def convert(
         raise _fail_usage(f"--from must be one of {', '.join(FORMATS)}, not {source_format!r}")
     if output_format not in {"bundle", "ndjson"}:
         raise _fail_usage("--format must be bundle or ndjson")
-    studies: list[ConvertedStudy] = []
+    if push_to and output_format != "bundle":
+        raise _fail_usage("--push sends transaction Bundles: use it with --format bundle")
+    with tempfile.TemporaryDirectory(prefix="fhirconv-") as scratch:
+        if push_to and output in (None, "-"):
+            output = scratch + "/"  # nothing asked on stdout: push from a scratch directory
+        several = len(inputs) > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
+        converted, failures = _convert_and_write(
+            inputs, output, source_format, output_format, pretty, several, timestamp, quiet
+        )
+        for failure in failures:
+            typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
+        noun = "study" if converted == 1 else "studies"
+        typer.echo(f"converted {converted} {noun}, {len(failures)} failed", err=True)
+        push_code = 0
+        if push_to and converted and output:
+            push_code = _push_written(Path(output), push_to, push_token_env, push_token_file)
+    if failures or push_code:
+        raise typer.Exit(code=max(1 if failures else 0, push_code))
+
+
+def _echo(text: str) -> None:
+    typer.echo(text, nl=False)
+
+
+def _convert_and_write(
+    inputs: list[str],
+    output: str | None,
+    source_format: str | None,
+    output_format: str,
+    pretty: bool,
+    several: bool,
+    timestamp: bool,
+    quiet: bool,
+) -> tuple[int, list[str]]:
+    """Convert and write study by study (constant memory); the count written and the failures."""
     failures: list[str] = []
-    records = 0
+    converted = 0
+    bundles = BundleWriter(output, pretty=pretty, several=several, echo=_echo)
+    resources = NdjsonWriter(output, echo=_echo) if output_format == "ndjson" else None
     fetcher = StudyFetcher()  # NCT-id inputs: downloaded ($FHIRCONV_CTGOV_BASE_URL: a mirror)
     try:
         converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
         for result in convert_inputs(inputs, source_format, converted_at, fetcher=fetcher):
-            records += 1
             if isinstance(result, RecordError):
                 failures.append(str(result))
             elif not result.ok:
                 shown = "; ".join(str(i) for i in errors(result.issues)[:5])
                 failures.append(f"{result.trial.source.describe()}: validation failed: {shown}")
             else:
-                studies.append(result)
+                converted += 1
+                if resources is not None:
+                    resources.add(result.resources)
+                else:
+                    bundles.add(result.nct_id, result.bundle)
                 if not quiet:
                     for warning in result.warnings:
                         typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
@@ -112,25 +150,10 @@ def convert(
         raise _fail_usage(str(error)) from None
     finally:
         fetcher.close()
-    if push_to and output_format != "bundle":
-        raise _fail_usage("--push sends transaction Bundles: use it with --format bundle")
-    with tempfile.TemporaryDirectory(prefix="fhirconv-") as scratch:
-        if push_to and output in (None, "-"):
-            output = scratch + "/"  # nothing asked on stdout: push from a scratch directory
-        if output_format == "ndjson":
-            _write_ndjson(studies, output)
-        else:
-            many = records > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
-            _write_bundles(studies, output, pretty, many)
-        for failure in failures:
-            typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
-        noun = "study" if len(studies) == 1 else "studies"
-        typer.echo(f"converted {len(studies)} {noun}, {len(failures)} failed", err=True)
-        push_code = 0
-        if push_to and studies and output:
-            push_code = _push_written(Path(output), push_to, push_token_env, push_token_file)
-    if failures or push_code:
-        raise typer.Exit(code=max(1 if failures else 0, push_code))
+        bundles.close()
+        if resources is not None:
+            resources.close()
+    return converted, failures
 
 
 def _push_written(
@@ -142,88 +165,3 @@ def _push_written(
     except typer.Exit as done:
         return done.exit_code
     return 0
-
-
-def _write_bundles(
-    studies: list[ConvertedStudy], output: str | None, pretty: bool, many: bool
-) -> None:
-    """One study to a file; several (or a directory given) to a directory of NCT….json files."""
-    if output is None or output == "-":
-        for study in studies:
-            typer.echo(dumps(study.bundle, pretty), nl=False)
-        return
-    target = Path(output)
-    if not many and not target.is_dir() and not output.endswith(("/", "\\")):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(dumps(studies[0].bundle, pretty), encoding="utf-8")
-        return
-    target.mkdir(parents=True, exist_ok=True)
-    for study in studies:
-        (target / f"{study.nct_id}.json").write_text(dumps(study.bundle, pretty), encoding="utf-8")
-
-
-def _write_ndjson(studies: list[ConvertedStudy], output: str | None) -> None:
-    by_type = ndjson_by_type(r for study in studies for r in study.resources)
-    if output is None or output == "-":
-        for lines in by_type.values():
-            for line in lines:
-                typer.echo(line)
-        return
-    target = Path(output)
-    target.mkdir(parents=True, exist_ok=True)
-    for kind, lines in by_type.items():
-        (target / f"{kind}.ndjson").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-@app.command()
-def validate(
-    files: Annotated[
-        list[Path],
-        typer.Argument(help="Bundle JSON files, NDJSON of bundles or resources, or directories."),
-    ],
-) -> None:
-    """Validate FHIR R4 bundles or resources on disk; print each problem with resource and path."""
-    problems = 0
-    checked = 0
-    for file in _json_files(files):
-        try:
-            documents = _documents(file)
-        except (OSError, ValueError) as error:
-            typer.secho(f"error: {file}: cannot read: {error}", err=True, fg=typer.colors.RED)
-            problems += 1
-            continue
-        for where, document in documents:
-            checked += 1
-            issues = (
-                validate_bundle(document)
-                if document.get("resourceType") == "Bundle"
-                else validate_resource(document)
-            )
-            for issue in issues:
-                typer.echo(f"{file}{where}: {issue}")
-            problems += len(errors(issues))
-    typer.echo(f"checked {checked} document(s): {problems} error(s)", err=True)
-    if problems:
-        raise typer.Exit(code=1)
-
-
-def _json_files(paths: list[Path]) -> list[Path]:
-    result: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            result += sorted(p for p in path.rglob("*") if p.suffix in {".json", ".ndjson"})
-        else:
-            result.append(path)
-    return result
-
-
-def _documents(file: Path) -> list[tuple[str, dict[str, object]]]:
-    text = file.read_text(encoding="utf-8")
-    try:
-        return [("", json.loads(text))]
-    except json.JSONDecodeError:
-        return [
-            (f":{n}", json.loads(line))
-            for n, line in enumerate(text.splitlines(), 1)
-            if line.strip()
-        ]

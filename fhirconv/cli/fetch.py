@@ -183,13 +183,18 @@ def fetch(
     ] = DEFAULT_PAGE_SIZE,
     rate: Annotated[
         float,
-        typer.Option("--rate", help="Requests per second at most (0: no limit; the API asks "
-                     "for about 50 a minute)."),
+        typer.Option(
+            "--rate",
+            help="Requests per second at most (0: no limit; the API asks for about 50 a minute).",
+        ),
     ] = DEFAULT_RATE,
     retries: Annotated[
         int,
-        typer.Option("--retries", min=0, help="Resend a request this many times on 429, 5xx, "
-                     "timeouts and broken connections."),
+        typer.Option(
+            "--retries",
+            min=0,
+            help="Resend a request this many times on 429, 5xx, timeouts and broken connections.",
+        ),
     ] = DEFAULT_RETRIES,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer.")
@@ -222,15 +227,17 @@ def fetch(
     written: set[str] = set()
     bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
 
-    with _opened(output) as sink, CtgovClient(
-        base_url, rate=rate, retries=retries, timeout=timeout
-    ) as client:
+    with (
+        _opened(output) as sink,
+        CtgovClient(base_url, rate=rate, retries=retries, timeout=timeout) as client,
+    ):
 
         def keep(study: Json, requested: str | None = None) -> None:
             nct = nct_id_of(study)
             if nct is None:
-                failures.append(f"{requested or 'a search result'}: the record has no NCT id; "
-                                "not written")
+                failures.append(
+                    f"{requested or 'a search result'}: the record has no NCT id; not written"
+                )
                 return
             if requested and nct != requested:
                 notes.append(f"{requested} is now {nct} (ClinicalTrials.gov redirected)")
@@ -252,21 +259,25 @@ def fetch(
                 # per 100 ids instead of one request per id.
                 updated = 0
                 for start in range(0, len(ids), _IDS_PER_SEARCH):
-                    chunk = ids[start:start + _IDS_PER_SEARCH]
+                    chunk = ids[start : start + _IDS_PER_SEARCH]
                     try:
-                        for study in client.search({"filter.ids": ",".join(chunk)}, when,
-                                                   page_size=page_size):
+                        for study in client.search(
+                            {"filter.ids": ",".join(chunk)}, when, page_size=page_size
+                        ):
                             keep(study)
                             updated += 1
                     except FetchError as error:
                         failures.append(str(error))
                     bar.update(min(start + _IDS_PER_SEARCH, len(ids)), len(ids))
-                notes.append(f"{updated} of {len(ids)} requested stud"
-                             f"{'y' if len(ids) == 1 else 'ies'} updated since {when}")
+                notes.append(
+                    f"{updated} of {len(ids)} requested stud"
+                    f"{'y' if len(ids) == 1 else 'ies'} updated since {when}"
+                )
             for search in searches:
                 try:
-                    for study in client.search(search, when, page_size=page_size, limit=limit,
-                                               progress=bar.update):
+                    for study in client.search(
+                        search, when, page_size=page_size, limit=limit, progress=bar.update
+                    ):
                         keep(study)
                 except FetchError as error:
                     failures.append(str(error))
@@ -289,4 +300,3 @@ def fetch(
     )
     if failures:
         raise typer.Exit(1)
-

@@ -51,10 +51,16 @@ def _progress(dry_run: bool) -> Iterator[Progress]:
         except ImportError:
             pass
         else:
-            with RichProgress(TextColumn("pushing"), BarColumn(), MofNCompleteColumn(),
-                              TimeElapsedColumn(), console=Console(stderr=True),
-                              transient=True, redirect_stdout=False,
-                              redirect_stderr=False) as bar:
+            with RichProgress(
+                TextColumn("pushing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            ) as bar:
                 task = bar.add_task("push", total=None)
 
                 def update(result: StudyResult, done: int, total: int) -> None:
@@ -78,50 +84,93 @@ def _progress(dry_run: bool) -> Iterator[Progress]:
 
 @app.command("push")
 def push(
-    paths: Annotated[list[Path], typer.Argument(
-        metavar="BUNDLE_OR_DIR...",
-        help="Transaction Bundle files (NCTxxxxxxxx.json, or NDJSON with one Bundle a line), "
-             "or directories of them.")],
-    server: Annotated[str | None, typer.Option(
-        "--server", envvar="FHIRCONV_SERVER",
-        help="FHIR base URL, e.g. https://fhir.example.org/r4 (or set FHIRCONV_SERVER).")] = None,
-    concurrency: Annotated[int, typer.Option(
-        min=1, max=64, help="Bundles in flight at once.")] = 4,
-    token_env: Annotated[str | None, typer.Option(
-        help="Bearer token: the NAME of an environment variable holding it.",
-        metavar="VAR")] = None,
-    token_file: Annotated[Path | None, typer.Option(
-        help="Bearer token: a file holding it.", metavar="PATH")] = None,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="BUNDLE_OR_DIR...",
+            help="Transaction Bundle files (NCTxxxxxxxx.json, or NDJSON with one Bundle a line), "
+            "or directories of them.",
+        ),
+    ],
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="FHIRCONV_SERVER",
+            help="FHIR base URL, e.g. https://fhir.example.org/r4 (or set FHIRCONV_SERVER).",
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Bundles in flight at once.")] = 4,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token: the NAME of an environment variable holding it.", metavar="VAR"
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="Bearer token: a file holding it.", metavar="PATH")
+    ] = None,
     basic_user: Annotated[str | None, typer.Option(help="HTTP basic user name.")] = None,
-    basic_password_env: Annotated[str | None, typer.Option(
-        help="HTTP basic password: the NAME of an environment variable holding it.",
-        metavar="VAR")] = None,
-    basic_password_file: Annotated[Path | None, typer.Option(
-        help="HTTP basic password: a file holding it.", metavar="PATH")] = None,
-    smart_client_id: Annotated[str | None, typer.Option(
-        help="SMART Backend Services client id.")] = None,
-    smart_key: Annotated[Path | None, typer.Option(
-        help="SMART: PEM private key (RSA → RS384, EC P-384 → ES384).", metavar="PATH")] = None,
-    smart_token_url: Annotated[str | None, typer.Option(
-        help="SMART: the authorization server's token endpoint.", metavar="URL")] = None,
+    basic_password_env: Annotated[
+        str | None,
+        typer.Option(
+            help="HTTP basic password: the NAME of an environment variable holding it.",
+            metavar="VAR",
+        ),
+    ] = None,
+    basic_password_file: Annotated[
+        Path | None, typer.Option(help="HTTP basic password: a file holding it.", metavar="PATH")
+    ] = None,
+    smart_client_id: Annotated[
+        str | None, typer.Option(help="SMART Backend Services client id.")
+    ] = None,
+    smart_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="SMART: PEM private key (RSA → RS384, EC P-384 → ES384).", metavar="PATH"
+        ),
+    ] = None,
+    smart_token_url: Annotated[
+        str | None,
+        typer.Option(help="SMART: the authorization server's token endpoint.", metavar="URL"),
+    ] = None,
     smart_scope: Annotated[str, typer.Option(help="SMART: scopes to request.")] = (
-        "system/*.write"),
-    smart_kid: Annotated[str | None, typer.Option(
-        help="SMART: key id for the JWT header (default: the key's JWK thumbprint).")] = None,
-    timeout: Annotated[float, typer.Option(
-        min=1.0, help="Seconds to wait for the server's answer to one bundle.",
-        metavar="S")] = 120.0,
-    connect_timeout: Annotated[float, typer.Option(
-        min=0.5, help="Seconds to wait for a connection.", metavar="S")] = 10.0,
-    retries: Annotated[int, typer.Option(
-        min=0, max=20,
-        help="Retries after the first attempt on 429/502/503/504 and network errors "
-             "(never for a bundle with a plain POST).", metavar="N")] = 4,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print what would be sent (method and URL per entry); send nothing.")
+        "system/*.write"
+    ),
+    smart_kid: Annotated[
+        str | None,
+        typer.Option(help="SMART: key id for the JWT header (default: the key's JWK thumbprint)."),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Seconds to wait for the server's answer to one bundle.", metavar="S"
+        ),
+    ] = 120.0,
+    connect_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds to wait for a connection.", metavar="S")
+    ] = 10.0,
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=20,
+            help="Retries after the first attempt on 429/502/503/504 and network errors "
+            "(never for a bundle with a plain POST).",
+            metavar="N",
+        ),
+    ] = 4,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print what would be sent (method and URL per entry); send nothing."
+        ),
     ] = False,
-    insecure: Annotated[bool, typer.Option(
-        "--insecure", help="Do not verify the server's TLS certificate (testing only).")
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Do not verify the server's TLS certificate (testing only)."
+        ),
     ] = False,
 ) -> None:
     """Push transaction Bundles to a FHIR server; report created / updated / unchanged."""
@@ -133,12 +182,24 @@ def push(
     if missing:
         raise _usage("no such file or directory: " + ", ".join(missing))
     try:
-        auth = build_auth(AuthOptions(
-            token_env=token_env, token_file=token_file, basic_user=basic_user,
-            basic_password_env=basic_password_env, basic_password_file=basic_password_file,
-            smart_client_id=smart_client_id, smart_key=smart_key,
-            smart_token_url=smart_token_url, smart_scope=smart_scope, smart_kid=smart_kid,
-        )) if not dry_run else None
+        auth = (
+            build_auth(
+                AuthOptions(
+                    token_env=token_env,
+                    token_file=token_file,
+                    basic_user=basic_user,
+                    basic_password_env=basic_password_env,
+                    basic_password_file=basic_password_file,
+                    smart_client_id=smart_client_id,
+                    smart_key=smart_key,
+                    smart_token_url=smart_token_url,
+                    smart_scope=smart_scope,
+                    smart_kid=smart_kid,
+                )
+            )
+            if not dry_run
+            else None
+        )
     except AuthConfigError as exc:
         raise _usage(str(exc)) from None
 
@@ -146,13 +207,17 @@ def push(
     if not dry_run:
         assert server is not None
         if insecure:
-            typer.echo("warning: --insecure: the server's TLS certificate is NOT verified",
-                       err=True)
+            typer.echo(
+                "warning: --insecure: the server's TLS certificate is NOT verified", err=True
+            )
         if sends_credentials_in_clear(server, auth is not None):
             typer.echo("warning: credentials will be sent unencrypted over http://", err=True)
         try:
             client = FhirClient(
-                server, auth=auth, verify=not insecure, max_connections=concurrency,
+                server,
+                auth=auth,
+                verify=not insecure,
+                max_connections=concurrency,
                 timeouts=Timeouts(connect=connect_timeout, read=timeout, write=timeout),
                 retry=RetryPolicy(max_attempts=retries + 1),
             )
@@ -160,8 +225,9 @@ def push(
             raise _usage(str(exc)) from None
     try:
         with _progress(dry_run) as progress:
-            summary = push_bundles(paths, client, concurrency=concurrency, dry_run=dry_run,
-                                   progress=progress)
+            summary = push_bundles(
+                paths, client, concurrency=concurrency, dry_run=dry_run, progress=progress
+            )
     except InputError as exc:
         raise _usage(str(exc)) from None
     except KeyboardInterrupt:
