@@ -54,7 +54,8 @@ class ExtractedItem(BaseModel):
 _ESCAPE = re.compile(r"\\(?=[!-/:-@\[-`{-~])")
 _CHAR_MAP = str.maketrans(
     {"＞": ">", "＜": "<", "≧": "≥", "≦": "≤", "⩾": "≥", "⩽": "≤", "＝": "=", "～": "~",
-     "μ": "µ", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "−": "-"}
+     "μ": "µ", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "−": "-",
+     "˂": "<", "˃": ">"}
 )  # fmt: skip
 
 
@@ -76,7 +77,7 @@ def _normalise(text: str) -> tuple[str, list[int]]:
 _OPERATOR_WORDS: list[tuple[str, str]] = [
     (
         r"greater\s+than\s+or\s+equal\s+to|more\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
-        r"(?:greater|more|higher)\s+than|equal\s+or\s+(?:greater|more)\s+than|higher\s+than\s+or\s+"
+        r"(?:greater|more|higher|older)\s+th[ae]n|equal\s+or\s+(?:greater|more)\s+than|higher\s+than\s+or\s+"
         r"equal\s+to|at\s+least|no\s+less\s+than|not\s+less\s+than|no\s+fewer\s+than|minimum\s+"
         r"(?:of\s+)?|a\s+minimum\s+of|(?:≥|>)\s*(?:or|/)\s*=(?:\s*to\b)?|>=|=>|≥=?|over\s+or\s+equal\s+to"
         r"|older\s+than\s+or\s+equal\s+to|aged?\s+over\s+or\s+equal\s+to",
@@ -84,19 +85,21 @@ _OPERATOR_WORDS: list[tuple[str, str]] = [
     ),
     (
         r"less\s+than\s+or\s+equal\s+to|lower\s+than\s+or\s+equal\s+to|equal\s+to\s+or\s+"
-        r"(?:less|lower)\s+than|equal\s+or\s+less\s+than|at\s+most|no\s+more\s+than|not\s+more\s+than"
+        r"(?:less|lower|younger)\s+th[ae]n|equal\s+or\s+less\s+than|at\s+most|no\s+more\s+than|not\s+more\s+than"
         r"|no\s+greater\s+than|not\s+greater\s+than|no\s+higher\s+than|not\s+exceeding|not\s+to\s+"
         r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|(?:≤|<)\s*(?:or|/)\s*=(?:\s*to\b)?"
-        r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?",
+        r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?"
+        # "by 36 hours of age", "by 6 months old": an age reached at the latest
+        r"|by(?=\s+\S+\s*(?:hours?|days?|weeks?|months?|years?)\s+(?:of\s+age|old)\b)",
         "<=",
     ),
     (
-        r"more\s+than|greater\s+than|higher\s+than|longer\s+than|larger\s+than|older\s+than|in\s+excess\s+of|"
+        r"more\s+th[ae]n|greater\s+th[ae]n|higher\s+than|longer\s+than|larger\s+than|older\s+th[ae]n|in\s+excess\s+of|"
         r"exceeding|exceeds?|above|over|beyond|superior\s+to|>",
         ">",
     ),
     (
-        r"less\s+than|lower\s+than|fewer\s+than|shorter\s+than|younger\s+than|under|below|inferior\s+to|<",
+        r"less\s+th[ae]n|lower\s+than|fewer\s+than|shorter\s+than|younger\s+th[ae]n|under|below|inferior\s+to|<",
         "<",
     ),
     (r"=|equal\s+to|equals", "="),
@@ -156,7 +159,7 @@ def _comparison_regex() -> re.Pattern[str]:
     unit = _unit_pattern()
     return re.compile(
         rf"""
-        (?:(?P<between>between|from|range\s+(?:of|from))\s+)?
+        (?:(?P<between>between|from|range\s+(?:of|from))\s+(?:(?P<betweenage>the\s+ages?\s+of)\s+)?)?
         (?:(?:{_PREFIX_OP})\s*(?:(?P<ageword>(?:the\s+)?age)\s*(?:of\b|:|is\b)?\s*)?)?
         (?P<v1>{_NUM})(?:(?:st|nd|rd|th)(?=\s*(?:percentile|centile)))?(?:\s*\(\s*\d+\s*\))?(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u1>{unit})?
         (?:
@@ -261,7 +264,11 @@ _PERSON_RIGHT_BEFORE = re.compile(
 _AGE_WORD_BEFORE = re.compile(r"\b(?:age[ds]?|aging)\b[^.;\n\d]{0,20}$", re.IGNORECASE)
 _AGE_AFTER = re.compile(
     r"^\s*(?:\)|-)?\s*(?:years?|yrs?|y|months?|weeks?|days?)?\s*[-\s]?(?:olds?\b|of\s+age\b|"
-    r"age\b|yo\b|y/o\b|in\s+age\b)",
+    r"aged?\b|yo\b|y/o\b|in\s+age\b)",
+    re.IGNORECASE,
+)
+_AGE_BOUND_NEXT = re.compile(
+    r"\s*(?:,|and|or|to)\s*(?:≥|>=|>|≤|<=|<)\s*\d+\s*(?:years?|yrs?)\b(?!\s*(?:ago|prior|before|after))",
     re.IGNORECASE,
 )
 _WINDOW_CUE = re.compile(
@@ -695,14 +702,19 @@ def _classify(
         return {"kind": kind, **common}
     age_after = bool(_AGE_AFTER.match(after)) or bool(
         re.search(
-            r"\b(?:older|younger|of\s+age|olds?|age)\b", clean[comparison.start : comparison.end]
+            r"\b(?:older|younger|of\s+age|olds?|ages?)\b",
+            clean[comparison.start : comparison.end],
+            re.IGNORECASE,
         )
     )
     if (
         (
             ucum in (None, "a", "mo", "wk", "d")
             # "Age less than 72 hours": a newborn's age
-            or (ucum in ("h", "min") and _AGE_WORD_RIGHT_BEFORE.search(clause) is not None)
+            or (
+                ucum in ("h", "min")
+                and (_AGE_WORD_RIGHT_BEFORE.search(clause) is not None or _AGE_AFTER.match(after))
+            )
         )
         # "within one year" is a window, whatever else is around it
         and not clean[comparison.start : comparison.end].lower().startswith("within")
@@ -725,6 +737,8 @@ def _classify(
             )
             # "patients <18", "subjects ≥ 12 to < 18 years": a bare limit right after a person
             or (comparison.unit is None and _PERSON_RIGHT_BEFORE.search(clause) is not None)
+            # "≥20 and ≤80 years", "<30 or >69 years old": a bare bound joined to an age bound
+            or (comparison.unit is None and _AGE_BOUND_NEXT.match(after) is not None)
         )
         and not _THRESHOLD_TIME_NAMES.search(clause)
         and (comparison.unit is None or ucum in ("a", "mo", "wk", "d", "h", "min"))
