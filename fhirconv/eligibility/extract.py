@@ -394,13 +394,16 @@ _PAST_WINDOW = re.compile(
     r"(?P<u>years?|months?|weeks?|days?|hours?|yrs?|wks?|mos?)\b)",
     re.IGNORECASE,
 )
-_CLASS_VALUE = r"(?:VI|IV|V|III|II|I|[1-6](?!\d|[.,]\d))\b"
+_CLASS_VALUE = r"(?:VI|IV|V|III|II|I|[ⅠⅡⅢⅣⅤⅥ]|[1-6](?!\d|[.,]\d))\b"
+# Roman numerals written as one Unicode character ("Class Ⅲ-Ⅳ")
+_UNICODE_ROMAN = {"Ⅰ": "I", "Ⅱ": "II", "Ⅲ": "III", "Ⅳ": "IV", "Ⅴ": "V", "Ⅵ": "VI"}
 # "NYHA class III", "ASA (American ...) physical status: I-III", "ASA ≥ 3", "ASA 3 or 4"
 _ROMAN_SCORE = re.compile(
-    r"\s*(?:\([^()]{0,60}\)\s*)?:?\s*(?:(?:physical|functional|anesthesia|anaesthesia)\s+)?"
-    r"(?:class(?:ification)?|grade|stage|status|score|physical\s+status)?\s*:?\s*"
+    r"\)?\s*(?:\([^()]{0,60}\)\s*)?:?\s*(?i:(?:physical|functional|anesthesia|anaesthesia|clinical)\s+)?"
+    r"(?i:(?:class(?:ification)?|grade|stage|status|score|levels?|physical\s+status)\s*)?"
+    r"(?i:class\s+)?:?\s*"
     rf"(?:(?P<op>≥|>=|>|≤|<=|<)\s*)?(?P<r1>{_CLASS_VALUE})"
-    rf"(?:\s*(?:-|–|to|~|through)\s*(?:class\s+)?(?P<r2>{_CLASS_VALUE}))?"
+    rf"(?:\s*(?:-|–|to|~|through)\s*(?i:class\s+)?(?P<r2>{_CLASS_VALUE}))?"
 )
 _CLASS_LIST = re.compile(rf"\s*(?:,|or|and|/|and/or)\s*(?:class\s+)?(?P<r>{_CLASS_VALUE})")
 _OPERATOR_BEFORE = re.compile(r"(?P<op>≥|>=|>|≤|<=|<)\s*$")
@@ -412,6 +415,8 @@ _REVERSED_OPERATOR = re.compile(
 
 
 def _class_value(written: str) -> int | None:
+    if written in _UNICODE_ROMAN:
+        written = _UNICODE_ROMAN[written]
     return int(written) if written.isdigit() else roman_to_int(written)
 
 
