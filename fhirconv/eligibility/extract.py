@@ -80,7 +80,7 @@ _OPERATOR_WORDS: list[tuple[str, str]] = [
         r"(?:greater|more|higher|older)\s+th[ae]n|equal\s+or\s+(?:greater|more)\s+than|higher\s+than\s+or\s+"
         r"equal\s+to|at\s+least|no\s+less\s+than|not\s+less\s+than|no\s+fewer\s+than|minimum\s+"
         r"(?:of\s+)?|a\s+minimum\s+of|(?:≥|>)\s*(?:or|/)\s*=(?:\s*to\b)?|>=|=>|≥=?|over\s+or\s+equal\s+to"
-        r"|older\s+than\s+or\s+equal\s+to|aged?\s+over\s+or\s+equal\s+to",
+        r"|older\s+than\s+or\s+equal\s+to|aged?\s+over\s+or\s+equal\s+to|at\s+or\s+(?:after|beyond|above)",
         ">=",
     ),
     (
@@ -88,7 +88,7 @@ _OPERATOR_WORDS: list[tuple[str, str]] = [
         r"(?:less|lower|younger)\s+th[ae]n|equal\s+or\s+less\s+than|at\s+most|no\s+more\s+than|not\s+more\s+than"
         r"|no\s+greater\s+than|not\s+greater\s+than|no\s+higher\s+than|not\s+exceeding|not\s+to\s+"
         r"exceed|up\s+to|a\s+maximum\s+of|maximum\s+(?:of\s+)?|max\.?|(?:≤|<)\s*(?:or|/)\s*=(?:\s*to\b)?"
-        r"|<=|=<|≤=?|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?"
+        r"|<=|=<|≤=?|at\s+or\s+(?:before|below)|within\s+(?:the\s+)?(?:past|last|previous|preceding|prior)?"
         # "by 36 hours of age", "by 6 months old": an age reached at the latest
         r"|by(?=\s+\S+\s*(?:hours?|days?|weeks?|months?|years?)\s+(?:of\s+age|old)\b)",
         "<=",
@@ -152,6 +152,8 @@ def _unit_pattern() -> str:
 
 _NUM = rf"(?:{NUMBER_PATTERN})"
 _TIME_WORD = r"(?:years?|months?|weeks?|days?|hours?)\b"
+# "≥ 33 gestational weeks": the qualifier between the number and its unit
+_GESTATIONAL = r"gestational(?=\s*(?:weeks?|wks?|days?|months?)\b)"
 
 
 @cache
@@ -161,12 +163,12 @@ def _comparison_regex() -> re.Pattern[str]:
         rf"""
         (?:(?P<between>between|from|range\s+(?:of|from))\s+(?:(?P<betweenage>the\s+ages?\s+of)\s+)?)?
         (?:(?:{_PREFIX_OP})\s*(?:(?P<ageword>(?:the\s+)?age)\s*(?:of\b|:|is\b)?\s*)?)?
-        (?P<v1>{_NUM})(?:(?:st|nd|rd|th)(?=\s*(?:percentile|centile)))?(?:\s*\(\s*\d+\s*\))?(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u1>{unit})?
+        (?P<v1>{_NUM})(?:(?:st|nd|rd|th)(?=\s*(?:percentile|centile)))?(?:\s*\(\s*\d+\s*\))?(?:\s*-\s*(?={_TIME_WORD})|\s*)(?:{_GESTATIONAL}\s*)?(?P<u1>{unit})?
         (?:
             (?:\s*old\b(?=\s*(?:to|-)\s*\d))?(?:\s*-(?=\s*(?:and|to)\b))?
             \s*(?P<range>-|–|—|~|to|and|through|until)\s*
             (?:(?P<rop>≤|<=|<|≥|>=|>)\s*)?
-            (?P<v2>{_NUM})(?:\s*-\s*(?={_TIME_WORD})|\s*)(?P<u2>{unit})?
+            (?P<v2>{_NUM})(?:\s*-\s*(?={_TIME_WORD})|\s*)(?:{_GESTATIONAL}\s*)?(?P<u2>{unit})?
         )?
         (?:(?:\s*(?:years?|months?)?\s*(?:of\s+age|old|in\s+age|ago))?\s*(?:{_SUFFIX_OP}))?
         """,
@@ -753,11 +755,16 @@ def _classify(
         common["ucum"] = ucum or "a"
         return {"kind": "age", **common}
     if is_time:
-        time_name: re.Match[str] | None = _THRESHOLD_TIME_NAMES.search(
-            clause
-        ) or _GESTATION_AFTER.match(after)
+        time_name: re.Match[str] | None = (
+            _THRESHOLD_TIME_NAMES.search(clause)
+            or _GESTATION_AFTER.match(after)
+            or re.search(r"gestation\w*", clean[comparison.start : comparison.end], re.I)
+        )
         if time_name:
-            return {"kind": "threshold", "name": time_name.group(0).split()[0], **common}
+            written = time_name.group(0).split()[-1 if time_name.re is _GESTATION_AFTER else 0]
+            if re.match(r"gestation|GA$|SA$", written, re.I):
+                written = "gestational age"
+            return {"kind": "threshold", "name": written, **common}
         if _DURATION_BEFORE.search(clause) and not _WINDOW_CUE.search(after[:20]):
             return None  # "diabetes for at least 6 months": a duration, not a window
         return {"kind": "window", "event": _event_name(clause), **common}
