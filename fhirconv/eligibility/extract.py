@@ -136,6 +136,12 @@ _ULN = (
     r"(?:the\s+)?(?:normal|reference)\s+(?:upper\s+)?(?:value|range|limit)|maximum\s+normal"
     r"\s+value|highest\s+reference\s+value)"
 )
+# An amount consumed per unit of time: "drinks per day", "alcoholic drinks per day", "cigars/day"
+# ("3 times a week" is how often something is done: a count, not a measurement).
+_RATE = (
+    r"(?:(?:[A-Za-z]{3,}\s+)?(?!times\b)[A-Za-z]{2,}s\s*(?:/|\bper\b|\ba\b|\bin\s+a\b)\s*)"
+    r"(?:day|week|month|hour|minute|min)\b"
+)
 _POWER = r"(?:[x×*]\s*)?10\s*(?:\^|\*\*|e)?\s*[0-9⁰¹²³⁴⁵⁶⁷⁸⁹]{1,2}\s*/\s*(?:L|l|µL|uL|mm3|mm³|mcL)"
 
 
@@ -147,7 +153,10 @@ def _unit_pattern() -> str:
         re.escape(word).replace(r"\ ", r"\s*").replace("/", r"\s*/\s*") for word in words
     )
     # A unit never runs into a following letter or digit ("mg" in "mgs", "m" in "more").
-    return rf"(?:{_POWER}|{_ULN}|{alternation}|(?:[x×]|times)\s*(?:ULN|normal))(?![A-Za-z0-9µ²³/])"
+    return (
+        rf"(?:{_POWER}|{_ULN}|{_RATE}|{alternation}|(?:[x×]|times)\s*(?:ULN|normal))"
+        r"(?![A-Za-z0-9µ²³/])"
+    )
 
 
 _NUM = rf"(?:{NUMBER_PATTERN})"
