@@ -298,7 +298,7 @@ _THRESHOLD_TIME_NAMES = re.compile(
 _GESTATION_AFTER = re.compile(r"\s*(?:of\s+)?(?:gestation\w*|GA\b|SA\b)", re.I)
 _SCORE_WORDS = re.compile(
     r"\b(?:score|scale|index|class|grade|level|count|ratio|value|rate|status|questionnaire|"
-    r"test|total|percentile|IQ|inventory|stage|points?)\b",
+    r"test|total|percentile|IQ|quotient|inventory|stage|points?)\b",
     re.IGNORECASE,
 )
 _NEGATION = re.compile(r"\b(?:no|not|without|non|absence\s+of|never)\b[^.;\n]{0,30}$", re.I)
