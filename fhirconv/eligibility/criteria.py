@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fhirconv.eligibility.numbers import roman_to_int
+
 __all__ = ["Criterion", "Heading", "parse_criteria", "split_criteria", "unescape_markdown"]
 
 
@@ -153,21 +155,13 @@ _BULLET = re.compile(
     )(?P<gap>[ \t]+|$)""",
     re.VERBOSE,
 )
-_ROMAN_VALUES = {"i": 1, "v": 5, "x": 10}
 
 
 def _roman(token: str) -> int | None:
-    """Value of a small Roman numeral (i … xxxix), or None when the token is not one."""
-    lowered = token.lower()
-    if not lowered or any(ch not in _ROMAN_VALUES for ch in lowered):
-        return None
-    total = 0
-    for position, ch in enumerate(lowered):
-        value = _ROMAN_VALUES[ch]
-        following = _ROMAN_VALUES[lowered[position + 1]] if position + 1 < len(lowered) else 0
-        total += -value if value < following else value
-    canonical = _to_roman(total)
-    return total if canonical == lowered else None
+    """Value of a Roman numeral list label (i … xxxix) written canonically, else None: "iiii"
+    or "vx" are not list labels."""
+    value = roman_to_int(token)
+    return value if value is not None and _to_roman(value) == token.lower() else None
 
 
 def _to_roman(number: int) -> str:
