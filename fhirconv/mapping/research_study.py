@@ -67,6 +67,11 @@ def _nonempty(parts: list[Json | None]) -> list[Json]:
     return [p for p in parts if p]
 
 
+def _present(url: str, value_key: str, value: Any) -> Json | None:
+    """A sub-extension, or None when the source had no value (False is a value; None and "" not)."""
+    return None if value is None or value == "" else _sub(url, value_key, value)
+
+
 def _identifier_link(link: str | None) -> list[Json]:
     """The web page of an identifier (NIH RePORTER, a registry entry): R4 Identifier has no
     element for it, so a fhirconv extension (valueUrl; valueString when it is not a URL)."""
@@ -290,8 +295,8 @@ def available_ipd_artifact(ipd: AvailableIpd) -> Json:
     artifact: Json = {"type": "documentation", "label": AVAILABLE_IPD_LABEL}
     parts = _nonempty(
         [
-            _sub("id", "valueString", ipd.id) if ipd.id else None,
-            _sub("comment", "valueString", ipd.comment) if ipd.comment else None,
+            _present("id", "valueString", ipd.id),
+            _present("comment", "valueString", ipd.comment),
         ]
     )
     if parts:
@@ -676,12 +681,10 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
     if ipd:
         parts = _nonempty(
             [
-                _sub(
+                _present(
                     "sharing", "valueCodeableConcept", ctx.ctgov_concept("IpdSharing", ipd.sharing)
-                )
-                if ipd.sharing
-                else None,
-                _sub("description", "valueMarkdown", ipd.description) if ipd.description else None,
+                ),
+                _present("description", "valueMarkdown", ipd.description),
                 *(
                     _sub(
                         "infoType",
@@ -690,11 +693,9 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
                     )
                     for t in ipd.info_types
                 ),
-                _sub("timeFrame", "valueString", ipd.time_frame) if ipd.time_frame else None,
-                _sub("accessCriteria", "valueMarkdown", ipd.access_criteria)
-                if ipd.access_criteria
-                else None,
-                _sub("url", "valueUri", ipd.url) if ipd.url else None,
+                _present("timeFrame", "valueString", ipd.time_frame),
+                _present("accessCriteria", "valueMarkdown", ipd.access_criteria),
+                _present("url", "valueUri", ipd.url),
             ]
         )
         if parts:
@@ -704,56 +705,39 @@ def project_extensions(ctx: MappingContext) -> list[Json]:
         or trial.expanded_access_nct_id
         or trial.expanded_access_status
     ):
+        nct_id = trial.expanded_access_nct_id
         parts = _nonempty(
             [
-                _sub("hasExpandedAccess", "valueBoolean", trial.has_expanded_access)
-                if trial.has_expanded_access is not None
-                else None,
-                _sub(
+                _present("hasExpandedAccess", "valueBoolean", trial.has_expanded_access),
+                _present(
                     "nctId",
                     "valueIdentifier",
-                    {"system": systems.NCT, "value": trial.expanded_access_nct_id},
-                )
-                if trial.expanded_access_nct_id
-                else None,
-                _sub(
+                    {"system": systems.NCT, "value": nct_id} if nct_id else None,
+                ),
+                _present(
                     "statusForNctId",
                     "valueCodeableConcept",
                     ctx.ctgov_concept("Status", trial.expanded_access_status),
-                )
-                if trial.expanded_access_status
-                else None,
+                ),
             ]
         )
         result.append(_complex(EXPANDED_ACCESS, parts))
     details = _nonempty(
         [
-            _sub("patientRegistry", "valueBoolean", design.patient_registry)
-            if design.patient_registry is not None
-            else None,
-            _sub("targetDuration", "valueString", design.target_duration)
-            if design.target_duration
-            else None,
-            _sub(
+            _present("patientRegistry", "valueBoolean", design.patient_registry),
+            _present("targetDuration", "valueString", design.target_duration),
+            _present(
                 "interventionModelDescription",
                 "valueMarkdown",
                 design.intervention_model_description,
-            )
-            if design.intervention_model_description
-            else None,
-            _sub("maskingDescription", "valueMarkdown", design.masking_description)
-            if design.masking_description
-            else None,
-            _sub(
+            ),
+            _present("maskingDescription", "valueMarkdown", design.masking_description),
+            _present(
                 "bioSpecRetention",
                 "valueCodeableConcept",
                 ctx.ctgov_concept("BioSpecRetention", design.bio_spec_retention),
-            )
-            if design.bio_spec_retention
-            else None,
-            _sub("bioSpecDescription", "valueMarkdown", design.bio_spec_description)
-            if design.bio_spec_description
-            else None,
+            ),
+            _present("bioSpecDescription", "valueMarkdown", design.bio_spec_description),
         ]
     )
     if details:

@@ -111,9 +111,6 @@ def _bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-_MONTH_DATE = re.compile(r"^(\d{4})-(\d{2})$")
-
-
 class _StudyReader:
     """Reads one study; knows the API v2 paths so errors can name them."""
 

@@ -18,6 +18,7 @@ import datetime
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
@@ -48,7 +49,7 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
-from fhirconv.sources.record import FieldError, read_record
+from fhirconv.sources.record import FieldError, read_record, upper_snake
 from fhirconv.tables import load_json
 
 FORMAT = "ctgov-xml"
@@ -99,12 +100,6 @@ def _fold(value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
-def upper_snake(value: str) -> str:
-    """'Foo Bar' → 'FOO_BAR': how an unknown display value is kept (never dropped)."""
-    snake = re.sub(r"[^0-9A-Za-z]+", "_", value).strip("_").upper()
-    return snake or value.strip().upper()
-
-
 class EnumTables:
     """The display → enum tables of `mappings/ctgov-xml-enums.json`, one per XML element."""
 
@@ -132,14 +127,9 @@ class EnumTables:
         return upper_snake(display)
 
 
-_tables: EnumTables | None = None
-
-
+@cache
 def enum_tables() -> EnumTables:
-    global _tables
-    if _tables is None:
-        _tables = EnumTables(load_json(ENUMS_FILE))
-    return _tables
+    return EnumTables(load_json(ENUMS_FILE))
 
 
 # --- small text helpers ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the record and the field, so the batch goes on with the next record.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -22,6 +23,13 @@ class FieldError(Exception):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+def upper_snake(value: str) -> str:
+    """'Foo Bar' → 'FOO_BAR': the API v2 spelling of a display value, and how an unknown one is
+    kept (never dropped) so the code-table check downstream reports it."""
+    snake = re.sub(r"[^0-9A-Za-z]+", "_", value).strip("_").upper()
+    return snake or value.strip().upper()
 
 
 class RecordReader(Protocol):

@@ -67,7 +67,7 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
-from fhirconv.sources.record import FieldError, read_record
+from fhirconv.sources.record import FieldError, read_record, upper_snake
 
 FORMAT = "registry-text"
 
@@ -533,10 +533,6 @@ _ALIASES: dict[str, str] = {
 }
 
 
-def _upper_snake(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").upper()
-
-
 def normalize_code(value: str, vocabulary: frozenset[str]) -> str:
     """API v2 spelling of `value` when it is a known enum or display form, else `value` as written.
 
@@ -544,7 +540,7 @@ def normalize_code(value: str, vocabulary: frozenset[str]) -> str:
     organization class but INDIVIDUAL for an expanded-access type).
     """
     for candidate in (value, re.sub(r"\s*\(.*\)\s*$", "", value)):  # "None (Open Label)"
-        snake = _upper_snake(candidate)
+        snake = upper_snake(candidate)
         if snake in vocabulary:
             return snake
         alias = _ALIASES.get(snake)
