@@ -2,15 +2,18 @@
 bundle-level checks the models cannot make: every reference resolves inside the bundle, codes on
 required bindings are allowed ones, ids are unique, requests match their resources.
 
-Returns issues; never prints and never raises for invalid content.
+Returns issues; never prints and never raises for invalid content. `validate_files` reads
+bundles or resources from disk for `fhirconv validate`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 from fhirconv import fhir
@@ -189,3 +192,52 @@ def validate_bundle(bundle: Json) -> list[Issue]:
 
 def errors(issues: list[Issue]) -> list[Issue]:
     return [i for i in issues if i.severity == "error"]
+
+
+@dataclass(frozen=True)
+class CheckedDocument:
+    """One JSON document read from disk and its issues; `where` is "file" or "file:line"."""
+
+    where: str
+    issues: list[Issue]
+
+
+def validate_files(paths: list[Path]) -> Iterator[CheckedDocument]:
+    """Validate every Bundle or resource in `paths` (JSON, NDJSON, directories of them). A file
+    that cannot be read or parsed is one document with one error."""
+    for file in _json_files(paths):
+        try:
+            documents = _documents(file)
+        except (OSError, ValueError) as error:
+            yield CheckedDocument(
+                str(file), [Issue("error", str(file), "", f"cannot read: {error}")]
+            )
+            continue
+        for where, document in documents:
+            if document.get("resourceType") == "Bundle":
+                issues = validate_bundle(document)
+            else:
+                issues = validate_resource(document)
+            yield CheckedDocument(f"{file}{where}", issues)
+
+
+def _json_files(paths: list[Path]) -> list[Path]:
+    result: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            result += sorted(p for p in path.rglob("*") if p.suffix in {".json", ".ndjson"})
+        else:
+            result.append(path)
+    return result
+
+
+def _documents(file: Path) -> list[tuple[str, Json]]:
+    text = file.read_text(encoding="utf-8")
+    try:
+        return [("", json.loads(text))]
+    except json.JSONDecodeError:
+        return [
+            (f":{n}", json.loads(line))
+            for n, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
