@@ -41,7 +41,7 @@ from fhirconv.publish import (
 )
 from fhirconv.publish.auth import CLIENT_ASSERTION_TYPE, AuthOptions, build_auth
 from fhirconv.publish.outcome import explain, parse_operation_outcome
-from fhirconv.publish.push import push_one
+from fhirconv.publish.push import StopRule, push_one
 from fhirconv.publish.retry import backoff_delay, parse_retry_after, send_with_retry
 from tests._publish_bundles import loc_id, nct, study_bundle, with_plain_post, write_bundle
 
@@ -279,12 +279,13 @@ def test_expression_and_location_are_used(bundle: dict[str, Any]) -> None:
 
 
 def test_error_without_operation_outcome(bundle: dict[str, Any]) -> None:
-    script = Script(httpx.Response(403, text="<html>nope</html>"))
+    script = Script(httpx.Response(400, text="<html>nope</html>"))
     from fhirconv.publish.bundles import BundleSource, LoadedBundle
 
     result = push_one(LoadedBundle(BundleSource(Path("x.json")), "NCT05765006", bundle),
                       client_for(script))
-    assert result.line() == "NCT05765006 FAILED: the server answered HTTP 403 Forbidden"
+    assert result.line() == (
+        "NCT05765006 FAILED: processing failed: the server answered HTTP 400 Bad Request")
 
 
 # -- non-idempotent bundles ---------------------------------------------------------------------
@@ -803,3 +804,210 @@ def test_exhausted_retries_keep_the_servers_explanation(bundle: dict[str, Any]) 
     assert result.line() == (
         "NCT05765006 FAILED: conflict (edited concurrently?): client-assigned ID constraint "
         f"failure at Bundle.entry[1] (entry 1 Location/{loc_id('Site A')}) [after 5 attempts]")
+
+
+# -- faults that stop a push: TLS, dead server, 401/403; Retry-After past the deadline; retries --
+
+
+def _self_signed_tls_server() -> tuple[str, Callable[[], None]]:
+    """An HTTPS server on 127.0.0.1 whose certificate no trust store knows; (base URL, stop)."""
+    import http.server
+    import ssl
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    folder = Path(tempfile.mkdtemp())
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    # A failed handshake is the client's news, not this server's: keep stderr clean.
+    server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return f"https://127.0.0.1:{server.server_address[1]}/fhir", stop
+
+
+def test_tls_certificate_failure_is_named_and_not_retried(bundle: dict[str, Any]) -> None:
+    from fhirconv.publish.retry import TlsFailure
+
+    url, stop = _self_signed_tls_server()
+    sleeps: list[float] = []
+    try:
+        with FhirClient(url, sleep=sleeps.append) as client, \
+                pytest.raises(TlsFailure) as caught:
+            client.post_transaction(bundle)
+    finally:
+        stop()
+    message = str(caught.value)
+    assert message.startswith(f"TLS certificate verification failed for URL: {url}")
+    assert "self-signed" in message or "self signed" in message
+    assert "could not connect" not in message
+    assert sleeps == [] and caught.value.attempts == 1
+
+
+def _tls_refusal(request: httpx.Request) -> httpx.Response:
+    import ssl
+
+    cause = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+                                            "verify failed: unable to get local issuer")
+    raise httpx.ConnectError(str(cause)) from cause
+
+
+def test_tls_failure_stops_the_push_at_once(ten_studies: Path) -> None:
+    script = Script(default=_tls_refusal)
+    summary = push_bundles([ten_studies], client_for(script), concurrency=1)
+    assert len(script.requests) <= 2  # one sending, at most one more already started
+    first = summary.failed[0]
+    assert first.line().startswith(
+        f"{first.study} FAILED: TLS certificate verification failed for URL: {BASE}")
+    assert len(summary.not_sent) >= 8 and summary.exit_code == 1
+    assert summary.stopped is not None and "TLS certificate" in summary.stopped
+    assert "NOT SENT: the push stopped: TLS certificate" in summary.not_sent[0].line()
+
+
+def test_dead_server_stops_after_n_connection_failures(
+    tmp_path: Path, mock_cli_transport: list[Handler]
+) -> None:
+    for i in range(1, 51):
+        write_bundle(tmp_path, study_bundle(nct(i)))
+    calls: list[str] = []
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    mock_cli_transport.append(refused)
+    result = CliRunner().invoke(app, _cli(str(tmp_path), "--server", BASE, "--concurrency", "2",
+                                          "--max-connection-failures", "3"))
+    assert result.exit_code == 1, result.output
+    out = result.stdout
+    failed = [line for line in out.splitlines() if " FAILED: " in line]
+    # 3 in a row stop it; at most the 2 in flight then also finish; nothing else is sent.
+    assert 3 <= len(failed) <= 4
+    # The first three each tried 1 + 4 times; one still in flight gives up once it is stopping.
+    assert 3 * 5 <= len(calls) <= 5 * len(failed)
+    assert f"Pushed 0 of 50 studies, {len(failed)} FAILED, {50 - len(failed)} NOT SENT" in out
+    assert "Stopped early: the server could not be reached for 3 studies in a row" in out
+    assert "could not connect" in out
+    assert "NOT SENT" not in "\n".join(line for line in out.splitlines()
+                                       if line.startswith("NCT"))  # listed once, not per line
+    assert f"Not sent: {nct(len(failed) + 1)}" in out or "Not sent: NCT" in out
+
+
+def test_connection_failures_must_be_in_a_row_to_stop(ten_studies: Path) -> None:
+    def every_other(request: httpx.Request) -> httpx.Response:
+        if any(f"ResearchStudy/{nct(i)}".encode() in request.content for i in (1, 3, 5, 7, 9)):
+            raise httpx.ConnectTimeout("no answer to SYN")
+        return transaction_response(request)
+
+    summary = push_bundles([ten_studies], client_for(every_other), concurrency=1,
+                           stop_rule=StopRule(max_connection_failures=2))
+    assert summary.stopped is None and summary.not_sent == []
+    assert len(summary.failed) == 5 and len(summary.succeeded) == 5
+    assert all(s.fault == "connection" for s in summary.failed)
+
+    two_in_a_row = push_bundles(
+        [ten_studies],
+        client_for(lambda r: every_other(r) if b"NCT00000002" not in r.content
+                   else _raise(httpx.ConnectError("refused"))),
+        concurrency=1, stop_rule=StopRule(max_connection_failures=2))
+    assert two_in_a_row.stopped is not None
+    assert [s.status for s in two_in_a_row.studies[:2]] == ["failed", "failed"]
+    assert {s.status for s in two_in_a_row.studies[2:]} <= {"failed", "not-sent"}
+    assert len(two_in_a_row.not_sent) >= 7
+
+
+def _raise(exc: Exception) -> httpx.Response:
+    raise exc
+
+
+def test_read_timeouts_do_not_count_as_a_dead_server(ten_studies: Path) -> None:
+    script = Script(default=lambda r: _raise(httpx.ReadTimeout("slow transaction")))
+    summary = push_bundles([ten_studies], client_for(script), concurrency=1,
+                           stop_rule=StopRule(max_connection_failures=1))
+    assert summary.stopped is None  # it answered nothing in time, but it was reached
+    assert len(summary.failed) == 10 and summary.not_sent == []
+
+
+@pytest.mark.parametrize(("status", "with_token", "words"), [
+    (401, True, "the server refused our credentials (HTTP 401 Unauthorized)"),
+    (401, False, "the server wants credentials (HTTP 401 Unauthorized) and none were given"),
+    (403, True, "the server refused access (HTTP 403 Forbidden): the credentials given lack"),
+])
+def test_401_403_stop_at_once_with_a_hint(
+    ten_studies: Path, mock_cli_transport: list[Handler], monkeypatch: pytest.MonkeyPatch,
+    status: int, with_token: bool, words: str,
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, json=outcome("HAPI-0333: Access denied", code="security"))
+
+    mock_cli_transport.append(refuse)
+    monkeypatch.setenv("MY_FHIR_TOKEN", SECRET_TOKEN)
+    token = ["--token-env", "MY_FHIR_TOKEN"] if with_token else []
+    result = CliRunner().invoke(app, _cli(str(ten_studies), "--server", BASE,
+                                          "--concurrency", "1", *token))
+    assert result.exit_code == 1, result.output
+    assert len(seen) <= 2, "every remaining bundle was sent after the refusal"
+    out = result.stdout
+    assert words in out
+    assert "--token-env VAR or --token-file PATH" in out
+    assert "[the server said: HAPI-0333: Access denied]" in out
+    assert f"{10 - len(seen)} NOT SENT" in out and "Stopped early: " in out
+    assert SECRET_TOKEN not in result.output
+
+
+def test_retry_after_beyond_the_deadline_says_asked_versus_left(bundle: dict[str, Any]) -> None:
+    from fhirconv.publish.bundles import BundleSource, LoadedBundle
+
+    now = [0.0]
+
+    def slow_then_throttled(request: httpx.Request) -> httpx.Response:
+        now[0] += 45.0  # the refusal itself took 45 s of the deadline
+        return httpx.Response(429, headers={"Retry-After": "3600"})
+
+    client = FhirClient(BASE, transport=httpx.MockTransport(slow_then_throttled),
+                        sleep=lambda s: None, clock=lambda: now[0],
+                        retry=RetryPolicy(deadline=60))
+    result = push_one(LoadedBundle(BundleSource(Path("x.json")), "NCT05765006", bundle), client)
+    assert "the server asked to wait 3600 s (Retry-After) but only 15 s of the 60 s deadline " \
+           "are left" in result.line()
+    assert "HTTP 429" in result.line() and result.attempts == 1
+
+
+def test_retries_and_their_causes_are_counted_in_the_summary(ten_studies: Path) -> None:
+    script = Script(httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(503),
+                    httpx.Response(429), httpx.ConnectError("refused"))
+    summary = push_bundles([ten_studies], client_for(script), concurrency=1)
+    assert summary.exit_code == 0
+    assert "4 retries: 2×429, 1×503, 1×connect error" in summary.lines()
+    assert sum(len(s.retry_causes) for s in summary.studies) == 4
+    quiet = push_bundles([ten_studies], client_for(Script()), concurrency=1)
+    assert not any("retr" in line.lower() for line in quiet.lines())

@@ -19,7 +19,7 @@ from fhirconv.cli import app
 from fhirconv.errors import InputError, PublishError
 from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
 from fhirconv.publish.client import FhirClient, Timeouts, sends_credentials_in_clear
-from fhirconv.publish.push import push_bundles
+from fhirconv.publish.push import StopRule, push_bundles
 from fhirconv.publish.report import StudyResult
 from fhirconv.publish.retry import RetryPolicy
 
@@ -33,7 +33,14 @@ def _usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _shown(result: StudyResult) -> bool:
+    """Bundles never sent are listed once in the summary, not one line each."""
+    return result.status != "not-sent"
+
+
 def _echo_result(result: StudyResult) -> None:
+    if not _shown(result):
+        return
     typer.echo(result.line())
     for line in result.detail_lines():
         typer.echo(line)
@@ -65,7 +72,7 @@ def _progress(dry_run: bool) -> Iterator[Progress]:
 
                 def update(result: StudyResult, done: int, total: int) -> None:
                     # Both streams are this terminal: print above the bar, through its console.
-                    for line in [result.line(), *result.detail_lines()]:
+                    for line in [result.line(), *result.detail_lines()] if _shown(result) else []:
                         bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
                     bar.update(task, completed=done, total=total)
 
@@ -160,6 +167,15 @@ def push(
             metavar="N",
         ),
     ] = 4,
+    max_connection_failures: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Stop after this many studies in a row could not reach the server (each "
+            "after its retries); the rest are reported as not sent.",
+            metavar="N",
+        ),
+    ] = 3,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -226,7 +242,12 @@ def push(
     try:
         with _progress(dry_run) as progress:
             summary = push_bundles(
-                paths, client, concurrency=concurrency, dry_run=dry_run, progress=progress
+                paths,
+                client,
+                concurrency=concurrency,
+                dry_run=dry_run,
+                progress=progress,
+                stop_rule=StopRule(max_connection_failures=max_connection_failures),
             )
     except InputError as exc:
         raise _usage(str(exc)) from None

@@ -32,7 +32,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -306,6 +306,11 @@ class FhirClient:
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r}, auth={self._auth!r})"
 
+    @property
+    def has_auth(self) -> bool:
+        """Whether credentials are sent (to word a 401/403 right)."""
+        return self._auth is not None
+
     def close(self) -> None:
         if self._owns_client:
             self._http.close()
@@ -333,6 +338,7 @@ class FhirClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
         attempts: Attempts | None = None,
+        abort: Callable[[], bool] | None = None,
     ) -> httpx.Response:
         """Send with retries; ``url`` is relative to the base URL unless absolute."""
         if not url.startswith(("http://", "https://")):
@@ -354,6 +360,8 @@ class FhirClient:
             rng=self._rng,
             attempts=attempts,
             what=f"{method} {url}",
+            url=url,
+            abort=abort,
         )
 
     def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
@@ -365,17 +373,24 @@ class FhirClient:
                                       _json_or_none(response), 1)
         return response.json()
 
-    def post_transaction(self, bundle: Mapping[str, Any]) -> TransactionResult:
+    def post_transaction(
+        self,
+        bundle: Mapping[str, Any],
+        attempts: Attempts | None = None,
+        abort: Callable[[], bool] | None = None,
+    ) -> TransactionResult:
         """POST a transaction (or batch) bundle to the base URL and classify every entry.
 
         Raises ``TransactionRejected`` (an error status), ``RetriesExhausted``,
         ``OutcomeUnknown`` (a non-idempotent bundle may have been applied), ``BadResponse``
-        or ``AuthError``/``AuthConfigError`` — all ``PublishError``.
+        or ``AuthError``/``AuthConfigError``, ``TlsFailure`` — all ``PublishError``. Pass
+        ``attempts`` to learn the retries and their causes even when it raises; ``abort``
+        (checked before each retry) to give up early.
         """
-        attempts = Attempts()
+        attempts = attempts if attempts is not None else Attempts()
         started = self._clock()
         response = self.request("POST", "", json=bundle, idempotent=is_idempotent(bundle),
-                                attempts=attempts)
+                                attempts=attempts, abort=abort)
         elapsed = self._clock() - started
         body = _json_or_none(response)
         if response.status_code >= 300:  # redirects are not followed: a POST must not move

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fhirconv.publish.outcome import IssueReport
 
-StudyStatus = Literal["pushed", "failed", "planned"]
+StudyStatus = Literal["pushed", "failed", "planned", "not-sent"]
+# A failure that every later bundle would meet too: the push stops on it (see push.py).
+Fault = Literal["connection", "auth", "tls"]
+
+
+def retry_line(causes: Iterable[str]) -> str | None:
+    """``3 retries: 2×429, 1×503`` (most frequent first), or ``None`` when there were none."""
+    counted = Counter(causes)
+    total = sum(counted.values())
+    if not total:
+        return None
+    parts = ", ".join(f"{n}×{cause}" for cause, n in counted.most_common())
+    return f"{total} {'retry' if total == 1 else 'retries'}: {parts}"
 
 
 @dataclass
@@ -29,10 +43,12 @@ class StudyResult:
     elapsed: float = 0.0
     planned: list[tuple[str, str]] = field(default_factory=list)  # dry run: (method, url)
     idempotent: bool = True
+    retry_causes: list[str] = field(default_factory=list)  # one label per retry: "429", …
+    fault: Fault | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status != "failed"
+        return self.status in ("pushed", "planned")
 
     @property
     def entry_count(self) -> int:
@@ -57,6 +73,8 @@ class StudyResult:
             return f"{self.study} would send {len(self.planned)} entries{note}"
         if self.status == "pushed":
             return f"{self.study} {self.counts()}"
+        if self.status == "not-sent":
+            return f"{self.study} NOT SENT: {self.error or 'the push stopped'}"
         errors = [i for i in self.issues if i.severity in ("error", "fatal")] or self.issues
         if errors:
             reason = errors[0].text()
@@ -91,10 +109,16 @@ class PushSummary:
     studies: list[StudyResult]
     dry_run: bool = False
     elapsed: float = 0.0
+    stopped: str | None = None  # why the push stopped before sending everything
 
     @property
     def failed(self) -> list[StudyResult]:
-        return [s for s in self.studies if not s.ok]
+        """Studies sent (or tried) that did not land; ``not_sent`` are counted apart."""
+        return [s for s in self.studies if s.status == "failed"]
+
+    @property
+    def not_sent(self) -> list[StudyResult]:
+        return [s for s in self.studies if s.status == "not-sent"]
 
     @property
     def succeeded(self) -> list[StudyResult]:
@@ -102,8 +126,8 @@ class PushSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every study was pushed (or planned), 1 when any failed."""
-        return 1 if self.failed else 0
+        """0 when every study was pushed (or planned), 1 when any failed or was not sent."""
+        return 1 if self.failed or self.not_sent else 0
 
     def total(self, kind: Literal["created", "updated", "unchanged", "deleted"]) -> int:
         return sum(len(getattr(s, kind)) for s in self.studies)
@@ -120,10 +144,16 @@ class PushSummary:
         lines = [
             f"Pushed {len(self.succeeded)} of {n} studies"
             + (f", {len(self.failed)} FAILED" if self.failed else "")
+            + (f", {len(self.not_sent)} NOT SENT" if self.not_sent else "")
             + f" in {self.elapsed:.1f} s: created {self.total('created')}, "
             f"updated {self.total('updated')}, unchanged {self.total('unchanged')}"
             + (f", deleted {self.total('deleted')}" if self.total("deleted") else "")
         ]
+        retries = retry_line(c for s in self.studies for c in s.retry_causes)
+        if retries:
+            lines.append(retries[0].upper() + retries[1:])
+        if self.stopped:
+            lines.append(f"Stopped early: {self.stopped}")
         unknown = [s.study for s in self.failed if s.outcome_unknown]
         if unknown:
             lines.append(
@@ -131,4 +161,8 @@ class PushSummary:
             )
         if self.failed:
             lines.append("Failed: " + ", ".join(s.study for s in self.failed))
+        if self.not_sent:
+            shown = [s.study for s in self.not_sent[:20]]
+            more = len(self.not_sent) - len(shown)
+            lines.append("Not sent: " + ", ".join(shown) + (f" … and {more} more" if more else ""))
         return lines

@@ -10,6 +10,11 @@ Policy (``RetryPolicy``):
 * waits: ``Retry-After`` when the server sends one (seconds or HTTP-date), otherwise exponential
   backoff with *full jitter* — ``uniform(0, min(max_delay, base_delay * 2**retry))``;
 * bounded: at most ``max_attempts`` sends and never past ``deadline`` seconds from the first;
+  a ``Retry-After`` longer than the time left fails at once, saying both figures;
+* not retried: a TLS failure (the server's certificate cannot be verified, or the TLS handshake
+  itself fails): trying again cannot change the certificate — ``TlsFailure`` names the URL;
+* counted: ``Attempts.causes`` keeps one short label per retry ("429", "503", "connect error")
+  so a summary can say "3 retries: 2×429, 1×503";
 * idempotency: only an idempotent request is ever resent. A non-idempotent one (a transaction
   with a POST lacking ``ifNoneExist``) is sent once; it is tried again only when the
   connection could not even be opened (connect error/timeout, no free pooled connection: the
@@ -25,6 +30,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +88,22 @@ class RetriesExhausted(PublishError):
                 self.body = None
 
 
+class TlsFailure(PublishError):
+    """The TLS connection could not be set up (most often: the certificate does not verify).
+
+    Never retried: the same certificate would fail the same way."""
+
+    def __init__(self, url: str, reason: str, *, certificate: bool) -> None:
+        what = "TLS certificate verification failed" if certificate else "TLS handshake failed"
+        hint = (" (is the server's CA missing from this machine's trust store, or the name "
+                "wrong? --insecure skips the check, for testing only)") if certificate else ""
+        super().__init__(f"{what} for URL: {url}: {reason}{hint}")
+        self.url = url
+        self.reason = reason
+        self.certificate = certificate
+        self.attempts = 1
+
+
 class OutcomeUnknown(PublishError):
     """A non-idempotent request may or may not have been applied; it was not resent."""
 
@@ -96,6 +118,8 @@ class Attempts:
 
     count: int = 0
     waits: list[float] = field(default_factory=list)
+    causes: list[str] = field(default_factory=list)  # why each retry was made ("429", …)
+    connection_failed: bool = False  # the last attempt never reached the server
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -128,6 +152,49 @@ def _never_sent(exc: httpx.TransportError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl`` error under an httpx transport error, if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def tls_failure(exc: httpx.TransportError, url: str) -> TlsFailure | None:
+    """A ``TlsFailure`` when ``exc`` is one (found in its cause chain, or by OpenSSL's words)."""
+    if not isinstance(exc, httpx.ConnectError):
+        return None
+    cause = _ssl_error(exc)
+    text = str(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = getattr(cause, "verify_message", None) or str(cause or exc)
+        return TlsFailure(url, reason, certificate=True)
+    if cause is not None or text.startswith("[SSL"):
+        return TlsFailure(url, str(cause or exc), certificate=False)
+    return None
+
+
+_CAUSE_LABELS: dict[type[httpx.TransportError], str] = {
+    httpx.ConnectTimeout: "connect timeout",
+    httpx.ReadTimeout: "read timeout",
+    httpx.WriteTimeout: "write timeout",
+    httpx.PoolTimeout: "pool timeout",
+    httpx.ConnectError: "connect error",
+}
+
+
+def cause_label(exc: httpx.TransportError) -> str:
+    """A short name for why a retry was needed (for counting in summaries)."""
+    for cls, label in _CAUSE_LABELS.items():
+        if isinstance(exc, cls):
+            return label
+    return "broken connection"
+
+
 def _describe(exc: httpx.TransportError) -> str:
     kind = {
         httpx.ConnectTimeout: "timed out connecting",
@@ -155,11 +222,16 @@ def send_with_retry(
     rng: random.Random | None = None,
     attempts: Attempts | None = None,
     what: str = "request",
+    url: str = "",
+    abort: Callable[[], bool] | None = None,
 ) -> httpx.Response:
     """Call ``send`` until it yields a final answer; return that response (any status).
 
     Raises ``RetriesExhausted`` when attempts or deadline run out on retryable failures and
-    ``OutcomeUnknown`` when a non-idempotent request may have been applied.
+    ``OutcomeUnknown`` when a non-idempotent request may have been applied, ``TlsFailure``
+    at once when TLS cannot be set up. ``attempts.connection_failed`` says whether the last
+    attempt failed before reaching the server (connect error or timeout). ``abort()`` true
+    before a retry: give up at once (a push that is stopping does not wait out backoffs).
     """
     policy = policy or RetryPolicy()
     rng = rng or random.Random()
@@ -172,10 +244,17 @@ def send_with_retry(
         status: int | None = None
         retry_after: float | None = None
         last: httpx.Response | None = None
+        cause: str
         try:
             response = send()
         except httpx.TransportError as exc:
+            tls = tls_failure(exc, url or what)
+            if tls is not None:
+                tls.attempts = attempts.count
+                raise tls from None
+            attempts.connection_failed = _never_sent(exc)
             problem = _describe(exc)
+            cause = cause_label(exc)
             if not idempotent and not _never_sent(exc):
                 raise OutcomeUnknown(
                     f"{what}: {problem}; it may or may not have been applied, and it was "
@@ -184,7 +263,9 @@ def send_with_retry(
                     attempts=attempts.count,
                 ) from None
         else:
+            attempts.connection_failed = False
             status, last = response.status_code, response
+            cause = str(status)
             retryable = status in policy.retry_statuses or (
                 idempotent and status in policy.idempotent_retry_statuses
             )
@@ -214,18 +295,31 @@ def send_with_retry(
                 status_code=status,
                 last=last,
             )
+        if abort is not None and abort():
+            raise RetriesExhausted(
+                f"{what}: {problem}; not retried after {attempts.count} attempt(s): the push "
+                "is stopping",
+                attempts=attempts.count,
+                status_code=status,
+                last=last,
+            )
         delay = retry_after if retry_after is not None else backoff_delay(retry, policy, rng)
         remaining = policy.deadline - (clock() - started)
         if delay > remaining:
-            waited = f" (the server asked to wait {delay:.0f} s)" if retry_after else ""
+            if retry_after is not None:
+                why = (f"the server asked to wait {delay:.0f} s (Retry-After) but only "
+                       f"{max(0.0, remaining):.0f} s of the {policy.deadline:.0f} s deadline "
+                       "are left")
+            else:
+                why = f"the {policy.deadline:.0f} s deadline would pass before the next try"
             raise RetriesExhausted(
-                f"{what}: {problem}; gave up after {attempts.count} attempt(s): the "
-                f"{policy.deadline:.0f} s deadline would pass before the next try{waited}",
+                f"{what}: {problem}; gave up after {attempts.count} attempt(s): {why}",
                 attempts=attempts.count,
                 status_code=status,
                 last=last,
             )
         log.info("%s: %s; retrying in %.1f s (attempt %d)", what, problem, delay, attempts.count)
         attempts.waits.append(delay)
+        attempts.causes.append(cause)
         sleep(delay)
         retry += 1
