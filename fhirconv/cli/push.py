@@ -1,8 +1,10 @@
 """``fhirconv push``: send study bundles to a FHIR server as transactions.
 
-Thin: parses options, builds a ``FhirClient`` and calls ``fhirconv.publish.push_bundles``;
-prints per-study lines and a summary. Exit 0 all pushed, 1 some study failed (the others were
-still pushed), 2 usage error. Secrets are only ever read from environment variables or files.
+Thin: parses options, builds a ``FhirClient`` and calls ``fhirconv.publish.push_bundles`` —
+or, for a directory of resource NDJSON (``convert --format ndjson``), the bulk load
+``fhirconv.publish.bulk.push_ndjson``; prints per-study (per-batch) lines and a summary.
+Exit 0 all pushed, 1 some study failed (the others were still pushed), 2 usage error.
+Secrets are only ever read from environment variables or files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import typer
 from fhirconv.cli import app
 from fhirconv.errors import InputError, PublishError
 from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
+from fhirconv.publish.bulk import DEFAULT_BATCH_SIZE, import_operation, push_ndjson, resource_files
 from fhirconv.publish.client import FhirClient, Timeouts, sends_credentials_in_clear
 from fhirconv.publish.push import StopRule, push_bundles
 from fhirconv.publish.report import StudyResult
@@ -96,7 +99,8 @@ def push(
         typer.Argument(
             metavar="BUNDLE_OR_DIR...",
             help="Transaction Bundle files (NCTxxxxxxxx.json, or NDJSON with one Bundle a line), "
-            "or directories of them.",
+            "or directories of them; or a directory of resource NDJSON (convert --format "
+            "ndjson), loaded in batches with a journal to resume from.",
         ),
     ],
     server: Annotated[
@@ -176,6 +180,23 @@ def push(
             metavar="N",
         ),
     ] = 3,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=10000,
+            help="Resource NDJSON: resources per transaction.",
+            metavar="N",
+        ),
+    ] = DEFAULT_BATCH_SIZE,
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            help="Resource NDJSON: the journal of batches that landed, read to resume "
+            "(default: push.journal beside the input).",
+            metavar="PATH",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -240,6 +261,13 @@ def push(
         except PublishError as exc:
             raise _usage(str(exc)) from None
     try:
+        bulk_files = resource_files(paths)
+    except InputError as exc:
+        raise _usage(str(exc)) from None
+    if bulk_files is not None:
+        _bulk(bulk_files, client, server, concurrency, batch_size, journal, dry_run,
+              max_connection_failures)
+    try:
         with _progress(dry_run) as progress:
             summary = push_bundles(
                 paths,
@@ -253,6 +281,52 @@ def push(
         raise _usage(str(exc)) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: studies in flight may or may not have been pushed", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        if client is not None:
+            client.close()
+    for line in summary.lines():
+        typer.echo(line)
+    raise typer.Exit(summary.exit_code)
+
+
+def _bulk(
+    files: list[Path],
+    client: FhirClient | None,
+    server: str | None,
+    concurrency: int,
+    batch_size: int,
+    journal: Path | None,
+    dry_run: bool,
+    max_connection_failures: int,
+) -> None:
+    """The bulk load of resource NDJSON; exits with its code."""
+    if client is not None:
+        offered = import_operation(client)
+        typer.echo(
+            "note: the server offers $import, but fhirconv cannot serve the files to it yet; "
+            "loading with batched transactions" if offered else
+            "note: the server does not offer $import; loading with batched transactions",
+            err=True,
+        )
+    try:
+        with _progress(dry_run) as progress:
+            summary = push_ndjson(
+                files,
+                client,
+                batch_size=batch_size,
+                concurrency=concurrency,
+                journal_path=journal,
+                dry_run=dry_run,
+                progress=progress,
+                stop_rule=StopRule(max_connection_failures=max_connection_failures),
+                base_url=server,
+            )
+    except InputError as exc:
+        raise _usage(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: batches in flight may or may not have landed; run the same "
+                   "command again to resume from the journal", err=True)
         raise typer.Exit(130) from None
     finally:
         if client is not None:

@@ -79,7 +79,7 @@ class StopRule:
             raise ValueError("max_connection_failures must be at least 1")
 
 
-class _Breaker:
+class Breaker:
     """Watches studies as they finish (in the worker threads) and decides to stop.
 
     Recording in the worker, not the collecting thread, lets a bundle that starts right after
@@ -114,7 +114,8 @@ class _Breaker:
             self.in_a_row = 0
 
 
-def _not_sent(loaded: LoadedBundle | BundleLoadError, reason: str) -> StudyResult:
+def not_sent_result(loaded: LoadedBundle | BundleLoadError, reason: str) -> StudyResult:
+    """The result for a bundle the push did not send because it stopped."""
     return StudyResult(study=loaded.study, source=loaded.source.label, status="not-sent",
                        error=f"the push stopped: {reason}")
 
@@ -133,9 +134,10 @@ def plan_one(loaded: LoadedBundle) -> StudyResult:
                        planned=plan(loaded.bundle), idempotent=is_idempotent(loaded.bundle))
 
 
-def _push_watched(loaded: LoadedBundle, client: FhirClient, breaker: _Breaker) -> StudyResult:
+def push_watched(loaded: LoadedBundle, client: FhirClient, breaker: Breaker) -> StudyResult:
+    """``push_one`` unless the push is stopping; the result is shown to ``breaker``."""
     if breaker.reason is not None:
-        return _not_sent(loaded, breaker.reason)
+        return not_sent_result(loaded, breaker.reason)
     result = push_one(loaded, client, abort=breaker.tripped)
     breaker.record(result)
     return result
@@ -256,19 +258,19 @@ def push_bundles(
         return PushSummary([results[k] for k in sorted(results)], dry_run=True,
                            elapsed=time.monotonic() - started)
 
-    breaker = _Breaker(stop_rule or StopRule())
+    breaker = Breaker(stop_rule or StopRule())
     window = 2 * concurrency
     in_flight: dict[Future[StudyResult], tuple[int, LoadedBundle]] = {}
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fhirconv-push") as pool:
         try:
             for seq, loaded in loaded_iter:
                 if breaker.reason is not None:
-                    finish(seq, _not_sent(loaded, breaker.reason))
+                    finish(seq, not_sent_result(loaded, breaker.reason))
                     continue
                 if isinstance(loaded, BundleLoadError):
                     finish(seq, _failed(loaded, loaded.message))
                     continue
-                in_flight[pool.submit(_push_watched, loaded, client, breaker)] = (seq, loaded)
+                in_flight[pool.submit(push_watched, loaded, client, breaker)] = (seq, loaded)
                 while len(in_flight) >= window and breaker.reason is None:
                     _collect(in_flight, finish)
                 if breaker.reason is not None:
@@ -294,7 +296,7 @@ def _cancel_waiting(
     for future in list(in_flight):
         if future.cancel():
             seq, loaded = in_flight.pop(future)
-            finish(seq, _not_sent(loaded, reason))
+            finish(seq, not_sent_result(loaded, reason))
 
 
 def _collect(

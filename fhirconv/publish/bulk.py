@@ -1,0 +1,532 @@
+"""Bulk load: push a directory of ``<Type>.ndjson`` resources (``convert --format ndjson``).
+
+How it loads:
+
+* **batches** — ``batch_size`` resources per transaction Bundle, each entry ``PUT Type/id``
+  (so a resend never duplicates anything), ``concurrency`` batches in flight;
+* **dependency order** — the types are loaded in *layers* computed from the references the
+  files actually hold (a first pass reads only ``"reference": "Type/…"``): a type waits for
+  every type it points to, so HAPI's referential-integrity check finds each target already
+  stored. For our output that is Organization, Practitioner → Location → PractitionerRole,
+  Group, PlanDefinition → ResearchStudy → Provenance. Types in one layer go in parallel; a
+  layer starts when the one before it has finished. A type that refers to itself (e.g.
+  ``Organization.partOf``) is sent one batch at a time, in file order; types in a reference
+  cycle share a layer (the server may then refuse a batch whose target is not yet stored);
+* **journal** — every batch that landed is appended (and fsync'ed) to a journal file as one
+  JSON line: server, file, lines, resource count and the SHA-256 of the batch's lines. A
+  re-run with the same journal skips each batch whose digest is journalled for that server,
+  so an interrupted load resumes without resending what landed. A batch that landed just
+  before a kill but was not yet journalled is sent again: harmless, as it is PUT by id.
+  Changing ``batch_size`` changes the batches, so they are all sent again (also harmless);
+* **stop rules and faults** as for bundles (``push.StopRule``): a dead server, a 401/403 or a
+  TLS failure stops the load; the rest is reported not sent and the journal keeps what landed.
+
+HAPI's bulk ``$import`` would let the server fetch the files itself; ``import_operation``
+reports whether a server's CapabilityStatement offers it. fhirconv does not drive it yet (the
+files must be served from a URL the server can reach), so the load always uses transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from fhirconv.errors import InputError, PublishError
+from fhirconv.publish.bundles import BundleSource, LoadedBundle
+from fhirconv.publish.client import FhirClient
+from fhirconv.publish.push import Breaker, StopRule, not_sent_result, push_watched
+from fhirconv.publish.report import StudyResult, retry_line
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "push.journal"
+DEFAULT_BATCH_SIZE = 200
+# Ties inside a layer, and the order when references say nothing: the converter's own order.
+PREFERRED_ORDER = (
+    "Organization",
+    "Practitioner",
+    "Location",
+    "PractitionerRole",
+    "Group",
+    "PlanDefinition",
+    "ResearchStudy",
+    "Provenance",
+)
+_REFERENCE = re.compile(rb'"reference"\s*:\s*"([A-Z][A-Za-z]+)/')
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+# progress(batch_result, batches_done, batches_total)
+BatchProgress = Callable[[StudyResult, int, int], None]
+
+
+# -- finding the files ----------------------------------------------------------------------
+
+
+def _first_record(path: Path) -> Any:
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    return json.loads(line)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def is_resource_ndjson(path: Path) -> bool:
+    """An ``.ndjson`` file whose first record is a resource other than a Bundle."""
+    if path.suffix.lower() != ".ndjson" or not path.is_file():
+        return False
+    first = _first_record(path)
+    return (isinstance(first, dict) and isinstance(first.get("resourceType"), str)
+            and first["resourceType"] != "Bundle")
+
+
+def resource_files(sources: Iterable[Path]) -> list[Path] | None:
+    """The resource NDJSON files named by ``sources`` when *all* of them are that (a directory
+    stands for its ``*.ndjson`` files); ``None`` when they hold Bundles (``push_bundles``).
+
+    Raises ``InputError`` when resources and bundles are mixed."""
+    files: list[Path] = []
+    others: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            candidates = sorted(p for p in path.iterdir()
+                                if p.is_file() and p.suffix.lower() == ".ndjson")
+            bundles = sorted(p for p in path.iterdir()
+                             if p.is_file() and p.suffix.lower() in (".json", ".jsonl"))
+        else:
+            candidates, bundles = [path], []
+        for candidate in candidates:
+            (files if is_resource_ndjson(candidate) else others).append(candidate)
+        others.extend(bundles)
+    if not files:
+        return None
+    if others:
+        raise InputError(
+            "these inputs mix resource NDJSON (a bulk load) with Bundles: "
+            + ", ".join(str(p) for p in others[:5])
+            + "; push them separately"
+        )
+    return files
+
+
+# -- dependency layers ----------------------------------------------------------------------
+
+
+def _rank(kind: str) -> tuple[int, str]:
+    return (PREFERRED_ORDER.index(kind), "") if kind in PREFERRED_ORDER else (
+        len(PREFERRED_ORDER) - 1, kind)  # unknown types: before Provenance, by name
+
+
+def referenced_types(files: Mapping[str, list[Path]]) -> tuple[dict[str, set[str]], int]:
+    """For each type, the types its resources refer to (literal ``Type/id`` references); and
+    the number of non-blank lines in all the files."""
+    graph: dict[str, set[str]] = {kind: set() for kind in files}
+    lines = 0
+    for kind, paths in files.items():
+        for path in paths:
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        lines += 1
+                        graph[kind].update(m.decode() for m in _REFERENCE.findall(line))
+    return graph, lines
+
+
+def load_layers(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Types grouped so that each layer refers only to earlier layers (and itself).
+
+    Targets that are not being loaded are ignored (they must already be on the server).
+    Types in a cycle are put in one layer."""
+    kinds = set(graph)
+    deps = {k: (graph[k] & kinds) - {k} for k in kinds}
+    layers: list[list[str]] = []
+    placed: set[str] = set()
+    while len(placed) < len(kinds):
+        ready = [k for k in kinds - placed if deps[k] <= placed]
+        if not ready:  # a cycle: take the rest of it together, in the preferred order
+            ready = list(kinds - placed)
+        layer = sorted(ready, key=_rank)
+        layers.append(layer)
+        placed.update(layer)
+    return layers
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Up to ``batch_size`` consecutive lines of one file, as one transaction."""
+
+    path: Path
+    first_line: int
+    last_line: int
+    digest: str  # SHA-256 of the lines as read (with their newlines)
+    bundle: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name}:{self.first_line}-{self.last_line}"
+
+    @property
+    def size(self) -> int:
+        return len(self.bundle["entry"])
+
+
+@dataclass(frozen=True)
+class BadLine:
+    path: Path
+    line: int
+    message: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name}:{self.line}"
+
+
+def _entry(resource: Any, base_url: str) -> dict[str, Any] | str:
+    """The transaction entry for one resource, or why it cannot be one."""
+    if not isinstance(resource, dict):
+        return "not a JSON object"
+    kind, rid = resource.get("resourceType"), resource.get("id")
+    if not isinstance(kind, str) or not kind:
+        return "no resourceType"
+    if not isinstance(rid, str) or not _FHIR_ID.match(rid):
+        return f"{kind} without a valid id (PUT by id needs one)"
+    ref = f"{kind}/{rid}"
+    return {"fullUrl": f"{base_url}/{ref}", "resource": resource,
+            "request": {"method": "PUT", "url": ref}}
+
+
+def iter_batches(path: Path, batch_size: int, base_url: str) -> Iterator[Batch | BadLine]:
+    """The file's lines in batches, read lazily; a line that is no resource is a ``BadLine``."""
+    entries: list[dict[str, Any]] = []
+    digest = hashlib.sha256()
+    first = last = 0
+
+    def cut() -> Batch:
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        return Batch(path, first, last, digest.hexdigest(), bundle)
+
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = _entry(json.loads(line), base_url)
+            except ValueError as exc:
+                entry = f"not valid JSON: {exc}"
+            if isinstance(entry, str):
+                yield BadLine(path, number, entry)
+                continue
+            if not entries:
+                first = number
+            last = number
+            entries.append(entry)
+            digest.update(line.rstrip(b"\r\n") + b"\n")
+            if len(entries) >= batch_size:
+                yield cut()
+                entries, digest = [], hashlib.sha256()
+    if entries:
+        yield cut()
+
+
+# -- the journal ----------------------------------------------------------------------------
+
+
+class Journal:
+    """Append-only record of the batches that landed; one JSON object a line.
+
+    Read leniently: a torn last line (a kill mid-write) is ignored, not fatal."""
+
+    def __init__(self, path: Path, server: str) -> None:
+        self.path = path
+        self.server = server
+        self.landed: set[str] = set()
+        self._lock = threading.Lock()
+        self._handle: IO[str] | None = None
+        try:
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and record.get("server") == server:
+                        digest = record.get("sha256")
+                        if isinstance(digest, str):
+                            self.landed.add(digest)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise InputError(f"cannot read the journal {path}: {exc.strerror}") from None
+
+    def has(self, batch: Batch) -> bool:
+        return batch.digest in self.landed
+
+    def record(self, batch: Batch) -> None:
+        line = json.dumps({
+            "server": self.server,
+            "file": batch.path.name,
+            "lines": [batch.first_line, batch.last_line],
+            "resources": batch.size,
+            "sha256": batch.digest,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+        with self._lock:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("a", encoding="utf-8")
+            self._handle.write(line + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self.landed.add(batch.digest)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+
+def default_journal(files: list[Path]) -> Path:
+    """``push.journal`` in the directory of the (first) input file."""
+    return files[0].parent / JOURNAL_NAME
+
+
+# -- the load -------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkSummary:
+    """Every batch of one bulk load, in the order sent, and what was skipped."""
+
+    batches: list[StudyResult] = field(default_factory=list)
+    bad_lines: list[BadLine] = field(default_factory=list)
+    skipped_batches: int = 0
+    skipped_resources: int = 0
+    layers: list[list[str]] = field(default_factory=list)
+    journal: Path | None = None
+    elapsed: float = 0.0
+    stopped: str | None = None
+    dry_run: bool = False
+
+    def _of(self, status: str) -> list[StudyResult]:
+        return [b for b in self.batches if b.status == status]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every resource is on the server (sent now or before), else 1."""
+        bad = self._of("failed") or self._of("not-sent") or self.bad_lines
+        return 1 if bad else 0
+
+    def total(self, kind: str) -> int:
+        return sum(len(getattr(b, kind)) for b in self.batches)
+
+    def lines(self) -> list[str]:
+        order = " → ".join(", ".join(layer) for layer in self.layers)
+        if self.dry_run:
+            planned = self._of("planned")
+            resources = sum(len(b.planned) for b in planned)
+            return [f"Dry run: {len(planned)} batches ({resources} resources) would be sent, "
+                    f"in this order: {order}; {self.skipped_batches} batches already loaded "
+                    "per the journal; nothing was sent"]
+        pushed, failed, not_sent = self._of("pushed"), self._of("failed"), self._of("not-sent")
+        sent = sum(b.entry_count for b in pushed)
+        line = (f"Loaded {sent} resources in {len(pushed)} batches in {self.elapsed:.1f} s "
+                f"({sent / self.elapsed if self.elapsed else 0:.0f}/s): created "
+                f"{self.total('created')}, updated {self.total('updated')}, unchanged "
+                f"{self.total('unchanged')}")
+        if failed:
+            line += f"; {len(failed)} batches FAILED"
+        if not_sent:
+            line += f"; {len(not_sent)} NOT SENT"
+        lines = [line, f"Order: {order}"]
+        if self.skipped_batches:
+            lines.append(f"Skipped {self.skipped_batches} batches ({self.skipped_resources} "
+                         "resources) already loaded per the journal")
+        retries = retry_line(c for b in self.batches for c in b.retry_causes)
+        if retries:
+            lines.append(retries[0].upper() + retries[1:])
+        if self.bad_lines:
+            shown = "; ".join(f"{b.label}: {b.message}" for b in self.bad_lines[:5])
+            more = len(self.bad_lines) - 5
+            lines.append(f"{len(self.bad_lines)} lines are no resource and were not sent: "
+                         + shown + (f" … and {more} more" if more > 0 else ""))
+        if self.stopped:
+            lines.append(f"Stopped early: {self.stopped}")
+        if self.journal is not None:
+            again = " — run the same command again to resume" if (failed or not_sent) else ""
+            lines.append(f"Journal: {self.journal}{again}")
+        return lines
+
+
+def import_operation(client: FhirClient) -> bool:
+    """Does the server's CapabilityStatement offer the bulk ``$import`` operation?"""
+    try:
+        capability = client.get_json("metadata")
+    except PublishError as exc:
+        log.info("could not read the CapabilityStatement: %s", exc)
+        return False
+    operations: list[Any] = []
+    for rest in capability.get("rest") or [] if isinstance(capability, dict) else []:
+        if isinstance(rest, dict):
+            operations.extend(rest.get("operation") or [])
+            for resource in rest.get("resource") or []:
+                if isinstance(resource, dict):
+                    operations.extend(resource.get("operation") or [])
+    return any(isinstance(op, dict) and op.get("name") in ("import", "$import")
+               for op in operations)
+
+
+def _group_files(files: Iterable[Path]) -> dict[str, list[Path]]:
+    """Files by the resource type of their first record."""
+    grouped: dict[str, list[Path]] = {}
+    for path in files:
+        first = _first_record(path)
+        kind = first.get("resourceType") if isinstance(first, dict) else None
+        grouped.setdefault(str(kind or path.stem), []).append(path)
+    return grouped
+
+
+def push_ndjson(
+    files: list[Path],
+    client: FhirClient | None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = 4,
+    journal_path: Path | None = None,
+    dry_run: bool = False,
+    progress: BatchProgress | None = None,
+    stop_rule: StopRule | None = None,
+    base_url: str | None = None,
+) -> BulkSummary:
+    """Load resource NDJSON files as batched transactions in dependency order (module doc).
+
+    Files are read lazily: at most ``2 * concurrency`` batches are held in memory.
+    ``journal_path`` defaults to ``push.journal`` beside the first file; ``client`` may be
+    ``None`` only for a dry run (then ``base_url`` names the server the journal is for)."""
+    if batch_size < 1 or concurrency < 1:
+        raise ValueError("batch_size and concurrency must be at least 1")
+    if client is None and not dry_run:
+        raise ValueError("a FhirClient is needed unless dry_run is set")
+    started = time.monotonic()
+    server = client.base_url if client is not None else (base_url or "").rstrip("/")
+    grouped = _group_files(files)
+    graph, line_count = referenced_types(grouped)
+    layers = load_layers(graph)
+    self_referencing = {kind for kind, targets in graph.items() if kind in targets}
+    journal = Journal(journal_path or default_journal(files), server)
+    summary = BulkSummary(layers=layers, journal=journal.path, dry_run=dry_run)
+    breaker = Breaker(stop_rule or StopRule())
+    estimate = -(-line_count // batch_size)  # for progress only: bad lines make it high
+    done = 0
+
+    def finish(result: StudyResult) -> None:
+        nonlocal done
+        summary.batches.append(result)
+        done += 1
+        if progress is not None:
+            progress(result, done, max(estimate - summary.skipped_batches, done))
+
+    def batches(kinds: list[str]) -> Iterator[Batch]:
+        for kind in kinds:
+            for path in grouped[kind]:
+                for item in iter_batches(path, batch_size, server):
+                    if isinstance(item, BadLine):
+                        summary.bad_lines.append(item)
+                    elif journal.has(item):
+                        summary.skipped_batches += 1
+                        summary.skipped_resources += item.size
+                    else:
+                        yield item
+
+    try:
+        for layer in layers:
+            together = [k for k in layer if k not in self_referencing]
+            one_by_one = [k for k in layer if k in self_referencing]
+            if dry_run:
+                for batch in batches(layer):
+                    finish(StudyResult(
+                        study=batch.label, source=str(batch.path), status="planned",
+                        planned=[("PUT", e["request"]["url"]) for e in batch.bundle["entry"]]))
+                continue
+            assert client is not None
+            # A layer ends before the next starts: its resources are the next one's targets.
+            _send_all(batches(together), concurrency, client, breaker, journal, finish)
+            _send_all(batches(one_by_one), 1, client, breaker, journal, finish)
+    finally:
+        journal.close()
+    summary.stopped = breaker.reason
+    summary.elapsed = time.monotonic() - started
+    return summary
+
+
+def _as_loaded(batch: Batch) -> LoadedBundle:
+    return LoadedBundle(BundleSource(batch.path, batch.first_line), batch.label, batch.bundle)
+
+
+def _send_all(
+    batches: Iterable[Batch],
+    concurrency: int,
+    client: FhirClient,
+    breaker: Breaker,
+    journal: Journal,
+    finish: Callable[[StudyResult], None],
+) -> None:
+    def send(batch: Batch) -> StudyResult:
+        result = push_watched(_as_loaded(batch), client, breaker)
+        if result.status == "pushed":
+            try:
+                journal.record(batch)
+            except OSError as exc:
+                result.status = "failed"
+                result.error = (f"landed, but the journal {journal.path} could not be written "
+                                f"({exc.strerror}): a resume will send it again")
+        return result
+
+    window = 2 * concurrency
+    in_flight: dict[Future[StudyResult], Batch] = {}
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fhirconv-bulk") as pool:
+        try:
+            for batch in batches:
+                if breaker.reason is not None:
+                    finish(not_sent_result(_as_loaded(batch), breaker.reason))
+                    continue
+                in_flight[pool.submit(send, batch)] = batch
+                while len(in_flight) >= window:
+                    _collect(in_flight, finish)
+            while in_flight:
+                _collect(in_flight, finish)
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
+
+
+def _collect(
+    in_flight: dict[Future[StudyResult], Batch], finish: Callable[[StudyResult], None]
+) -> None:
+    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+    for future in sorted(done, key=lambda f: (in_flight[f].path, in_flight[f].first_line)):
+        batch = in_flight.pop(future)
+        try:
+            result = future.result()
+        except Exception as exc:  # push_one does not raise; a journal write may
+            result = StudyResult(study=batch.label, source=str(batch.path), status="failed",
+                                 error=f"{type(exc).__name__}: {exc}")
+        finish(result)
