@@ -157,12 +157,35 @@ def load_layers(graph: Mapping[str, set[str]]) -> list[list[str]]:
     placed: set[str] = set()
     while len(placed) < len(kinds):
         ready = [k for k in kinds - placed if deps[k] <= placed]
-        if not ready:  # a cycle: take the rest of it together, in the preferred order
-            ready = list(kinds - placed)
+        if not ready:  # only cycles left: take a cycle that waits for nothing else
+            ready = _free_cycle(deps, placed)
         layer = sorted(ready, key=_rank)
         layers.append(layer)
         placed.update(layer)
     return layers
+
+
+def _reachable(start: str, deps: Mapping[str, set[str]], placed: set[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in deps[todo.pop()] - placed:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def _free_cycle(deps: Mapping[str, set[str]], placed: set[str]) -> list[str]:
+    """Among the unplaced types (every one of which waits for another), a strongly connected
+    set that waits for nothing outside itself: the first to load."""
+    remaining = sorted(set(deps) - placed, key=_rank)
+    reach = {k: _reachable(k, deps, placed) for k in remaining}
+    for kind in remaining:
+        cycle = {kind} | {j for j in reach[kind] if kind in reach[j]}
+        if all(deps[j] - placed <= cycle for j in cycle):
+            return sorted(cycle, key=_rank)
+    return remaining  # not reached: the condensation of a finite graph has a source
 
 
 # -- batches ----------------------------------------------------------------------------------
