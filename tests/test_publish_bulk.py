@@ -325,6 +325,13 @@ def test_bundle_ndjson_is_not_taken_for_resources(tmp_path: Path) -> None:
     assert resource_files([tmp_path]) is None
 
 
+def test_an_empty_type_file_is_neither(tmp_path: Path) -> None:
+    write_ndjson(tmp_path, ["NCT00000004"])
+    (tmp_path / "Practitioner.ndjson").write_text("\n")
+    found = resource_files([tmp_path]) or []
+    assert tmp_path / "Practitioner.ndjson" not in found and len(found) == 4
+
+
 def test_a_refused_batch_fails_alone(tmp_path: Path) -> None:
     write_ndjson(tmp_path, [f"NCT{n:08d}" for n in range(1, 7)])
 

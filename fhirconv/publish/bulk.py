@@ -84,6 +84,14 @@ def _first_record(path: Path) -> Any:
     return None
 
 
+def _blank(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return all(not line.strip() for line in handle)
+    except OSError:
+        return False
+
+
 def is_resource_ndjson(path: Path) -> bool:
     """An ``.ndjson`` file whose first record is a resource other than a Bundle."""
     if path.suffix.lower() != ".ndjson" or not path.is_file():
@@ -110,6 +118,8 @@ def resource_files(sources: Iterable[Path]) -> list[Path] | None:
         else:
             candidates, bundles = [path], []
         for candidate in candidates:
+            if _first_record(candidate) is None and _blank(candidate):
+                continue  # an empty file holds neither resources nor bundles
             (files if is_resource_ndjson(candidate) else others).append(candidate)
         others.extend(bundles)
     if not files:
