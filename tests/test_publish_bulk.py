@@ -306,6 +306,9 @@ def test_bad_lines_are_named_and_the_rest_is_sent(tmp_path: Path) -> None:
     assert summary.exit_code == 1
     assert [b.line for b in summary.bad_lines] == [2, 3, 4]
     assert summary.total("created") == 2
+    assert not (tmp_path / JOURNAL_NAME).exists()  # not journalled: reported again next time
+    again = push_ndjson([path], client_for(ok), batch_size=10)
+    assert [b.line for b in again.bad_lines] == [2, 3, 4] and again.exit_code == 1
     text = "\n".join(summary.lines())
     assert "3 lines are no resource and were not sent: Group.ndjson:2: not valid JSON" in text
     assert "Group.ndjson:3: Group without a valid id" in text

@@ -17,7 +17,10 @@ How it loads:
   re-run with the same journal skips each batch whose digest is journalled for that server,
   so an interrupted load resumes without resending what landed. A batch that landed just
   before a kill but was not yet journalled is sent again: harmless, as it is PUT by id.
-  Changing ``batch_size`` changes the batches, so they are all sent again (also harmless);
+  Changing ``batch_size`` changes the batches, so they are all sent again (also harmless).
+  A resume hashes the lines of a journalled batch without parsing them. A batch holding lines
+  that are no resource sends the rest but is not journalled, so the bad lines are reported on
+  every run until fixed;
 * **stop rules and faults** as for bundles (``push.StopRule``): a dead server, a 401/403 or a
   TLS failure stops the load; the rest is reported not sent and the journal keeps what landed.
 
@@ -202,14 +205,32 @@ def _free_cycle(deps: Mapping[str, set[str]], placed: set[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Batch:
-    """Up to ``batch_size`` consecutive lines of one file, as one transaction."""
+class Chunk:
+    """``batch_size`` consecutive non-blank lines of one file, as read (not yet parsed): the
+    unit the journal records, so a resume skips what landed without parsing it."""
 
     path: Path
     first_line: int
     last_line: int
-    digest: str  # SHA-256 of the lines as read (with their newlines)
+    digest: str  # SHA-256 of the lines, each with one "\n"
+    lines: tuple[tuple[int, bytes], ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name}:{self.first_line}-{self.last_line}"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A chunk's resources as one transaction. ``clean``: every line was a resource — only
+    then is it journalled, so a chunk with bad lines is reported again until they are fixed."""
+
+    path: Path
+    first_line: int
+    last_line: int
+    digest: str
     bundle: dict[str, Any]
+    clean: bool = True
 
     @property
     def label(self) -> str:
@@ -245,37 +266,50 @@ def _entry(resource: Any, base_url: str) -> dict[str, Any] | str:
             "request": {"method": "PUT", "url": ref}}
 
 
-def iter_batches(path: Path, batch_size: int, base_url: str) -> Iterator[Batch | BadLine]:
-    """The file's lines in batches, read lazily; a line that is no resource is a ``BadLine``."""
-    entries: list[dict[str, Any]] = []
+def iter_chunks(path: Path, batch_size: int) -> Iterator[Chunk]:
+    """The file's non-blank lines, ``batch_size`` at a time, read lazily."""
+    lines: list[tuple[int, bytes]] = []
     digest = hashlib.sha256()
-    first = last = 0
-
-    def cut() -> Batch:
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        return Batch(path, first, last, digest.hexdigest(), bundle)
-
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                entry = _entry(json.loads(line), base_url)
-            except ValueError as exc:
-                entry = f"not valid JSON: {exc}"
-            if isinstance(entry, str):
-                yield BadLine(path, number, entry)
-                continue
-            if not entries:
-                first = number
-            last = number
-            entries.append(entry)
+            lines.append((number, line))
             digest.update(line.rstrip(b"\r\n") + b"\n")
-            if len(entries) >= batch_size:
-                yield cut()
-                entries, digest = [], hashlib.sha256()
-    if entries:
-        yield cut()
+            if len(lines) >= batch_size:
+                yield Chunk(path, lines[0][0], number, digest.hexdigest(), tuple(lines))
+                lines, digest = [], hashlib.sha256()
+    if lines:
+        yield Chunk(path, lines[0][0], lines[-1][0], digest.hexdigest(), tuple(lines))
+
+
+def parse_chunk(chunk: Chunk, base_url: str) -> tuple[Batch | None, list[BadLine]]:
+    """The chunk's transaction (``None`` if no line is a resource) and its bad lines."""
+    entries: list[dict[str, Any]] = []
+    bad: list[BadLine] = []
+    for number, line in chunk.lines:
+        try:
+            entry = _entry(json.loads(line), base_url)
+        except ValueError as exc:
+            entry = f"not valid JSON: {exc}"
+        if isinstance(entry, str):
+            bad.append(BadLine(chunk.path, number, entry))
+        else:
+            entries.append(entry)
+    if not entries:
+        return None, bad
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return Batch(chunk.path, chunk.first_line, chunk.last_line, chunk.digest, bundle,
+                 clean=not bad), bad
+
+
+def iter_batches(path: Path, batch_size: int, base_url: str) -> Iterator[Batch | BadLine]:
+    """Every chunk of the file parsed: its bad lines, then its batch."""
+    for chunk in iter_chunks(path, batch_size):
+        batch, bad = parse_chunk(chunk, base_url)
+        yield from bad
+        if batch is not None:
+            yield batch
 
 
 # -- the journal ----------------------------------------------------------------------------
@@ -308,8 +342,8 @@ class Journal:
         except OSError as exc:
             raise InputError(f"cannot read the journal {path}: {exc.strerror}") from None
 
-    def has(self, batch: Batch) -> bool:
-        return batch.digest in self.landed
+    def has(self, chunk: Chunk | Batch) -> bool:
+        return chunk.digest in self.landed
 
     def record(self, batch: Batch) -> None:
         line = json.dumps({
@@ -479,14 +513,15 @@ def push_ndjson(
     def batches(kinds: list[str]) -> Iterator[Batch]:
         for kind in kinds:
             for path in grouped[kind]:
-                for item in iter_batches(path, batch_size, server):
-                    if isinstance(item, BadLine):
-                        summary.bad_lines.append(item)
-                    elif journal.has(item):
+                for chunk in iter_chunks(path, batch_size):
+                    if journal.has(chunk):  # only clean chunks are journalled: all resources
                         summary.skipped_batches += 1
-                        summary.skipped_resources += item.size
-                    else:
-                        yield item
+                        summary.skipped_resources += len(chunk.lines)
+                        continue
+                    batch, bad = parse_chunk(chunk, server)
+                    summary.bad_lines.extend(bad)
+                    if batch is not None:
+                        yield batch
 
     try:
         for layer in layers:
@@ -523,7 +558,7 @@ def _send_all(
 ) -> None:
     def send(batch: Batch) -> StudyResult:
         result = push_watched(_as_loaded(batch), client, breaker)
-        if result.status == "pushed":
+        if result.status == "pushed" and batch.clean:
             try:
                 journal.record(batch)
             except OSError as exc:
