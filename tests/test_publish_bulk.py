@@ -469,3 +469,39 @@ def test_killed_load_resumes_and_every_resource_is_there_once(
             for rid in kind_ids[:3]:
                 stored = client.get_json(f"{kind}/{rid}")
                 assert stored["meta"]["versionId"] == "1"  # written once, never rewritten
+
+
+@pytest.mark.hapi
+def test_sigkilled_cli_load_resumes(fhir_server_url: str, tmp_path: Path) -> None:
+    """A real kill -9 of ``fhirconv push`` mid-load, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tag = uuid.uuid4().hex[:8]
+    ids = write_ndjson(tmp_path, [f"NCT{tag}{n:02d}" for n in range(24)], tag=tag)
+    journal = tmp_path / JOURNAL_NAME
+    fhirconv = Path(sys.executable).with_name("fhirconv")
+    command = [str(fhirconv), "push", str(tmp_path), "--server", fhir_server_url,
+               "--batch-size", "3", "--concurrency", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if journal.exists() and journal.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.05)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the load ended before it could be killed"
+    landed = journal.read_text().count("\n")
+    assert landed >= 2
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"Skipped {landed} batches" in resumed.stdout
+    with FhirClient(fhir_server_url) as client:
+        for kind, kind_ids in ids.items():
+            counts = _count_on_server(client, kind, kind_ids)
+            assert set(counts) == set(kind_ids) and set(counts.values()) == {1}, kind
