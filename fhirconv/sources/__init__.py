@@ -7,6 +7,8 @@ good records around it.
 
 from __future__ import annotations
 
+import codecs
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 from fhirconv.errors import InputError, RecordError, UnknownFormatError
 from fhirconv.model import Trial
 from fhirconv.sources import ctgov_json, ctgov_xml, registry_text
+from fhirconv.sources.record import unexpected
 
 Reader = Callable[[str, str], Iterator[Trial | RecordError]]
 _READERS: dict[str, Reader] = {
@@ -40,12 +43,28 @@ def detect_format(text: str, file: str) -> str:
 
 
 def read_text(text: str, file: str, fmt: str | None = None) -> Iterator[Trial | RecordError]:
-    """Records in `text`, read with the reader for `fmt` (detected when None)."""
+    """Records in `text`, read with the reader for `fmt` (detected when None).
+
+    Each reader yields a Trial or a RecordError per record; should a reader itself fail part-way
+    through a file (a defect, not bad data), that file's remaining records become one RecordError
+    naming it, and the batch goes on with the next file."""
     fmt = fmt or detect_format(text, file)
     reader = _READERS.get(fmt)
     if reader is None:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    yield from reader(text, file)
+    records = reader(text, file)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except RecursionError:
+            yield RecordError(file, None, None, "nested too deeply to read; refused")
+            return
+        except Exception as error:  # the file boundary, behind each record's own
+            yield RecordError(file, None, None, unexpected(error))
+            return
+        yield record
 
 
 def input_files(path: Path) -> list[Path]:
@@ -55,29 +74,76 @@ def input_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_path(name: str, fmt: str | None = None) -> Iterator[Trial | RecordError]:
-    """Every record in a file, a directory of files, or `-` (stdin). A file that cannot be read or
-    recognized becomes one RecordError; the others are still read."""
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def decode_input(data: bytes, file: str) -> str:
+    """The text of an input file: UTF-8 (a BOM is allowed), or the encoding an XML declaration
+    names (ISO-8859-1, windows-1252 …). Bytes that are not valid UTF-8 in a JSON file are kept
+    as surrogate escapes, so only the record holding them fails (naming the field); in other
+    formats they fail the file, naming the byte offset."""
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    declared = _XML_ENCODING.match(body.lstrip())
+    if declared:
+        name = declared.group(1).decode("ascii")
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise InputError(f"{file}: the XML declares an unknown encoding {name!r}") from None
+        try:
+            return body.decode(name)
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"{file}: not {name} as its XML declaration says: byte 0x{body[error.start]:02x}"
+                f" at offset {error.start}"
+            ) from None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if body.lstrip()[:1] in (b"{", b"["):
+            return body.decode("utf-8", errors="surrogateescape")
+        raise InputError(
+            f"{file}: not UTF-8: byte 0x{body[error.start]:02x} at offset {error.start}"
+        ) from None
+
+
+def read_path(
+    name: str, fmt: str | None = None, *, stdin: Callable[[], str] = sys.stdin.read
+) -> Iterator[Trial | RecordError]:
+    """Every record in a file, a directory of files, or `-` (`stdin()`). A file that cannot be
+    read or recognized becomes one RecordError; the others are still read. A directory holding no
+    input file is a RecordError too: a run over nothing must not look like success."""
     if name == "-":
-        yield from _read_file_text(sys.stdin.read(), "-", fmt)
+        yield from _read_file_text(stdin(), "-", fmt)
         return
     path = Path(name)
     if not path.exists():
         raise InputError(f"{name}: no such file or directory")
-    for file in input_files(path):
+    files = input_files(path)
+    if not files:
+        suffixes = ", ".join(sorted(_SUFFIXES))
+        yield RecordError(name, None, None, f"no records: the directory has no {suffixes} file")
+        return
+    for file in files:
         try:
-            text = file.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as error:
-            yield RecordError(str(file), None, None, f"cannot read file: {error}")
+            text = decode_input(file.read_bytes(), str(file))
+        except OSError as error:
+            yield RecordError(str(file), None, None, f"cannot read file: {error.strerror}")
+            continue
+        except InputError as error:
+            yield RecordError(str(file), None, None, str(error).split(": ", 1)[-1])
             continue
         yield from _read_file_text(text, str(file), fmt)
 
 
 def _read_file_text(text: str, file: str, fmt: str | None) -> Iterator[Trial | RecordError]:
+    if not text.strip("\ufeff \t\r\n"):
+        yield RecordError(file, None, None, "no records: the file is empty")
+        return
     try:
         yield from read_text(text, file, fmt)
     except UnknownFormatError as error:
         yield RecordError(file, None, None, str(error).split(": ", 1)[-1])
 
 
-__all__ = ["FORMATS", "detect_format", "input_files", "read_path", "read_text"]
+__all__ = ["FORMATS", "decode_input", "detect_format", "input_files", "read_path", "read_text"]
