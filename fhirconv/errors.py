@@ -3,14 +3,14 @@
     FhirconvError                 every error of ours; `str()` is one line a user can act on
     ├── UsageError                a command line that cannot be run as given       → USAGE
     │   └── QueryError            a fetch --query or NCT id that cannot become API parameters
-    ├── InputError                a file or stream we cannot read                  → INPUT_FAILED
+    ├── InputError                a file or stream we cannot read (a missing path  → USAGE)
     │   ├── UnknownFormatError    the input is none of the formats we read (use --from)
     │   └── RecordError           one record is bad: names the file, the record and the field;
     │                             batches report it and go on                      → RECORDS_FAILED
     ├── FieldError                raised inside a reader where one field is bad; the reader's
     │                             boundary (sources/record.py) turns it into a RecordError
     ├── OutputError               an output file could not be written: names the path and the
-    │                             operating system's reason; nothing partial is left → OUTPUT_FAILED
+    │                             OS's reason; nothing partial is left             → OUTPUT_FAILED
     ├── FetchError                a study or page could not be downloaded from ClinicalTrials.gov
     └── PublishError              the FHIR server refused or could not be reached (its subclasses
                                   live in fhirconv/publish/)
@@ -29,8 +29,7 @@ class ExitCode(IntEnum):
     OK = 0
     RECORDS_FAILED = 1  # some records or studies failed; the others were processed and written
     USAGE = 2  # the command line cannot be run as given (bad option, -o FILE with several inputs)
-    INPUT_FAILED = 3  # an input could not be read at all (no such path, nothing to read)
-    OUTPUT_FAILED = 4  # an output could not be written (read-only, disk full); nothing partial left
+    OUTPUT_FAILED = 3  # an output could not be written (read-only, disk full); nothing partial left
     BROKEN_PIPE = 141  # stdout closed by its reader (`| head`): 128 + SIGPIPE, as shells report
 
 
