@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from fhirconv.bundle import transaction_bundle
-from fhirconv.errors import FhirconvError, RecordError
+from fhirconv.errors import FhirconvError, RecordError, unexpected
 from fhirconv.mapping import map_trial
 from fhirconv.mapping.provenance import to_provenance
 from fhirconv.model import Trial
 from fhirconv.sources import read_path, read_text
-from fhirconv.sources.record import unexpected
 from fhirconv.validate import Issue, errors, validate_bundle
 
 Json = dict[str, Any]

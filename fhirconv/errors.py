@@ -20,7 +20,9 @@ Batch commands catch `RecordError` per record, so one bad record never loses the
 
 from __future__ import annotations
 
+import traceback
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -106,3 +108,12 @@ class QueryError(UsageError, ValueError):
 
 class PublishError(FhirconvError):
     """The FHIR server refused a bundle, or could not be reached after retries."""
+
+
+def unexpected(error: BaseException) -> str:
+    """A RecordError message for data no reader check anticipated: what Python met, and where in
+    fhirconv (so it can be reported and fixed), in one line."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [f for f in frames if "/fhirconv/" in f.filename.replace("\\", "/")]
+    where = f" (in {Path(ours[-1].filename).name}:{ours[-1].lineno})" if ours else ""
+    return f"unexpected data: {type(error).__name__}: {error}{where}"

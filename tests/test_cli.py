@@ -44,7 +44,8 @@ def test_batch_with_one_bad_record_converts_the_rest(tmp_path: Path) -> None:
     code, _, err = run("convert", str(inputs), "-o", str(tmp_path / "out"))
     assert code == 1
     assert (tmp_path / "out" / "NCT00007696.json").exists()
-    assert "broken.json" in err and "truncated JSON (the text ends too early) at line 1 col 22" in err
+    assert "broken.json" in err
+    assert "truncated JSON (the text ends too early) at line 1 col 22" in err
     assert "converted 1 study, 1 failed" in err
     assert "Traceback" not in err
 

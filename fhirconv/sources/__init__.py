@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from fhirconv.errors import InputError, RecordError, UnknownFormatError
+from fhirconv.errors import InputError, RecordError, UnknownFormatError, unexpected
 from fhirconv.model import Trial
 from fhirconv.sources import ctgov_json, ctgov_xml, registry_text
-from fhirconv.sources.record import unexpected
 
 Reader = Callable[[str, str], Iterator[Trial | RecordError]]
 _READERS: dict[str, Reader] = {

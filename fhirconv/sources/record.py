@@ -8,13 +8,11 @@ exception into a `RecordError` naming the file, the record and the field, so the
 from __future__ import annotations
 
 import re
-import traceback
-from pathlib import Path
 from typing import Protocol
 
 from pydantic import ValidationError
 
-from fhirconv.errors import FieldError, RecordError
+from fhirconv.errors import FieldError, RecordError, unexpected
 from fhirconv.model import Trial
 
 
@@ -54,15 +52,6 @@ def read_record(reader: RecordReader) -> Trial | RecordError:
         return RecordError(reader.file, reader.record, None, "nested too deeply to read; refused")
     except Exception as error:  # the boundary: any other shape is this record's
         return RecordError(reader.file, reader.record, None, unexpected(error))
-
-
-def unexpected(error: BaseException) -> str:
-    """A RecordError message for data no reader check anticipated: what Python met, and where in
-    fhirconv (so it can be reported and fixed), in one line."""
-    frames = traceback.extract_tb(error.__traceback__)
-    ours = [f for f in frames if "fhirconv" in f.filename]
-    where = f" (in {Path(ours[-1].filename).name}:{ours[-1].lineno})" if ours else ""
-    return f"unexpected data: {type(error).__name__}: {error}{where}"
 
 
 __all__ = ["FieldError", "RecordReader", "read_record", "unexpected", "upper_snake"]
