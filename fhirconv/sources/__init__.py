@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from fhirconv.errors import InputError, RecordError, UnknownFormatError, unexpected
 from fhirconv.model import Trial
 from fhirconv.sources import ctgov_json, ctgov_xml, registry_text
@@ -63,7 +65,30 @@ def read_text(text: str, file: str, fmt: str | None = None) -> Iterator[Trial | 
         except Exception as error:  # the file boundary, behind each record's own
             yield RecordError(file, None, None, unexpected(error))
             return
+        if isinstance(record, Trial):
+            field = _undecodable_field(record)
+            if field is not None:
+                yield RecordError(file, record.nct_id, field, "the file is not valid UTF-8 here")
+                continue
         yield record
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _undecodable_field(trial: Trial) -> str | None:
+    """The first field holding bytes that were not UTF-8 (kept as surrogate escapes), if any."""
+    stack: list[tuple[str, object]] = [("", trial)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _UNDECODABLE.search(value):
+                return path
+        elif isinstance(value, BaseModel):
+            stack += [(f"{path}.{k}".lstrip("."), v) for k, v in value.__dict__.items()]
+        elif isinstance(value, tuple | list):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    return None
 
 
 def input_files(path: Path) -> list[Path]:
@@ -78,9 +103,9 @@ _XML_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+
 
 def decode_input(data: bytes, file: str) -> str:
     """The text of an input file: UTF-8 (a BOM is allowed), or the encoding an XML declaration
-    names (ISO-8859-1, windows-1252 …). Bytes that are not valid UTF-8 in a JSON file are kept
-    as surrogate escapes, so only the record holding them fails (naming the field); in other
-    formats they fail the file, naming the byte offset."""
+    names (ISO-8859-1, windows-1252 …). Bytes that are not valid UTF-8 in JSON or page text are
+    kept as surrogate escapes, so only the record holding them fails, naming the field
+    (`read_text` checks every Trial); in XML they fail the file, naming the byte offset."""
     body = data.removeprefix(b"\xef\xbb\xbf")
     declared = _XML_ENCODING.match(body.lstrip())
     if declared:
@@ -99,11 +124,21 @@ def decode_input(data: bytes, file: str) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as error:
-        if body.lstrip()[:1] in (b"{", b"["):
-            return body.decode("utf-8", errors="surrogateescape")
-        raise InputError(
-            f"{file}: not UTF-8: byte 0x{body[error.start]:02x} at offset {error.start}"
-        ) from None
+        if body.lstrip()[:1] == b"<":
+            raise InputError(
+                f"{file}: not UTF-8 (and no XML declaration names another encoding): "
+                f"byte 0x{body[error.start]:02x} at offset {error.start}"
+            ) from None
+        return body.decode("utf-8", errors="surrogateescape")
+
+
+_NCT_ID_IN_BYTES = re.compile(rb'<nct_id>\s*(NCT\d{8})\s*</nct_id>|"nctId"\s*:\s*"(NCT\d{8})"')
+
+
+def _lone_nct_id(data: bytes) -> str | None:
+    """The NCT id of an undecodable file holding one study, to name it in the error."""
+    found = {b"".join(match).decode() for match in _NCT_ID_IN_BYTES.findall(data)}
+    return found.pop() if len(found) == 1 else None
 
 
 def read_path(
@@ -130,7 +165,8 @@ def read_path(
             yield RecordError(str(file), None, None, f"cannot read file: {error.strerror}")
             continue
         except InputError as error:
-            yield RecordError(str(file), None, None, str(error).split(": ", 1)[-1])
+            record = _lone_nct_id(file.read_bytes())
+            yield RecordError(str(file), record, None, str(error).split(": ", 1)[-1])
             continue
         yield from _read_file_text(text, str(file), fmt)
 

@@ -63,10 +63,8 @@ def raw_studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]
         position = "#1" if line is None else f"line {line}"
         if isinstance(document, InputError):
             found = True
-            yield (
-                position,
-                RecordError(file, None if line is None else position, None, str(document)),
-            )
+            record = position if line is not None else _lone_nct_id(text)
+            yield position, RecordError(file, record, None, str(document))
             continue
         if isinstance(document, dict) and isinstance(document.get("studies"), list):
             document = document["studies"]
@@ -80,6 +78,12 @@ def raw_studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]
     if not found:
         what = "the file is empty" if not text.strip("\ufeff \t\r\n") else "no studies in it"
         yield "#1", RecordError(file, None, None, f"no records: {what}")
+
+
+def _lone_nct_id(text: str) -> str | None:
+    """The NCT id of an unparseable text holding one study, to name it in the error."""
+    found = set(re.findall(r'"nctId"\s*:\s*"(NCT\d{8})"', text))
+    return found.pop() if len(found) == 1 else None
 
 
 def study_to_trial(

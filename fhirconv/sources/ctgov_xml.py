@@ -62,10 +62,10 @@ def read_text(text: str, file: str) -> Iterator[Trial | RecordError]:
     try:
         root = _parse(text)
     except ParseError as error:
-        yield RecordError(file, None, None, f"malformed XML: {error}")
+        yield RecordError(file, _lone_nct_id(text), None, f"malformed XML: {error}")
         return
     except DefusedXmlException as error:
-        yield RecordError(file, None, None, f"refused unsafe XML: {error!r}")
+        yield RecordError(file, _lone_nct_id(text), None, f"refused unsafe XML: {error!r}")
         return
     studies = [root] if root.tag == ROOT else root.findall(f".//{ROOT}")
     if not studies:
@@ -75,6 +75,12 @@ def read_text(text: str, file: str) -> Iterator[Trial | RecordError]:
         return
     for index, study in enumerate(studies, 1):
         yield study_to_trial(study, file, f"#{index}")
+
+
+def _lone_nct_id(text: str) -> str | None:
+    """The NCT id of an unparseable file holding one study, to name it in the error."""
+    found = set(re.findall(r"<nct_id>\s*(NCT\d{8})\s*</nct_id>", text))
+    return found.pop() if len(found) == 1 else None
 
 
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
