@@ -13,6 +13,7 @@ file cut short gets one "truncated JSON at line L col C" instead of an error for
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,10 +25,19 @@ MAX_DEPTH = 200
 def json_error_message(error: json.JSONDecodeError, first_line: int = 1) -> str:
     """'truncated JSON …' when the text ends before the value does, else 'invalid JSON …';
     `first_line` is the line the parsed text starts on (NDJSON)."""
-    ended = error.pos >= len(error.doc.rstrip())
+    ended = error.pos >= len(error.doc.rstrip()) or _unclosed(error.doc)
     kind = "truncated JSON (the text ends too early)" if ended else "invalid JSON"
     line = error.lineno + first_line - 1
     return f"{kind} at line {line} col {error.colno}: {error.msg}"
+
+
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+def _unclosed(text: str) -> bool:
+    """Whether more objects and arrays are opened than closed (strings aside): a text cut short."""
+    bare = _STRING.sub("", text)
+    return bare.count("{") + bare.count("[") > bare.count("}") + bare.count("]")
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
