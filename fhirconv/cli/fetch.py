@@ -58,6 +58,7 @@ class _Output:
         self.file: AtomicFile | None = None
         self.where = "stdout"
         self.failed = False  # a write failed: the NDJSON file is not put in place
+        self.close_error: str | None = None
         if output is None or output == "-":
             self.stream = sys.stdout
         elif output.lower().endswith(_NDJSON_SUFFIXES):
@@ -86,10 +87,14 @@ class _Output:
     def close(self, complete: bool) -> None:
         """Put the NDJSON file in place (`complete`), or remove it (a write failed)."""
         if self.file is not None:
-            if complete:
-                self.file.commit()
-            else:
+            if not complete:
                 self.file.discard()
+                return
+            try:
+                self.file.commit()
+            except OutputError as error:
+                self.failed = True
+                self.close_error = f"{error}; stopped, no partial file left"
 
 
 class _ProgressBar:
@@ -296,6 +301,8 @@ def fetch(
             bar.finish()
         stats = client.stats
 
+    if sink.close_error:
+        failures.append(sink.close_error)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     for failure in failures:
