@@ -26,7 +26,8 @@ def _quiet_stdout() -> None:
 
 class _Commands(TyperGroup):
     """The command group; a reader that closes stdout early (`fhirconv match … | head`) ends the
-    run quietly with ExitCode.BROKEN_PIPE, not with a traceback or click's generic exit 1."""
+    run quietly with ExitCode.BROKEN_PIPE, not with a traceback or click's generic exit 1; an
+    input nested too deeply for Python is a usage error, not a RecursionError traceback."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -34,6 +35,10 @@ class _Commands(TyperGroup):
         except BrokenPipeError:
             _quiet_stdout()
             raise typer.Exit(code=ExitCode.BROKEN_PIPE) from None
+        except RecursionError:
+            # The readers refuse deep nesting record by record; this is the last guard for any
+            # input parsed elsewhere (push reads bundles itself).
+            raise usage_error("an input is nested too deeply to read; refused") from None
 
 
 app = typer.Typer(
