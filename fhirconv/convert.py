@@ -7,7 +7,6 @@ handle, or one that fails validation is yielded as a failure, and the others are
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +18,7 @@ from fhirconv.errors import FhirconvError, RecordError, unexpected
 from fhirconv.mapping import map_trial
 from fhirconv.mapping.provenance import to_provenance
 from fhirconv.model import Trial
-from fhirconv.sources import read_path, read_text
+from fhirconv.sources import read_path, read_stdin, read_text
 from fhirconv.validate import Issue, errors, validate_bundle
 
 Json = dict[str, Any]
@@ -143,7 +142,7 @@ class _StdinOnce:
 
     def text(self) -> str:
         if self._text is None:
-            self._text = sys.stdin.read()
+            self._text = read_stdin()
         return self._text
 
 

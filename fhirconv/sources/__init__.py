@@ -141,14 +141,23 @@ def _lone_nct_id(data: bytes) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+def read_stdin() -> str:
+    """Standard input decoded as files are (BOM, XML-declared encodings, bad bytes)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.read()
+    data: bytes = buffer.read()
+    return decode_input(data, "-")
+
+
 def read_path(
-    name: str, fmt: str | None = None, *, stdin: Callable[[], str] = sys.stdin.read
+    name: str, fmt: str | None = None, *, stdin: Callable[[], str] | None = None
 ) -> Iterator[Trial | RecordError]:
     """Every record in a file, a directory of files, or `-` (`stdin()`). A file that cannot be
     read or recognized becomes one RecordError; the others are still read. A directory holding no
     input file is a RecordError too: a run over nothing must not look like success."""
     if name == "-":
-        yield from _read_file_text(stdin(), "-", fmt)
+        yield from _read_file_text((stdin or read_stdin)(), "-", fmt)
         return
     path = Path(name)
     if not path.exists():
@@ -181,4 +190,12 @@ def _read_file_text(text: str, file: str, fmt: str | None) -> Iterator[Trial | R
         yield RecordError(file, None, None, str(error).split(": ", 1)[-1])
 
 
-__all__ = ["FORMATS", "decode_input", "detect_format", "input_files", "read_path", "read_text"]
+__all__ = [
+    "FORMATS",
+    "decode_input",
+    "detect_format",
+    "input_files",
+    "read_path",
+    "read_stdin",
+    "read_text",
+]
