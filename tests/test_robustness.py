@@ -307,3 +307,13 @@ def test_any_mutation_of_an_xml_element_converts_or_is_named(data: st.DataObject
         return
     converted = convert_or_report(result)
     assert isinstance(converted, RecordError) or converted.ok, converted.issues[:3]
+
+
+def test_an_xml_element_with_children_where_text_belongs_is_named() -> None:
+    path = sorted((FIXTURES / "ctgov-xml").glob("*.xml"))[0]
+    text = path.read_text(encoding="utf-8").replace("<brief_title>", "<brief_title><b>x</b>", 1)
+    (trial,) = read_text(text, "odd.xml", "ctgov-xml")
+    assert not isinstance(trial, RecordError)
+    (warning,) = trial.reader_warnings
+    assert "odd.xml, record NCT" in warning and "field clinical_study/brief_title" in warning
+    assert "expected text, found <b>" in warning
