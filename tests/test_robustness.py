@@ -17,10 +17,23 @@ from hypothesis import strategies as st
 
 from fhirconv.convert import convert_inputs, convert_or_report, convert_trial
 from fhirconv.errors import InputError, RecordError
-from fhirconv.sources import decode_input, read_path, read_text
+from fhirconv.model import Trial
+from fhirconv.sources import decode_input, read_path, read_text, registry_text
 from fhirconv.sources.ctgov_json import study_to_trial
+from fhirconv.sources.render_text import render_registry_text
 from tests.conftest import FIXTURES
-from tests.mutations import JSON_OPS, XML_OPS, json_paths, mutate_json, mutate_xml, xml_elements
+from tests.mutations import (
+    JSON_OPS,
+    TEXT_OPS,
+    XML_OPS,
+    json_paths,
+    mutate_json,
+    mutate_text,
+    mutate_xml,
+    xml_elements,
+)
+
+HEADINGS = frozenset(registry_text.BLURBS)
 
 JUNK: list[Any] = ["", "   ", None, "ÄÖ ü\u200b", "12", "x" * 3000, "0", "2020-13", [], {}, 7, True]
 
@@ -317,3 +330,30 @@ def test_an_xml_element_with_children_where_text_belongs_is_named() -> None:
     (warning,) = trial.reader_warnings
     assert "odd.xml, record NCT" in warning and "field clinical_study/brief_title" in warning
     assert "expected text, found <b>" in warning
+
+
+_PAGES = [
+    render_registry_text(trial)
+    for study in _FIXTURE_STUDIES[:4]
+    if isinstance(trial := _read_one(study), Trial)
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_mutation_of_a_page_keeps_its_neighbours_and_converts_or_is_named(
+    data: st.DataObject,
+) -> None:
+    page = data.draw(st.sampled_from(_PAGES[1:]))
+    op = data.draw(st.sampled_from(TEXT_OPS))
+    mutated = mutate_text(page, op, random.Random(data.draw(st.integers(0, 2**16))), HEADINGS)
+    text = decode_input(_PAGES[0].encode() + b"\n" + mutated, "pages.txt")
+    results = list(read_text(text, "pages.txt", "registry-text"))
+    first = results[0]
+    assert not isinstance(first, RecordError) and first.nct_id in _PAGES[0]
+    for result in results[1:]:
+        if isinstance(result, RecordError):
+            assert result.file == "pages.txt" and (result.record or result.field)
+            continue
+        converted = convert_or_report(result)
+        assert isinstance(converted, RecordError) or converted.ok, converted.issues[:3]
