@@ -2,6 +2,8 @@
 
 Accepts a single study object, a page (`{"studies": [...]}`), a JSON array of studies, or NDJSON
 (one study per line). Field paths in errors are API v2 paths (`protocolSection.statusModule…`).
+Each study is first conformed to the shapes the reader expects (`json_shapes.conform`: wrong shapes
+are coerced or ignored with a warning naming the field), so reading it never meets a surprise.
 """
 
 from __future__ import annotations
