@@ -37,10 +37,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fhirconv.convert import convert_trial
-from fhirconv.errors import RecordError
+from fhirconv.convert import convert_or_report
+from fhirconv.errors import InputError, RecordError, unexpected
 from fhirconv.mapping import countries, ids
-from fhirconv.sources import input_files
+from fhirconv.sources import decode_input, input_files
 from fhirconv.sources.ctgov_json import raw_studies, study_to_trial
 from fhirconv.tables import load_json
 
@@ -663,15 +663,20 @@ def measure_inputs(inputs: list[str]) -> Coverage:
                 coverage.failed.append(f"{path}: not ClinicalTrials.gov API v2 JSON (skipped)")
                 continue
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
+                text = decode_input(path.read_bytes(), str(path))
+            except (OSError, InputError) as error:
                 coverage.failed.append(f"{path}: cannot read: {error}")
                 continue
             for position, study in raw_studies(text, str(path)):
                 trial = study_to_trial(study, str(path), position)
-                if isinstance(trial, RecordError):
-                    coverage.failed.append(str(trial))
+                converted = trial if isinstance(trial, RecordError) else convert_or_report(trial)
+                if isinstance(converted, RecordError):
+                    coverage.failed.append(str(converted))
                     continue
                 assert not isinstance(study, RecordError)
-                coverage.add(measure_record(study, convert_trial(trial).bundle, coverage.spec))
+                try:
+                    coverage.add(measure_record(study, converted.bundle, coverage.spec))
+                except Exception as error:  # the record boundary, as in convert
+                    where = converted.trial.source.describe()
+                    coverage.failed.append(f"{where}: cannot measure: {unexpected(error)}")
     return coverage

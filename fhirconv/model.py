@@ -322,6 +322,10 @@ class Trial(Part):
     # legacy XML download_date): a property of the download, kept for the Provenance.
     data_version: PartialDate | None = None
 
+    # What the reader met and could not take as written (a field of the wrong shape, ignored or
+    # coerced): one line each, naming file, record and field; reported with the mapping warnings.
+    reader_warnings: tuple[str, ...] = ()
+
     @field_validator("nct_id")
     @classmethod
     def _nct_id(cls, value: str) -> str:

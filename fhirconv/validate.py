@@ -8,7 +8,6 @@ bundles or resources from disk for `fhirconv validate`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fhirconv import fhir
+from fhirconv.errors import InputError, unexpected
+from fhirconv.jsonio import json_documents
 from fhirconv.tables import load_json
 
 Json = dict[str, Any]
@@ -204,21 +205,27 @@ class CheckedDocument:
 
 def validate_files(paths: list[Path]) -> Iterator[CheckedDocument]:
     """Validate every Bundle or resource in `paths` (JSON, NDJSON, directories of them). A file
-    that cannot be read or parsed is one document with one error."""
+    or line that cannot be read, parsed, or holds no resource is a document with one error."""
     for file in _json_files(paths):
-        try:
-            documents = _documents(file)
-        except (OSError, ValueError) as error:
-            yield CheckedDocument(
-                str(file), [Issue("error", str(file), "", f"cannot read: {error}")]
-            )
-            continue
-        for where, document in documents:
-            if document.get("resourceType") == "Bundle":
-                issues = validate_bundle(document)
+        for where, document in _documents(file):
+            if isinstance(document, InputError):
+                yield CheckedDocument(
+                    f"{file}{where}", [Issue("error", str(file), "", f"cannot read: {document}")]
+                )
             else:
-                issues = validate_resource(document)
-            yield CheckedDocument(f"{file}{where}", issues)
+                yield CheckedDocument(f"{file}{where}", _checked(document, str(file)))
+
+
+def _checked(document: Json, file: str) -> list[Issue]:
+    """The document's issues; a shape no check anticipated is one error, not a traceback."""
+    try:
+        if document.get("resourceType") == "Bundle":
+            return validate_bundle(document)
+        return validate_resource(document)
+    except RecursionError:
+        return [Issue("error", file, "", "nested too deeply to validate")]
+    except Exception as error:  # the boundary: one document never stops the others
+        return [Issue("error", file, "", f"cannot validate: {unexpected(error)}")]
 
 
 def _json_files(paths: list[Path]) -> list[Path]:
@@ -231,13 +238,28 @@ def _json_files(paths: list[Path]) -> list[Path]:
     return result
 
 
-def _documents(file: Path) -> list[tuple[str, Json]]:
-    text = file.read_text(encoding="utf-8")
+def _documents(file: Path) -> list[tuple[str, Json | InputError]]:
+    """(":line" or "" or "#index", a JSON object or why there is none) for each document: a
+    whole-file JSON value, NDJSON lines, or the items of a JSON array (a UTF-8 BOM is allowed)."""
     try:
-        return [("", json.loads(text))]
-    except json.JSONDecodeError:
-        return [
-            (f":{n}", json.loads(line))
-            for n, line in enumerate(text.splitlines(), 1)
-            if line.strip()
-        ]
+        text = file.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        return [("", InputError(error.strerror or str(error)))]
+    except UnicodeDecodeError as error:
+        return [("", InputError(f"not UTF-8: byte at offset {error.start}"))]
+    found: list[tuple[str, Json | InputError]] = []
+    for line, value in json_documents(text):
+        where = "" if line is None else f":{line}"
+        items = (
+            [(f"{where}#{index}", item) for index, item in enumerate(value, 1)]
+            if isinstance(value, list)
+            else [(where, value)]
+        )
+        for place, item in items:
+            if isinstance(item, dict | InputError):
+                found.append((place, item))
+            else:
+                found.append((place, InputError("not a FHIR resource (a JSON object)")))
+    if not found:
+        found.append(("", InputError("no resources: the file is empty")))
+    return found

@@ -3,6 +3,11 @@
 `BundleWriter`: one transaction Bundle per study — to stdout (one per line, or indented), to one
 file (a single study), or to a directory of `NCTxxxxxxxx.json` (several). `NdjsonWriter`: the
 bulk-data layout, one `<Type>.ndjson` per resource type with each shared resource written once.
+
+Every file is written atomically (`fhirconv.atomic`): a write that fails (read-only directory,
+disk full) raises `OutputError` naming the path and the reason and leaves no partial file; the
+Bundle files written before it stay, complete, and are listed in `written`. NDJSON files appear
+only when the whole run has been written (`close()`); `abort()` removes them all.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from fhirconv.atomic import AtomicFile, make_directory, write_text_atomically
 from fhirconv.bundle import dumps
 
 Json = dict[str, Any]
@@ -26,7 +32,7 @@ class BundleWriter:
     """Writes each study's Bundle as soon as it is converted.
 
     With `output` a file name and no sign of several studies, the first Bundle is held back: a
-    second study turns the output into a directory (as if several had been announced)."""
+    second study (one input file that holds several) turns the output into a directory."""
 
     def __init__(self, output: str | None, *, pretty: bool, several: bool, echo: Echo) -> None:
         self.output = None if output in (None, "-") else output
@@ -41,13 +47,14 @@ class BundleWriter:
     def _open_directory(self) -> None:
         assert self.output is not None
         self.directory = Path(self.output)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory)
 
     def _to_directory(self, nct_id: str, bundle: Json) -> None:
         assert self.directory is not None
         path = self.directory / f"{nct_id}.json"
-        path.write_text(dumps(bundle, self.pretty), encoding="utf-8")
-        self.written.append(path)
+        write_text_atomically(path, dumps(bundle, self.pretty))
+        if path not in self.written:
+            self.written.append(path)
 
     def add(self, nct_id: str, bundle: Json) -> None:
         if self.output is None:
@@ -65,10 +72,13 @@ class BundleWriter:
     def close(self) -> None:
         if self.held is not None and self.output is not None:
             target = Path(self.output)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(dumps(self.held[1], self.pretty), encoding="utf-8")
+            held, self.held = self.held, None
+            write_text_atomically(target, dumps(held[1], self.pretty))
             self.written.append(target)
-            self.held = None
+
+    def abort(self) -> None:
+        """Stop without writing a held Bundle; files already written stay (each is complete)."""
+        self.held = None
 
 
 class NdjsonWriter:
@@ -79,9 +89,10 @@ class NdjsonWriter:
         self.directory = None if output in (None, "-") else Path(str(output))
         self.echo = echo
         self.seen: set[tuple[str, str]] = set()
-        self.files: dict[str, IO[str]] = {}
+        self.files: dict[str, AtomicFile] = {}
+        self.written: list[Path] = []
         if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_directory(self.directory)
 
     def add(self, resources: list[Json]) -> None:
         for resource in resources:
@@ -95,10 +106,20 @@ class NdjsonWriter:
                 continue
             kind = resource["resourceType"]
             if kind not in self.files:
-                self.files[kind] = (self.directory / f"{kind}.ndjson").open("w", encoding="utf-8")
+                self.files[kind] = AtomicFile(self.directory / f"{kind}.ndjson")
             self.files[kind].write(line + "\n")
 
     def close(self) -> None:
+        """Put every `<Type>.ndjson` in place; a failure removes the ones not yet in place."""
+        try:
+            for handle in self.files.values():
+                handle.commit()
+                self.written.append(handle.target)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Remove every NDJSON file not yet in place (nothing truncated is left)."""
         for handle in self.files.values():
-            handle.close()
+            handle.discard()
         self.files.clear()

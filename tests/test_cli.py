@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fhirconv.cli import app
+from fhirconv.errors import ExitCode
 from tests.conftest import EXAMPLE, FIXTURES
 
 runner = CliRunner()
@@ -44,7 +50,8 @@ def test_batch_with_one_bad_record_converts_the_rest(tmp_path: Path) -> None:
     code, _, err = run("convert", str(inputs), "-o", str(tmp_path / "out"))
     assert code == 1
     assert (tmp_path / "out" / "NCT00007696.json").exists()
-    assert "broken.json" in err and "malformed JSON" in err
+    assert "broken.json" in err
+    assert "truncated JSON (the text ends too early) at line 1 col 22" in err
     assert "converted 1 study, 1 failed" in err
     assert "Traceback" not in err
 
@@ -147,3 +154,167 @@ def test_stdout_bundles_are_one_per_line(tmp_path: Path) -> None:
     assert code == 0, err
     bundles = [json.loads(line) for line in out.splitlines()]
     assert [b["entry"][0]["resource"]["id"] for b in bundles] == ["NCT00007696", "NCT05765006"]
+
+
+# --- usage, empty input, exit codes ------------------------------------------------------------
+
+
+def test_exit_codes_keep_their_documented_meanings() -> None:
+    assert (ExitCode.OK, ExitCode.RECORDS_FAILED, ExitCode.USAGE) == (0, 1, 2)
+    assert ExitCode.OUTPUT_FAILED == 3 and ExitCode.BROKEN_PIPE == 141
+
+
+def test_one_output_file_for_several_inputs_is_a_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "single.json"
+    code, _, err = run("convert", str(GOOD), str(EXAMPLE), "-o", str(target))
+    assert code == ExitCode.USAGE
+    assert "names one file" in err and not target.exists()
+
+
+def test_empty_inputs_fail_with_a_message(tmp_path: Path) -> None:
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "nothing").mkdir()
+    names = [str(tmp_path / n) for n in ("empty.json", "list.json", "nothing")]
+    code, _, err = run("convert", *names)
+    assert code == ExitCode.RECORDS_FAILED
+    assert "empty.json: no records: the file is empty" in err
+    assert "list.json: no records: no studies in it" in err
+    assert "nothing: no records: the directory has no" in err
+
+
+def test_duplicate_ids_keep_the_newest_record_in_ndjson_output_too(tmp_path: Path) -> None:
+    study = json.loads(GOOD.read_text())
+    newer = json.loads(GOOD.read_text())
+    newer["protocolSection"]["identificationModule"]["briefTitle"] = "Newest"
+    newer["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"] = {"date": "2031-05"}
+    (tmp_path / "in.ndjson").write_text(json.dumps(newer) + "\n" + json.dumps(study) + "\n")
+    for fmt in ("bundle", "ndjson"):
+        out = tmp_path / fmt
+        code, _, err = run("convert", str(tmp_path / "in.ndjson"), "--format", fmt, "-o", f"{out}/")
+        assert code == 0, err
+        assert "NCT00007696 occurs in 2 records" in err
+        text = (
+            out / ("NCT00007696.json" if fmt == "bundle" else "ResearchStudy.ndjson")
+        ).read_text()
+        assert "Newest" in text
+
+
+def test_validate_reads_a_bom_an_array_and_fails_on_an_empty_file(tmp_path: Path) -> None:
+    bundle = (Path(__file__).parent / "golden" / "NCT05765006.bundle.json").read_text()
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + bundle.encode())
+    code, out, err = run("validate", str(tmp_path / "bom.json"))
+    assert code == 0, out + err
+    (tmp_path / "array.json").write_text(f"[{bundle}, 3]")
+    code, out, err = run("validate", str(tmp_path / "array.json"))
+    assert (
+        code == ExitCode.RECORDS_FAILED and "array.json#2" in out and "not a FHIR resource" in out
+    )
+    (tmp_path / "empty.json").write_text("")
+    code, out, err = run("validate", str(tmp_path / "empty.json"))
+    assert code == ExitCode.RECORDS_FAILED and "no resources" in out
+
+
+def test_deep_json_is_refused_by_validate_and_match(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"resourceType": "Bundle", "entry": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, out, _ = run("validate", str(deep))
+    assert code == ExitCode.RECORDS_FAILED and "nested more than" in out
+    code, _, err = run("match", str(deep), "--study", str(deep))
+    assert code == ExitCode.USAGE and "nested more than" in err
+    code, _, err = run("push", str(deep), "--server", "http://127.0.0.1:9/fhir", "--dry-run")
+    assert code == ExitCode.USAGE and "nested too deeply" in err and "Traceback" not in err
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+
+def _disk_full_after(monkeypatch: pytest.MonkeyPatch, successes: int) -> None:
+    """The (successes+1)-th file flush fails as a full disk does."""
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > successes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr("fhirconv.atomic.os.fsync", fsync)
+
+
+def test_a_full_disk_stops_with_the_path_and_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _disk_full_after(monkeypatch, 2)
+    out = tmp_path / "out"
+    code, _, err = run("convert", str(FIXTURES / "ctgov-v2"), "-o", str(out), "-q")
+    assert code == ExitCode.OUTPUT_FAILED
+    assert f"cannot write {out}{os.sep}" in err and "No space left on device" in err
+    assert "2 complete file(s) written before it are kept" in err
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) == 2 and all(name.endswith(".json") for name in files)
+    for file in out.iterdir():
+        assert json.loads(file.read_text())["resourceType"] == "Bundle"
+
+
+def test_a_full_disk_leaves_no_ndjson_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _disk_full_after(monkeypatch, 1)
+    out = tmp_path / "bulk"
+    code, _, err = run("convert", str(FIXTURES / "ctgov-v2"), "--format", "ndjson", "-o", str(out))
+    assert code == ExitCode.OUTPUT_FAILED and "No space left on device" in err
+    assert sorted(p.name for p in out.iterdir()) == ["ResearchStudy.ndjson"] or not list(
+        out.iterdir()
+    )
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
+def test_a_read_only_directory_names_the_path(tmp_path: Path) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        code, _, err = run("convert", str(FIXTURES / "ctgov-v2"), "-o", str(out))
+    finally:
+        out.chmod(0o755)
+    assert code == ExitCode.OUTPUT_FAILED and f"cannot write {out}" in err
+    assert not list(out.iterdir())
+
+
+def test_a_write_error_in_a_single_file_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "one.json"
+    target.write_text("previous")
+    _disk_full_after(monkeypatch, 0)
+    code, _, err = run("convert", str(GOOD), "-o", str(target))
+    assert code == ExitCode.OUTPUT_FAILED and f"cannot write {target}" in err
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["one.json"]
+
+
+# --- stdout closed by its reader ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["convert", "match"])
+def test_a_closed_pipe_ends_quietly(command: str) -> None:
+    golden = Path(__file__).parent / "golden" / "NCT05765006.bundle.json"
+    patients = FIXTURES.parent.parent / ".." / "shared" / "synthea-r4"
+    if command == "convert":
+        args = ["convert", *[str(p) for p in sorted((FIXTURES / "ctgov-v2").glob("*.json"))]]
+    else:
+        patient_files = sorted(patients.glob("*.json"))[:20]
+        if not patient_files:
+            pytest.skip("no ../shared/synthea-r4 patients")
+        args = ["match", *map(str, patient_files), "--study", str(golden), "--as-of", "2024-01-01"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fhirconv", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.read(100)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=300) == ExitCode.BROKEN_PIPE, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr

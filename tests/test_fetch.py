@@ -16,7 +16,9 @@ The server logs every request (path and query parameters) for the assertions.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import re
 import threading
@@ -34,7 +36,7 @@ from typer.testing import CliRunner
 
 from fhirconv.cli import app
 from fhirconv.convert import convert_inputs
-from fhirconv.errors import FhirconvError, RecordError
+from fhirconv.errors import ExitCode, FhirconvError, RecordError
 from fhirconv.fetch import (
     BASE_URL_ENV,
     CtgovClient,
@@ -590,3 +592,38 @@ def test_progress_bar_draws_in_place_and_only_when_enabled() -> None:
     off.update(1, 2)
     off.finish()
     assert silent.getvalue() == ""
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch, successes: int) -> None:
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > successes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr("fhirconv.atomic.os.fsync", fsync)
+
+
+def test_cli_fetch_a_full_disk_names_the_file_and_leaves_no_partial_one(
+    replay: Replay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _full_disk(monkeypatch, 1)
+    result = fetch_cli(replay, "NCT00184067", "NCT00007696", "-o", str(tmp_path))
+    assert result.exit_code == ExitCode.OUTPUT_FAILED
+    assert f"cannot write {tmp_path}" in result.stderr
+    assert "No space left on device" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["NCT00184067.json"]
+
+
+def test_cli_fetch_ndjson_that_cannot_be_written_is_not_left_truncated(
+    replay: Replay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _full_disk(monkeypatch, 0)
+    target = tmp_path / "studies.ndjson"
+    result = fetch_cli(replay, "NCT00184067", "NCT00007696", "-o", str(target))
+    assert result.exit_code == ExitCode.OUTPUT_FAILED
+    assert f"cannot write {target}" in result.stderr
+    assert list(tmp_path.iterdir()) == []

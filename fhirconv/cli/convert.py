@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fhirconv.cli import app
+from fhirconv.cli import app, fail, usage_error
 from fhirconv.cli.push import push
 from fhirconv.convert import convert_inputs
-from fhirconv.errors import FhirconvError, RecordError
+from fhirconv.errors import ExitCode, FhirconvError, OutputError, RecordError
 from fhirconv.fetch import StudyFetcher
 from fhirconv.sources import FORMATS
 from fhirconv.validate import errors
 from fhirconv.write import BundleWriter, NdjsonWriter
-
-
-def _fail_usage(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
 
 
 @app.command()
@@ -86,31 +82,59 @@ def convert(
 ) -> None:
     """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
     if source_format and source_format not in FORMATS:
-        raise _fail_usage(f"--from must be one of {', '.join(FORMATS)}, not {source_format!r}")
+        raise usage_error(f"--from must be one of {', '.join(FORMATS)}, not {source_format!r}")
     if output_format not in {"bundle", "ndjson"}:
-        raise _fail_usage("--format must be bundle or ndjson")
+        raise usage_error("--format must be bundle or ndjson")
     if push_to and output_format != "bundle":
-        raise _fail_usage("--push sends transaction Bundles: use it with --format bundle")
+        raise usage_error("--push sends transaction Bundles: use it with --format bundle")
+    several = len(inputs) > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
+    if several and output_format == "bundle" and _names_one_file(output):
+        raise usage_error(
+            f"-o {output} names one file, but the inputs hold several studies",
+            "Give a directory (e.g. -o out/) for one NCTxxxxxxxx.json per study.",
+        )
     with tempfile.TemporaryDirectory(prefix="fhirconv-") as scratch:
         if push_to and output in (None, "-"):
             output = scratch + "/"  # nothing asked on stdout: push from a scratch directory
-        several = len(inputs) > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
-        converted, failures = _convert_and_write(
+        run = _convert_and_write(
             inputs, output, source_format, output_format, pretty, several, timestamp, quiet
         )
-        for failure in failures:
+        for failure in run.failures:
             typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
-        noun = "study" if converted == 1 else "studies"
-        typer.echo(f"converted {converted} {noun}, {len(failures)} failed", err=True)
+        noun = "study" if run.converted == 1 else "studies"
+        typer.echo(f"converted {run.converted} {noun}, {len(run.failures)} failed", err=True)
+        if run.write_error is not None:
+            kept = (
+                f"{len(run.written)} complete file(s) written before it are kept"
+                if run.written
+                else "nothing was written"
+            )
+            raise fail(f"{run.write_error}; stopped, {kept}", ExitCode.OUTPUT_FAILED)
         push_code = 0
-        if push_to and converted and output:
+        if push_to and run.converted and output:
             push_code = _push_written(Path(output), push_to, push_token_env, push_token_file)
-    if failures or push_code:
-        raise typer.Exit(code=max(1 if failures else 0, push_code))
+    if run.failures or push_code:
+        raise typer.Exit(code=max(ExitCode.RECORDS_FAILED if run.failures else 0, push_code))
+
+
+def _names_one_file(output: str | None) -> bool:
+    """Whether -o names a single file: an existing file, or a new name ending in .json."""
+    if output in (None, "-") or output.endswith(("/", "\\")):
+        return False
+    path = Path(output)
+    return path.is_file() or (not path.exists() and path.suffix.lower() == ".json")
 
 
 def _echo(text: str) -> None:
     typer.echo(text, nl=False)
+
+
+@dataclass
+class _Run:
+    converted: int = 0
+    failures: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    write_error: OutputError | None = None
 
 
 def _convert_and_write(
@@ -122,38 +146,51 @@ def _convert_and_write(
     several: bool,
     timestamp: bool,
     quiet: bool,
-) -> tuple[int, list[str]]:
-    """Convert and write study by study (constant memory); the count written and the failures."""
-    failures: list[str] = []
-    converted = 0
-    bundles = BundleWriter(output, pretty=pretty, several=several, echo=_echo)
-    resources = NdjsonWriter(output, echo=_echo) if output_format == "ndjson" else None
+) -> _Run:
+    """Convert and write study by study (constant memory). A write failure stops the run: what
+    was written completely is kept and listed, nothing partial is left."""
+    run = _Run()
     fetcher = StudyFetcher()  # NCT-id inputs: downloaded ($FHIRCONV_CTGOV_BASE_URL: a mirror)
+    bundles: BundleWriter | None = None
+    resources: NdjsonWriter | None = None
     try:
+        if output_format == "ndjson":
+            resources = NdjsonWriter(output, echo=_echo)
+        else:
+            bundles = BundleWriter(output, pretty=pretty, several=several, echo=_echo)
         converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
         for result in convert_inputs(inputs, source_format, converted_at, fetcher=fetcher):
             if isinstance(result, RecordError):
-                failures.append(str(result))
+                run.failures.append(str(result))
             elif not result.ok:
                 shown = "; ".join(str(i) for i in errors(result.issues)[:5])
-                failures.append(f"{result.trial.source.describe()}: validation failed: {shown}")
+                run.failures.append(f"{result.trial.source.describe()}: validation failed: {shown}")
             else:
-                converted += 1
                 if resources is not None:
                     resources.add(result.resources)
-                else:
+                elif bundles is not None:
                     bundles.add(result.nct_id, result.bundle)
+                run.converted += 1
                 if not quiet:
                     for warning in result.warnings:
                         typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
-    except FhirconvError as error:
-        raise _fail_usage(str(error)) from None
-    finally:
-        fetcher.close()
-        bundles.close()
+        if bundles is not None:
+            bundles.close()
         if resources is not None:
             resources.close()
-    return converted, failures
+    except OutputError as error:
+        run.write_error = error
+    except FhirconvError as error:
+        raise usage_error(str(error)) from None
+    finally:
+        fetcher.close()
+        if bundles is not None:
+            bundles.abort()
+            run.written = bundles.written
+        if resources is not None:
+            resources.abort()
+            run.written = resources.written
+    return run
 
 
 def _push_written(

@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from fhirconv.cli import app
+from fhirconv.cli import app, usage_error
 from fhirconv.coverage import Coverage, measure_inputs
+from fhirconv.errors import ExitCode
 
 Json = dict[str, Any]
 
@@ -79,8 +80,7 @@ def coverage(
     """Convert API v2 records and report, per field path, how many records had it and how many
     carried it into the Bundle; the carried/present figure; fields the spec does not know."""
     if output_format not in {"table", "json"}:
-        typer.secho("error: --format must be table or json", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2)
+        raise usage_error("--format must be table or json")
     result = measure_inputs(inputs)
     if output_format == "json":
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
@@ -89,4 +89,4 @@ def coverage(
     for failure in result.failed:
         typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
     if result.unknown or result.failed:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.RECORDS_FAILED)

@@ -3,7 +3,8 @@
 Thin: parses options, drives ``fhirconv.fetch.CtgovClient``, writes what it returns and prints a
 summary. Output is what ``fhirconv convert`` reads: a directory of ``NCTxxxxxxxx.json`` files, or
 NDJSON (one study per line) in a file or on stdout. Exit 0 all fetched, 1 some requested study or
-page failed (everything fetched before or after it is still written), 2 usage error.
+page failed (everything fetched before or after it is still written), 2 usage error, 3 the output
+could not be written (named with the reason; no partial file is left).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from fhirconv.cli import app
+from fhirconv.atomic import AtomicFile, make_directory, write_text_atomically
+from fhirconv.cli import app, fail, usage_error
+from fhirconv.errors import ExitCode, OutputError
 from fhirconv.fetch import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_RATE,
@@ -40,52 +43,58 @@ _IDS_PER_SEARCH = 100  # --since with NCT ids: ids per filter.ids search (keeps 
 
 
 def _usage(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    typer.echo("Try 'fhirconv fetch --help' for help.", err=True)
-    return typer.Exit(2)
+    return usage_error(message, "Try 'fhirconv fetch --help' for help.")
 
 
 class _Output:
-    """Where studies go: one ``NCT….json`` per study in a directory, or NDJSON lines."""
+    """Where studies go: one ``NCT….json`` per study in a directory, or NDJSON lines.
+
+    Files are written atomically (``fhirconv.atomic``): each study file appears complete or not at
+    all, and an NDJSON file appears only when the run ends without a write failure."""
 
     def __init__(self, output: str | None) -> None:
         self.directory: Path | None = None
         self.stream: TextIO | None = None
-        self._own_stream = False
+        self.file: AtomicFile | None = None
         self.where = "stdout"
+        self.failed = False  # a write failed: the NDJSON file is not put in place
+        self.close_error: str | None = None
         if output is None or output == "-":
             self.stream = sys.stdout
         elif output.lower().endswith(_NDJSON_SUFFIXES):
-            path = Path(output)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.stream = path.open("w", encoding="utf-8", newline="\n")
-            self._own_stream = True
-            self.where = str(path)
+            self.file = AtomicFile(Path(output))
+            self.where = output
         elif output.lower().endswith(".json") and not Path(output).is_dir():
             raise ValueError(
                 f"-o {output}: give a directory (one NCT….json per study) or a .ndjson file"
             )
         else:
             self.directory = Path(output)
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_directory(self.directory)
             self.where = f"{self.directory}{os.sep}"
 
     def write(self, nct_id: str, study: Json) -> None:
         if self.directory is not None:
-            target = self.directory / f"{nct_id}.json"
-            partial = target.with_name(target.name + ".part")
-            partial.write_text(
-                json.dumps(study, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
-            partial.replace(target)  # a reader never sees half a file
+            text = json.dumps(study, indent=2, ensure_ascii=False) + "\n"
+            write_text_atomically(self.directory / f"{nct_id}.json", text)
+        elif self.file is not None:
+            self.file.write(json.dumps(study, ensure_ascii=False) + "\n")
         else:
             assert self.stream is not None
             self.stream.write(json.dumps(study, ensure_ascii=False) + "\n")
             self.stream.flush()
 
-    def close(self) -> None:
-        if self._own_stream and self.stream is not None:
-            self.stream.close()
+    def close(self, complete: bool) -> None:
+        """Put the NDJSON file in place (`complete`), or remove it (a write failed)."""
+        if self.file is not None:
+            if not complete:
+                self.file.discard()
+                return
+            try:
+                self.file.commit()
+            except OutputError as error:
+                self.failed = True
+                self.close_error = f"{error}; stopped, no partial file left"
 
 
 class _ProgressBar:
@@ -120,12 +129,16 @@ class _ProgressBar:
 def _opened(output: str | None) -> Iterator[_Output]:
     try:
         sink = _Output(output)
+    except OutputError as error:
+        raise fail(str(error), ExitCode.OUTPUT_FAILED) from None
     except (OSError, ValueError) as error:
         raise _usage(str(error)) from None
+    complete = False
     try:
         yield sink
+        complete = not sink.failed
     finally:
-        sink.close()
+        sink.close(complete)
 
 
 @app.command("fetch")
@@ -281,22 +294,27 @@ def fetch(
                         keep(study)
                 except FetchError as error:
                     failures.append(str(error))
-        except OSError as error:
-            failures.append(f"cannot write the output: {error}")
+        except OutputError as error:
+            sink.failed = True
+            failures.append(f"{error}; stopped, no partial file left")
         finally:
             bar.finish()
         stats = client.stats
 
+    if sink.close_error:
+        failures.append(sink.close_error)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     for failure in failures:
         typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
-    count = len(written)
+    count = 0 if sink.failed and sink.file is not None else len(written)  # NDJSON: all or none
     typer.echo(
         f"fetched {count} stud{'y' if count == 1 else 'ies'} to {sink.where} "
         f"({stats.requests} request{'' if stats.requests == 1 else 's'}, "
         f"{stats.retries} retr{'y' if stats.retries == 1 else 'ies'}); {len(failures)} failed",
         err=True,
     )
+    if sink.failed:
+        raise typer.Exit(ExitCode.OUTPUT_FAILED)
     if failures:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.RECORDS_FAILED)

@@ -9,14 +9,9 @@ from typing import Annotated
 
 import typer
 
-from fhirconv.cli import app
+from fhirconv.cli import app, usage_error
 from fhirconv.match import Options, load_patients, load_studies, match, render_table
 from fhirconv.match.records import InputError
-
-
-def _fail_usage(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
 
 
 @app.command("match")
@@ -49,19 +44,19 @@ def match_command(
 ) -> None:
     """Evaluate every patient against every study's eligibility criteria, with reasons."""
     if output_format not in ("table", "json"):
-        raise _fail_usage("--format must be table or json")
+        raise usage_error("--format must be table or json")
     try:
         when = date.fromisoformat(as_of) if as_of else date.today()
     except ValueError:
-        raise _fail_usage(f"--as-of must be a date YYYY-MM-DD, not {as_of!r}") from None
+        raise usage_error(f"--as-of must be a date YYYY-MM-DD, not {as_of!r}") from None
     for path in [*patients, *study]:
         if not path.exists():
-            raise _fail_usage(f"no such file: {path}")
+            raise usage_error(f"no such file: {path}")
     try:
         records = load_patients(patients)
         studies = load_studies(study)
     except (InputError, OSError, UnicodeDecodeError) as error:
-        raise _fail_usage(str(error)) from None
+        raise usage_error(str(error)) from None
     options = Options(as_of=when, lookback_days=lookback)
     first = True
     for record in records:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from fhirconv.cli import app
+from fhirconv.cli import app, usage_error
+from fhirconv.errors import ExitCode
 from fhirconv.validate import errors, validate_files
 
 
@@ -19,6 +20,9 @@ def validate(
     ],
 ) -> None:
     """Validate FHIR R4 bundles or resources on disk; print each problem with resource and path."""
+    for path in files:
+        if not path.exists():
+            raise usage_error(f"{path}: no such file or directory")
     problems = 0
     checked = 0
     for document in validate_files(files):
@@ -27,5 +31,5 @@ def validate(
             typer.echo(f"{document.where}: {issue}")
         problems += len(errors(document.issues))
     typer.echo(f"checked {checked} document(s): {problems} error(s)", err=True)
-    if problems:
-        raise typer.Exit(code=1)
+    if problems or not checked:
+        raise typer.Exit(code=ExitCode.RECORDS_FAILED)

@@ -8,7 +8,6 @@ the Group its `enrollment` references.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from fhirconv.errors import InputError as ParseError
+from fhirconv.jsonio import json_documents
 from fhirconv.mapping import systems
 
 Json = dict[str, Any]
@@ -98,29 +99,18 @@ def add_duration(day: date, value: float, ucum: str, sign: int = 1) -> date:
 
 
 def _documents(path: Path) -> Iterator[Json]:
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if not stripped:
-        return
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        document = None
-    if isinstance(document, dict):
-        yield document
-        return
-    if isinstance(document, list):
-        yield from (d for d in document if isinstance(d, dict))
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}: line {number}: not JSON: {error.msg}") from None
-        if isinstance(item, dict):
-            yield item
+    """The JSON objects in a file: one document, the items of a JSON array, or NDJSON lines (a
+    UTF-8 BOM is allowed). Unreadable JSON (invalid, truncated, nested too deeply) is an
+    InputError naming the file and line."""
+    text = path.read_bytes().decode("utf-8-sig")
+    for line, document in json_documents(text):
+        if isinstance(document, ParseError):
+            where = f"{path}" if line is None else f"{path}: line {line}"
+            raise InputError(f"{where}: {document}")
+        if isinstance(document, dict):
+            yield document
+        elif isinstance(document, list):
+            yield from (d for d in document if isinstance(d, dict))
 
 
 def read_resources(paths: Iterable[Path]) -> list[tuple[str | None, Json]]:

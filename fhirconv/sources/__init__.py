@@ -7,11 +7,15 @@ good records around it.
 
 from __future__ import annotations
 
+import codecs
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from fhirconv.errors import InputError, RecordError, UnknownFormatError
+from pydantic import BaseModel
+
+from fhirconv.errors import InputError, RecordError, UnknownFormatError, unexpected
 from fhirconv.model import Trial
 from fhirconv.sources import ctgov_json, ctgov_xml, registry_text
 
@@ -40,12 +44,51 @@ def detect_format(text: str, file: str) -> str:
 
 
 def read_text(text: str, file: str, fmt: str | None = None) -> Iterator[Trial | RecordError]:
-    """Records in `text`, read with the reader for `fmt` (detected when None)."""
+    """Records in `text`, read with the reader for `fmt` (detected when None).
+
+    Each reader yields a Trial or a RecordError per record; should a reader itself fail part-way
+    through a file (a defect, not bad data), that file's remaining records become one RecordError
+    naming it, and the batch goes on with the next file."""
     fmt = fmt or detect_format(text, file)
     reader = _READERS.get(fmt)
     if reader is None:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    yield from reader(text, file)
+    records = reader(text, file)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except RecursionError:
+            yield RecordError(file, None, None, "nested too deeply to read; refused")
+            return
+        except Exception as error:  # the file boundary, behind each record's own
+            yield RecordError(file, None, None, unexpected(error))
+            return
+        if isinstance(record, Trial):
+            field = _undecodable_field(record)
+            if field is not None:
+                yield RecordError(file, record.nct_id, field, "the file is not valid UTF-8 here")
+                continue
+        yield record
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _undecodable_field(trial: Trial) -> str | None:
+    """The first field holding bytes that were not UTF-8 (kept as surrogate escapes), if any."""
+    stack: list[tuple[str, object]] = [("", trial)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _UNDECODABLE.search(value):
+                return path
+        elif isinstance(value, BaseModel):
+            stack += [(f"{path}.{k}".lstrip("."), v) for k, v in value.__dict__.items()]
+        elif isinstance(value, tuple | list):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    return None
 
 
 def input_files(path: Path) -> list[Path]:
@@ -55,29 +98,104 @@ def input_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_path(name: str, fmt: str | None = None) -> Iterator[Trial | RecordError]:
-    """Every record in a file, a directory of files, or `-` (stdin). A file that cannot be read or
-    recognized becomes one RecordError; the others are still read."""
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def decode_input(data: bytes, file: str) -> str:
+    """The text of an input file: UTF-8 (a BOM is allowed), or the encoding an XML declaration
+    names (ISO-8859-1, windows-1252 …). Bytes that are not valid UTF-8 in JSON or page text are
+    kept as surrogate escapes, so only the record holding them fails, naming the field
+    (`read_text` checks every Trial); in XML they fail the file, naming the byte offset."""
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    declared = _XML_ENCODING.match(body.lstrip())
+    if declared:
+        name = declared.group(1).decode("ascii")
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise InputError(f"{file}: the XML declares an unknown encoding {name!r}") from None
+        try:
+            return body.decode(name)
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"{file}: not {name} as its XML declaration says: byte 0x{body[error.start]:02x}"
+                f" at offset {error.start}"
+            ) from None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if body.lstrip()[:1] == b"<":
+            raise InputError(
+                f"{file}: not UTF-8 (and no XML declaration names another encoding): "
+                f"byte 0x{body[error.start]:02x} at offset {error.start}"
+            ) from None
+        return body.decode("utf-8", errors="surrogateescape")
+
+
+_NCT_ID_IN_BYTES = re.compile(rb'<nct_id>\s*(NCT\d{8})\s*</nct_id>|"nctId"\s*:\s*"(NCT\d{8})"')
+
+
+def _lone_nct_id(data: bytes) -> str | None:
+    """The NCT id of an undecodable file holding one study, to name it in the error."""
+    found = {b"".join(match).decode() for match in _NCT_ID_IN_BYTES.findall(data)}
+    return found.pop() if len(found) == 1 else None
+
+
+def read_stdin() -> str:
+    """Standard input decoded as files are (BOM, XML-declared encodings, bad bytes)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.read()
+    data: bytes = buffer.read()
+    return decode_input(data, "-")
+
+
+def read_path(
+    name: str, fmt: str | None = None, *, stdin: Callable[[], str] | None = None
+) -> Iterator[Trial | RecordError]:
+    """Every record in a file, a directory of files, or `-` (`stdin()`). A file that cannot be
+    read or recognized becomes one RecordError; the others are still read. A directory holding no
+    input file is a RecordError too: a run over nothing must not look like success."""
     if name == "-":
-        yield from _read_file_text(sys.stdin.read(), "-", fmt)
+        yield from _read_file_text((stdin or read_stdin)(), "-", fmt)
         return
     path = Path(name)
     if not path.exists():
         raise InputError(f"{name}: no such file or directory")
-    for file in input_files(path):
+    files = input_files(path)
+    if not files:
+        suffixes = ", ".join(sorted(_SUFFIXES))
+        yield RecordError(name, None, None, f"no records: the directory has no {suffixes} file")
+        return
+    for file in files:
         try:
-            text = file.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as error:
-            yield RecordError(str(file), None, None, f"cannot read file: {error}")
+            text = decode_input(file.read_bytes(), str(file))
+        except OSError as error:
+            yield RecordError(str(file), None, None, f"cannot read file: {error.strerror}")
+            continue
+        except InputError as error:
+            record = _lone_nct_id(file.read_bytes())
+            yield RecordError(str(file), record, None, str(error).split(": ", 1)[-1])
             continue
         yield from _read_file_text(text, str(file), fmt)
 
 
 def _read_file_text(text: str, file: str, fmt: str | None) -> Iterator[Trial | RecordError]:
+    if not text.strip("\ufeff \t\r\n"):
+        yield RecordError(file, None, None, "no records: the file is empty")
+        return
     try:
         yield from read_text(text, file, fmt)
     except UnknownFormatError as error:
         yield RecordError(file, None, None, str(error).split(": ", 1)[-1])
 
 
-__all__ = ["FORMATS", "detect_format", "input_files", "read_path", "read_text"]
+__all__ = [
+    "FORMATS",
+    "decode_input",
+    "detect_format",
+    "input_files",
+    "read_path",
+    "read_stdin",
+    "read_text",
+]

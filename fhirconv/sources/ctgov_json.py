@@ -2,18 +2,20 @@
 
 Accepts a single study object, a page (`{"studies": [...]}`), a JSON array of studies, or NDJSON
 (one study per line). Field paths in errors are API v2 paths (`protocolSection.statusModule…`).
+Each study is first conformed to the shapes the reader expects (`json_shapes.conform`: wrong shapes
+are coerced or ignored with a warning naming the field), so reading it never meets a surprise.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from fhirconv.errors import RecordError
+from fhirconv.errors import FieldError, InputError, RecordError
+from fhirconv.jsonio import json_documents
 from fhirconv.model import (
     AgeLimit,
     Arm,
@@ -40,7 +42,8 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
-from fhirconv.sources.record import FieldError, read_record
+from fhirconv.sources.json_shapes import conform, shape_of
+from fhirconv.sources.record import read_record
 
 FORMAT = "ctgov-json"
 Json = dict[str, Any]
@@ -53,32 +56,36 @@ def read_text(text: str, file: str) -> Iterator[Trial | RecordError]:
 
 
 def raw_studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]]:
-    """(position, study object) for every study in `text`; unparseable input as a RecordError."""
-    stripped = text.lstrip()
-    try:
-        document = json.loads(stripped)
-    except json.JSONDecodeError as whole_error:
-        # Not one JSON document: maybe NDJSON, one study per line.
-        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-        if len(lines) < 2:
-            yield "#1", RecordError(file, None, None, f"malformed JSON: {whole_error}")
-            return
-        for number, line in lines:
-            try:
-                yield f"line {number}", json.loads(line)
-            except json.JSONDecodeError as error:
-                yield (
-                    f"line {number}",
-                    RecordError(file, f"line {number}", None, f"malformed JSON: {error.msg}"),
-                )
-        return
-    if isinstance(document, dict) and isinstance(document.get("studies"), list):
-        document = document["studies"]
-    if isinstance(document, list):
-        for index, study in enumerate(document, 1):
-            yield f"#{index}", study
-    else:
-        yield "#1", document
+    """(position, study object) for every study in `text`; what cannot be read as a RecordError.
+
+    A text with no study at all (empty, `[]`, `{"studies": []}`) is one RecordError, so a run
+    over it never reports success for converting nothing."""
+    found = False
+    for line, document in json_documents(text):
+        position = "#1" if line is None else f"line {line}"
+        if isinstance(document, InputError):
+            found = True
+            record = position if line is not None else _lone_nct_id(text)
+            yield position, RecordError(file, record, None, str(document))
+            continue
+        if isinstance(document, dict) and isinstance(document.get("studies"), list):
+            document = document["studies"]
+        if isinstance(document, list):
+            for index, study in enumerate(document, 1):
+                found = True
+                yield (f"#{index}" if line is None else f"{position} #{index}"), study
+        else:
+            found = True
+            yield position, document
+    if not found:
+        what = "the file is empty" if not text.strip("\ufeff \t\r\n") else "no studies in it"
+        yield "#1", RecordError(file, None, None, f"no records: {what}")
+
+
+def _lone_nct_id(text: str) -> str | None:
+    """The NCT id of an unparseable text holding one study, to name it in the error."""
+    found = set(re.findall(r'"nctId"\s*:\s*"(NCT\d{8})"', text))
+    return found.pop() if len(found) == 1 else None
 
 
 def study_to_trial(
@@ -88,8 +95,12 @@ def study_to_trial(
     if isinstance(study, RecordError):
         return study
     if not isinstance(study, dict) or "protocolSection" not in study:
+        found = shape_of(study)
         return RecordError(
-            file, position, "protocolSection", "not a ClinicalTrials.gov API v2 study"
+            file,
+            position,
+            "protocolSection",
+            f"not a ClinicalTrials.gov API v2 study (found {found}, without protocolSection)",
         )
     return read_record(_StudyReader(study, file, position))
 
@@ -115,12 +126,25 @@ class _StudyReader:
     """Reads one study; knows the API v2 paths so errors can name them."""
 
     def __init__(self, study: Json, file: str, position: str) -> None:
-        self.study = study
-        self.protocol: Json = study.get("protocolSection") or {}
-        self.derived: Json = study.get("derivedSection") or {}
-        ident = self.protocol.get("identificationModule") or {}
-        self.record = _text(ident.get("nctId")) or position
+        self.raw = study
+        self.study: Json = {}
+        self.protocol: Json = {}
+        self.derived: Json = {}
+        self.shape_warnings: list[tuple[str, str]] = []
+        protocol = study.get("protocolSection")
+        ident = protocol.get("identificationModule") if isinstance(protocol, dict) else None
+        nct_id = ident.get("nctId") if isinstance(ident, dict) else None
+        self.record = (nct_id.strip() if isinstance(nct_id, str) else None) or position
         self.file = file
+
+    def conform(self) -> None:
+        """Put every known path in its expected shape (FieldError when the NCT id's path is
+        unusable); what had to change becomes the Trial's reader warnings."""
+        conformed = conform(self.raw)
+        self.study = conformed.study
+        self.protocol = self.study.get("protocolSection") or {}
+        self.derived = self.study.get("derivedSection") or {}
+        self.shape_warnings = conformed.warnings
 
     def module(self, name: str) -> Json:
         value = self.protocol.get(name)
@@ -186,6 +210,7 @@ class _StudyReader:
         )
 
     def trial(self) -> Trial:
+        self.conform()
         ident = self.module("identificationModule")
         nct_id = _text(ident.get("nctId"))
         if not nct_id:
@@ -195,6 +220,7 @@ class _StudyReader:
                 "protocolSection.identificationModule.nctId", f"not an NCT id: {nct_id!r}"
             )
         self.record = nct_id
+        source = SourceRef(file=self.file, record=nct_id, format=FORMAT)
         status = self.module("statusModule")
         sp = "protocolSection.statusModule"
         sponsors = self.module("sponsorCollaboratorsModule")
@@ -204,7 +230,7 @@ class _StudyReader:
         expanded = status.get("expandedAccessInfo") or {}
         misc = self.derived.get("miscInfoModule") or {}
         return Trial(
-            source=SourceRef(file=self.file, record=nct_id, format=FORMAT),
+            source=source,
             nct_id=nct_id,
             nct_id_aliases=_texts(ident.get("nctIdAliases")),
             org_study_id=_text(org_info.get("id")),
@@ -300,6 +326,9 @@ class _StudyReader:
             ipd_sharing=self.ipd_sharing(),
             data_version=self.date(
                 misc.get("versionHolder"), "derivedSection.miscInfoModule.versionHolder"
+            ),
+            reader_warnings=tuple(
+                f"{source.describe(path)}: {message}" for path, message in self.shape_warnings
             ),
         )
 

@@ -62,10 +62,10 @@ def read_text(text: str, file: str) -> Iterator[Trial | RecordError]:
     try:
         root = _parse(text)
     except ParseError as error:
-        yield RecordError(file, None, None, f"malformed XML: {error}")
+        yield RecordError(file, _lone_nct_id(text), None, f"malformed XML: {error}")
         return
     except DefusedXmlException as error:
-        yield RecordError(file, None, None, f"refused unsafe XML: {error!r}")
+        yield RecordError(file, _lone_nct_id(text), None, f"refused unsafe XML: {error!r}")
         return
     studies = [root] if root.tag == ROOT else root.findall(f".//{ROOT}")
     if not studies:
@@ -75,6 +75,12 @@ def read_text(text: str, file: str) -> Iterator[Trial | RecordError]:
         return
     for index, study in enumerate(studies, 1):
         yield study_to_trial(study, file, f"#{index}")
+
+
+def _lone_nct_id(text: str) -> str | None:
+    """The NCT id of an unparseable file holding one study, to name it in the error."""
+    found = set(re.findall(r"<nct_id>\s*(NCT\d{8})\s*</nct_id>", text))
+    return found.pop() if len(found) == 1 else None
 
 
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -315,16 +321,27 @@ class _StudyReader:
         self.study = study
         self.file = file
         self.record = _clean(study.findtext("id_info/nct_id")) or position
+        self.shape_warnings: list[tuple[str, str]] = []
         self.enums = enum_tables()
 
     # element access
 
     def text(self, path: str, parent: Element | None = None) -> str | None:
-        return _clean((self.study if parent is None else parent).findtext(path))
+        element = (self.study if parent is None else parent).find(path)
+        return None if element is None else self.leaf_text(element, path, parent)
 
     def texts(self, path: str, parent: Element | None = None) -> tuple[str, ...]:
         elements = (self.study if parent is None else parent).findall(path)
-        return tuple(t for t in (_clean(e.text) for e in elements) if t)
+        return tuple(t for t in (self.leaf_text(e, path, parent) for e in elements) if t)
+
+    def leaf_text(self, element: Element, path: str, parent: Element | None) -> str | None:
+        """The text of an element that should hold only text. Child elements there are a shape
+        the registry never writes: their content is not read, and a warning names the field."""
+        if len(element):
+            where = f"{ROOT}/{path}" if parent is None else f"{ROOT}/…/{parent.tag}/{path}"
+            children = ", ".join(sorted({f"<{child.tag}>" for child in element}))
+            self.shape_warnings.append((where, f"expected text, found {children}; not read"))
+        return _clean(element.text)
 
     def textblock(self, path: str) -> str | None:
         element = self.study.find(path)
@@ -492,6 +509,13 @@ class _StudyReader:
             ),
             ipd_sharing=self.ipd_sharing(),
             data_version=self.download_date(),
+            reader_warnings=tuple(
+                dict.fromkeys(
+                    SourceRef(file=self.file, record=nct_id, format=FORMAT).describe(where)
+                    + f": {message}"
+                    for where, message in self.shape_warnings
+                )
+            ),
         )
 
     def download_date(self) -> PartialDate | None:

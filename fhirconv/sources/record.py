@@ -1,8 +1,8 @@
 """What every reader shares: a field-level error, and turning one record into a Trial or an error.
 
-A reader's per-record class raises `FieldError(field, message)` where the data is bad;
-`read_record` turns that (or a model validation failure) into a `RecordError` naming the file,
-the record and the field, so the batch goes on with the next record.
+A reader's per-record class raises `FieldError(field, message)` (from fhirconv.errors, re-exported
+here) where the data is bad; `read_record` turns that, a model validation failure or any other
+exception into a `RecordError` naming the file, the record and the field, so the batch goes on.
 """
 
 from __future__ import annotations
@@ -12,17 +12,8 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from fhirconv.errors import RecordError
+from fhirconv.errors import FieldError, RecordError, unexpected
 from fhirconv.model import Trial
-
-
-class FieldError(Exception):
-    """Bad data in one field of the record being read; `field` is the source's own path."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def upper_snake(value: str) -> str:
@@ -45,7 +36,10 @@ class RecordReader(Protocol):
 
 
 def read_record(reader: RecordReader) -> Trial | RecordError:
-    """The record's Trial, or the RecordError that says which file, record and field are bad."""
+    """The record's Trial, or the RecordError that says which file, record and field are bad.
+
+    This is the boundary every reader's records pass: whatever shape the data has, reading it
+    ends in a Trial or a RecordError, never in an exception that would stop the batch."""
     try:
         return reader.trial()
     except FieldError as error:
@@ -54,3 +48,10 @@ def read_record(reader: RecordReader) -> Trial | RecordError:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         return RecordError(reader.file, reader.record, field, first["msg"])
+    except RecursionError:
+        return RecordError(reader.file, reader.record, None, "nested too deeply to read; refused")
+    except Exception as error:  # the boundary: any other shape is this record's
+        return RecordError(reader.file, reader.record, None, unexpected(error))
+
+
+__all__ = ["FieldError", "RecordReader", "read_record", "unexpected", "upper_snake"]
