@@ -1,7 +1,9 @@
 """Validation: every resource against the FHIR R4 structure (fhir.resources R4B models), plus
 checks the models cannot make, the same classes of error HAPI FHIR's instance validator reports:
 codes on required bindings are allowed ones; element ids are unique within a resource; every UCUM
-code (a Quantity's or Coding's with system http://unitsofmeasure.org) is valid UCUM; in a bundle,
+code (a Quantity's or Coding's with system http://unitsofmeasure.org) is valid UCUM; every R5
+cross-version extension is one `mappings/r5-cross-version-extensions.json` defines, used in its
+context with the sub-extensions, types and cardinalities R5 gives the element; in a bundle,
 resource ids are unique, requests match their resources, every fullUrl agrees with its resource's
 type and id, and every reference resolves to an entry by the FHIR bundle resolution rules.
 
@@ -77,6 +79,7 @@ def validate_resource(resource: Json, label: str | None = None) -> list[Issue]:
     issues += _binding_issues(resource, label)
     issues += _element_id_issues(resource, label)
     issues += _ucum_issues(resource, label)
+    issues += _cross_version_issues(resource, label)
     return issues
 
 
@@ -130,6 +133,102 @@ def _ucum_issues(resource: Json, label: str) -> list[Issue]:
         if not isinstance(code, str) or not is_valid_ucum(code):
             issues.append(
                 Issue("error", label, f"{path}.code", f"{code!r} is not a valid UCUM code")
+            )
+    return issues
+
+
+@cache
+def _cross_version_table() -> tuple[str, dict[str, Json]]:
+    table = load_json("r5-cross-version-extensions.json")
+    return str(table["url_prefix"]), dict(table["extensions"])
+
+
+def _value_type(extension: Json) -> str | None:
+    """The type suffix of an extension's value[x] ("valueUnsignedInt" → "UnsignedInt")."""
+    key = next((k for k in extension if k.startswith("value") and len(k) > 5), None)
+    return key[5:] if key else None
+
+
+def _type_allowed(value_type: str, types: list[str]) -> bool:
+    """`types` as R5 writes them ("unsignedInt", "Reference(Group)"); JSON capitalises them."""
+    return any(value_type.lower() == t.split("(", 1)[0].lower() for t in types)
+
+
+def _cross_version_issues(resource: Json, label: str) -> list[Issue]:
+    """R5 cross-version extensions against their R5 definitions (see the table's `source`)."""
+    prefix, table = _cross_version_table()
+    issues: list[Issue] = []
+    for path, element in [("", resource), *_elements(resource, "")]:
+        for index, extension in enumerate(element.get("extension") or []):
+            if not isinstance(extension, dict):
+                continue
+            url = extension.get("url")
+            if not isinstance(url, str) or not url.startswith(prefix):
+                continue
+            where = f"{path}.extension[{index}]" if path else f"extension[{index}]"
+            issues += _one_cross_version(
+                url, table.get(url[len(prefix) :]), extension, path, resource, label, where
+            )
+    return issues
+
+
+def _one_cross_version(
+    url: str,
+    spec: Json | None,
+    extension: Json,
+    parent_path: str,
+    resource: Json,
+    label: str,
+    where: str,
+) -> list[Issue]:
+    if spec is None:
+        return [Issue("error", label, where, f"no R5 cross-version definition for {url!r}")]
+    issues = []
+    if parent_path or resource.get("resourceType") != spec["context"]:
+        issues.append(Issue("error", label, where, f"{url!r} is allowed only on {spec['context']}"))
+    value_type = _value_type(extension)
+    parts: dict[str, Json] | None = spec.get("parts")
+    if parts is None:
+        if extension.get("extension"):
+            issues.append(Issue("error", label, where, f"{url!r} has no sub-extensions"))
+        if value_type is None or not _type_allowed(value_type, spec["types"]):
+            issues.append(
+                Issue("error", label, where, f"{url!r} needs a value of type {spec['types']}")
+            )
+        return issues
+    if value_type is not None:
+        issues.append(Issue("error", label, where, f"{url!r} is complex: it has no value[x]"))
+    counts: dict[str, int] = {}
+    for index, part in enumerate(extension.get("extension") or []):
+        name = part.get("url") if isinstance(part, dict) else None
+        part_where = f"{where}.extension[{index}]"
+        if name not in parts:
+            issues.append(
+                Issue("error", label, part_where, f"sub-extension {name!r} is not defined by {url}")
+            )
+            continue
+        counts[name] = counts.get(name, 0) + 1
+        part_type = _value_type(part)
+        if part_type is None or not _type_allowed(part_type, parts[name]["types"]):
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    part_where,
+                    f"sub-extension {name!r} needs a value of type {parts[name]['types']}",
+                )
+            )
+    for name, part_spec in parts.items():
+        count = counts.get(name, 0)
+        if count < part_spec["min"] or (part_spec["max"] != "*" and count > int(part_spec["max"])):
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    where,
+                    f"sub-extension {name!r} occurs {count} times; R5 allows "
+                    f"{part_spec['min']}..{part_spec['max']}",
+                )
             )
     return issues
 

@@ -1,7 +1,13 @@
 package org.fhirconv.validator;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
 import org.hl7.fhir.r4.model.ElementDefinition;
 import org.hl7.fhir.r4.model.ElementDefinition.DiscriminatorType;
 import org.hl7.fhir.r4.model.ElementDefinition.SlicingRules;
@@ -14,8 +20,9 @@ import org.hl7.fhir.r4.model.StructureDefinition.TypeDerivationRule;
 import org.hl7.fhir.r4.model.UriType;
 
 /**
- * StructureDefinitions of the R5 cross-version extensions fhirconv writes, built from the R5
- * definitions of the elements they stand for.
+ * StructureDefinitions of the R5 cross-version extensions fhirconv writes, built from the table
+ * {@code mappings/r5-cross-version-extensions.json} (R5 cardinalities and types of the elements
+ * they stand for), the same table {@code fhirconv validate} checks them against.
  *
  * <p>The validator knows these URLs ({@code http://hl7.org/fhir/5.0/StructureDefinition/extension-
  * ResearchStudy.X}) only through a cross-version path table that ships in the FHIR packages, not in
@@ -24,13 +31,10 @@ import org.hl7.fhir.r4.model.UriType;
  * element becomes an extension whose context is the element's parent; a backbone element becomes a
  * complex extension with one sub-extension per child, named by the child), makes it check each use
  * for real: context, sub-extension names, types, cardinalities and reference targets.
- *
- * <p>Source: FHIR R5 ResearchStudy (https://hl7.org/fhir/R5/researchstudy.html), elements label,
- * outcomeMeasure, progressStatus, recruitment, associatedParty and descriptionSummary.
  */
 final class R5CrossVersionExtensions {
 
-  static final String BASE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-";
+  private static final String BASE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-";
   private static final String CORE = "http://hl7.org/fhir/StructureDefinition/";
 
   private R5CrossVersionExtensions() {}
@@ -38,51 +42,47 @@ final class R5CrossVersionExtensions {
   /** One child of an R5 backbone element: its name, cardinality and allowed types. */
   private record Part(String name, int min, String max, String... types) {}
 
-  static List<StructureDefinition> all() {
+  /**
+   * The definitions described by {@code mappings/r5-cross-version-extensions.json}: one entry per
+   * R5 element, with either {@code types} (a simple extension) or {@code parts} (a complex one).
+   */
+  static List<StructureDefinition> load(Path table) throws IOException {
+    JsonNode root = new ObjectMapper().readTree(table.toFile());
     List<StructureDefinition> definitions = new ArrayList<>();
-    definitions.add(
-        complex(
-            "ResearchStudy.label",
-            "*",
-            new Part("type", 0, "1", "CodeableConcept"),
-            new Part("value", 0, "1", "string")));
-    definitions.add(
-        complex(
-            "ResearchStudy.outcomeMeasure",
-            "*",
-            new Part("name", 0, "1", "string"),
-            new Part("type", 0, "*", "CodeableConcept"),
-            new Part("description", 0, "1", "markdown"),
-            new Part("reference", 0, "1", "Reference(EvidenceVariable)")));
-    definitions.add(
-        complex(
-            "ResearchStudy.progressStatus",
-            "*",
-            new Part("state", 1, "1", "CodeableConcept"),
-            new Part("actual", 0, "1", "boolean"),
-            new Part("period", 0, "1", "Period")));
-    definitions.add(
-        complex(
-            "ResearchStudy.recruitment",
-            "1",
-            new Part("targetNumber", 0, "1", "unsignedInt"),
-            new Part("actualNumber", 0, "1", "unsignedInt"),
-            new Part("eligibility", 0, "1", "Reference(Group|EvidenceVariable)"),
-            new Part("actualGroup", 0, "1", "Reference(Group)")));
-    definitions.add(
-        complex(
-            "ResearchStudy.associatedParty",
-            "*",
-            new Part("name", 0, "1", "string"),
-            new Part("role", 1, "1", "CodeableConcept"),
-            new Part("period", 0, "*", "Period"),
-            new Part("classifier", 0, "*", "CodeableConcept"),
-            new Part("party", 0, "1", "Reference(Practitioner|PractitionerRole|Organization)")));
-    definitions.add(simple("ResearchStudy.descriptionSummary", "1", "markdown"));
+    Iterator<Map.Entry<String, JsonNode>> elements = root.get("extensions").fields();
+    while (elements.hasNext()) {
+      Map.Entry<String, JsonNode> entry = elements.next();
+      JsonNode spec = entry.getValue();
+      String context = spec.get("context").asText();
+      String max = spec.get("max").asText();
+      if (spec.has("parts")) {
+        List<Part> parts = new ArrayList<>();
+        Iterator<Map.Entry<String, JsonNode>> children = spec.get("parts").fields();
+        while (children.hasNext()) {
+          Map.Entry<String, JsonNode> child = children.next();
+          JsonNode part = child.getValue();
+          parts.add(
+              new Part(
+                  child.getKey(),
+                  part.get("min").asInt(),
+                  part.get("max").asText(),
+                  texts(part.get("types"))));
+        }
+        definitions.add(complex(entry.getKey(), context, max, parts));
+      } else {
+        definitions.add(simple(entry.getKey(), context, max, texts(spec.get("types"))));
+      }
+    }
     return definitions;
   }
 
-  private static StructureDefinition shell(String element, String max) {
+  private static String[] texts(JsonNode array) {
+    List<String> values = new ArrayList<>();
+    array.forEach(value -> values.add(value.asText()));
+    return values.toArray(new String[0]);
+  }
+
+  private static StructureDefinition shell(String element, String context, String max) {
     String url = BASE + element;
     StructureDefinition definition = new StructureDefinition();
     definition.setId("extension-" + element.replace('.', '-'));
@@ -100,15 +100,16 @@ final class R5CrossVersionExtensions {
     definition
         .addContext()
         .setType(ExtensionContextType.ELEMENT)
-        .setExpression(element.substring(0, element.lastIndexOf('.')));
+        .setExpression(context);
     ElementDefinition root = element("Extension", "Extension");
     root.setShort("R5 " + element).setDefinition("R5 " + element + " in R4.").setMin(0).setMax(max);
     definition.getDifferential().addElement(root);
     return definition;
   }
 
-  private static StructureDefinition simple(String element, String max, String... types) {
-    StructureDefinition definition = shell(element, max);
+  private static StructureDefinition simple(
+      String element, String context, String max, String... types) {
+    StructureDefinition definition = shell(element, context, max);
     List<ElementDefinition> elements = definition.getDifferential().getElement();
     elements.add(element("Extension.extension", "Extension.extension").setMax("0"));
     elements.add(
@@ -117,8 +118,9 @@ final class R5CrossVersionExtensions {
     return definition;
   }
 
-  private static StructureDefinition complex(String element, String max, Part... parts) {
-    StructureDefinition definition = shell(element, max);
+  private static StructureDefinition complex(
+      String element, String context, String max, List<Part> parts) {
+    StructureDefinition definition = shell(element, context, max);
     List<ElementDefinition> elements = definition.getDifferential().getElement();
     ElementDefinition sliced = element("Extension.extension", "Extension.extension");
     sliced

@@ -23,9 +23,10 @@ import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
 /**
  * Validates FHIR R4 JSON files with HAPI FHIR's instance validator, offline, in one JVM run.
  *
- * <p>Usage: {@code ValidateBundles [--all] FILE_OR_@LIST...}. An argument {@code @list.txt} names a
- * file holding one path per line. For each file one JSON line goes to stdout:
- * {@code {"file": ..., "errors": N, "warnings": N, "messages": [{"severity", "location", "message"}]}}
+ * <p>Usage: {@code ValidateBundles [--all] [--xver TABLE.json] FILE_OR_@LIST...}. An argument
+ * {@code @list.txt} names a file holding one path per line; {@code --xver} names the table of the R5
+ * cross-version extensions to define (mappings/r5-cross-version-extensions.json). For each file
+ * one JSON line goes to stdout: {@code {"file": ..., "errors": N, "warnings": N, "messages": [{"severity", "location", "message"}]}}
  * (messages of severity warning and above; {@code --all} adds information). Exit status: 0 when no
  * file has an error, 1 when some file has, 2 on a usage or I/O problem.
  *
@@ -43,10 +44,14 @@ public final class ValidateBundles {
 
   public static void main(String[] args) throws IOException {
     boolean all = false;
+    Path crossVersionTable = null;
     List<Path> files = new ArrayList<>();
-    for (String arg : args) {
+    for (int i = 0; i < args.length; i++) {
+      String arg = args[i];
       if (arg.equals("--all")) {
         all = true;
+      } else if (arg.equals("--xver") && i + 1 < args.length) {
+        crossVersionTable = Path.of(args[++i]);
       } else if (arg.startsWith("@")) {
         for (String line : Files.readAllLines(Path.of(arg.substring(1)), StandardCharsets.UTF_8)) {
           if (!line.isBlank()) {
@@ -58,13 +63,15 @@ public final class ValidateBundles {
       }
     }
     if (files.isEmpty()) {
-      System.err.println("usage: ValidateBundles [--all] FILE_OR_@LIST...");
+      System.err.println("usage: ValidateBundles [--all] [--xver TABLE.json] FILE_OR_@LIST...");
       System.exit(2);
     }
 
     FhirContext context = FhirContext.forR4();
     PrePopulatedValidationSupport crossVersion = new PrePopulatedValidationSupport(context);
-    R5CrossVersionExtensions.all().forEach(crossVersion::addStructureDefinition);
+    if (crossVersionTable != null) {
+      R5CrossVersionExtensions.load(crossVersionTable).forEach(crossVersion::addStructureDefinition);
+    }
     ValidationSupportChain support =
         new ValidationSupportChain(
             new DefaultProfileValidationSupport(context),
