@@ -32,13 +32,10 @@ Several pages in one file are split at each title line + `NCT ID:` line.
 
 from __future__ import annotations
 
-import datetime
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
-
-from pydantic import ValidationError
 
 from fhirconv.errors import RecordError
 from fhirconv.model import (
@@ -67,6 +64,7 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
+from fhirconv.sources.dates import DateProblem, parse_partial_date
 from fhirconv.sources.record import FieldError, read_record, upper_snake
 
 FORMAT = "registry-text"
@@ -641,6 +639,17 @@ def _heading_of(line: str) -> str | None:
     return _HEADING_BY_KEY.get(_squash(line))
 
 
+def _line_before(lines: list[str], end: int, start: int) -> int | None:
+    """The last non-blank line before line `end` (not before `start`), unless it is a group or
+    intervention marker: a name or label is one line, the one just before its marker."""
+    for index in range(end - 1, start - 1, -1):
+        text = lines[index].strip()
+        if text:
+            is_marker = _GROUP_TYPE.match(text) or _INTERVENTION_TYPE.match(text)
+            return None if is_marker else index
+    return None
+
+
 def _next_nonblank(lines: list[str], start: int, end: int) -> int | None:
     return next((i for i in range(start, end) if not _is_blank(lines[i])), None)
 
@@ -999,9 +1008,12 @@ class _RecordReader:
                 self.collect_labels(section, self.criteria_end(section))
             elif section.heading in LABEL_SECTIONS:
                 self.collect_labels(section)
-        interventions = self.interventions()
-        arms = self.arms(interventions)
-        interventions = _with_arm_labels(interventions, arms)
+        arms, listed_in_groups = self.arms()
+        if self.has(INTERVENTIONS):
+            interventions = _with_arm_labels(self.interventions(), arms)
+        else:
+            # A page without an Interventions section lists them only inside the groups.
+            interventions = listed_in_groups
         sites = self.sites()
         organization = self.organizations(REGISTERING_ORGANIZATION)
         return Trial(
@@ -1266,93 +1278,80 @@ class _RecordReader:
         close(None)
         return tuple(result)
 
-    def arms(self, interventions: tuple[Intervention, ...]) -> tuple[Arm, ...]:
-        """Items: label, description, "Group Type X", then per intervention: name,
-        "Intervention Type X", and the intervention's description again (as in the example).
+    def arms(self) -> tuple[tuple[Arm, ...], tuple[Intervention, ...]]:
+        """Items, each anchored on its "Group Type X" marker: the group's label is the line just
+        before the marker; after the marker come the group's description, then per intervention
+        its name (the line just before "Intervention Type X"), the marker, and its description.
 
-        Where one group's last intervention ends and the next group's label begins is found by
-        matching that repeated description against the Interventions section.
+        Anchoring on the markers rather than counting paragraphs from the previous group keeps
+        every group whatever the interventions' descriptions look like. Also returns the
+        interventions as the groups list them (name, type, description, the groups' labels).
         """
         lines = self.body(STUDY_GROUPS)
         field = f"{STUDY_GROUPS} > {GROUP_TYPE}"
-        known = {(i.name, i.type.code if i.type else None): i.description for i in interventions}
+        type_field = f"{STUDY_GROUPS} > {INTERVENTION_TYPE}"
         markers = [i for i, line in enumerate(lines) if _GROUP_TYPE.match(line.strip())]
+        labels = [
+            _line_before(lines, marker, markers[index - 1] + 1 if index else 0)
+            for index, marker in enumerate(markers)
+        ]
         arms: list[Arm] = []
-        head_start = 0
+        listed: dict[tuple[str, str | None], Intervention] = {}
         for index, marker in enumerate(markers):
-            limit = markers[index + 1] if index + 1 < len(markers) else len(lines)
-            label_line = _next_nonblank(lines, head_start, marker)
-            match = _GROUP_TYPE.match(lines[marker].strip())
-            names: list[str] = []
-            position = marker + 1
-            while True:
-                name_line = _next_nonblank(lines, position, limit)
+            if index + 1 < len(markers):
+                next_label = labels[index + 1]
+                end = next_label if next_label is not None else markers[index + 1]
+            else:
+                end = len(lines)
+            type_lines = [
+                i for i in range(marker + 1, end) if _INTERVENTION_TYPE.match(lines[i].strip())
+            ]
+            names = [_line_before(lines, t, marker + 1) for t in type_lines]
+            first_name = names[0] if names else None
+            description_end = (
+                end if not type_lines else first_name if first_name is not None else type_lines[0]
+            )
+            given: list[tuple[str, Code | None, str | None]] = []
+            for number, (type_line, name_line) in enumerate(zip(type_lines, names, strict=True)):
                 if name_line is None:
-                    break
-                type_line = _next_nonblank(lines, name_line + 1, limit)
-                if type_line is None:
-                    break
+                    continue  # a type marker without a name: nothing to keep
+                following = [n for n in names[number + 1 :] if n is not None]
+                after = min([*following, *type_lines[number + 1 : number + 2], end])
                 type_match = _INTERVENTION_TYPE.match(lines[type_line].strip())
-                if type_match is None:
-                    break
-                name = _value(lines[name_line])
-                type_code = self.code_of(
-                    type_match.group(1), f"{STUDY_GROUPS} > {INTERVENTION_TYPE}", INTERVENTION_TYPES
+                assert type_match is not None
+                given.append(
+                    (
+                        _value(lines[name_line]),
+                        self.code_of(type_match.group(1), type_field, INTERVENTION_TYPES),
+                        _text_of(lines[type_line + 1 : after]),
+                    )
                 )
-                names.append(
-                    f"{intervention_type_display(type_code.code)}: {name}" if type_code else name
-                )
-                position = type_line + 1
-                position = self.skip_repeated_description(
-                    lines, position, limit, known, (name, type_code.code if type_code else None),
-                    is_last_group=index + 1 == len(markers),
-                )  # fmt: skip
-            head_start = position
+            label_line = labels[index]
             if label_line is None:
                 continue  # a group without a label cannot be told apart; nothing to keep
+            label = _value(lines[label_line])
+            match = _GROUP_TYPE.match(lines[marker].strip())
             arms.append(
                 Arm(
-                    label=_value(lines[label_line]),
+                    label=label,
                     type=self.code_of(match.group(1) if match else None, field, ARM_TYPES),
-                    description=_text_of(lines[label_line + 1 : marker]),
-                    intervention_names=tuple(names),
+                    description=_text_of(lines[marker + 1 : description_end]),
+                    intervention_names=tuple(
+                        f"{intervention_type_display(code.code)}: {name}" if code else name
+                        for name, code, _ in given
+                    ),
                 )
             )
-        return tuple(arms)
-
-    @staticmethod
-    def skip_repeated_description(
-        lines: list[str],
-        position: int,
-        limit: int,
-        known: Mapping[tuple[str, str | None], str | None],
-        key: tuple[str, str | None],
-        *,
-        is_last_group: bool,
-    ) -> int:
-        start = _next_nonblank(lines, position, limit)
-        if start is None:
-            return position
-        if key in known:
-            description = known[key]
-            if description is None:
-                return position
-            size = len(description.split("\n"))
-            if _text_of(lines[start : start + size]) == description:
-                return start + size
-            return position
-        # The intervention is not in an Interventions section: the next paragraph is its
-        # description only if a next intervention or, for the last group, nothing else follows;
-        # otherwise it is the next group's label.
-        paragraph_end = next((i for i in range(start, limit) if _is_blank(lines[i])), limit)
-        after = _next_nonblank(lines, paragraph_end, limit)
-        follows = _next_nonblank(lines, after + 1, limit) if after is not None else None
-        next_is_intervention = follows is not None and bool(
-            _INTERVENTION_TYPE.match(lines[follows].strip())
-        )
-        if is_last_group or next_is_intervention or (after is not None and follows is not None):
-            return paragraph_end
-        return position
+            for name, code, description in given:
+                key = (name, code.code if code else None)
+                known = listed.get(key)
+                listed[key] = Intervention(
+                    name=name,
+                    type=code,
+                    description=known.description if known else description,
+                    arm_labels=(*known.arm_labels, label) if known else (label,),
+                )
+        return tuple(arms), tuple(listed.values())
 
     def outcomes(self) -> tuple[Outcome, ...]:
         result: list[Outcome] = []
@@ -1671,32 +1670,9 @@ def _with_arm_labels(
     )
 
 
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        [
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ],
-        1,
-    )
-    for name in names
-}
-
-
 def parse_date(text: str, field: str) -> PartialDate | None:
-    """ISO partial dates ("2023", "2023-02", "2023-02-24") or page forms ("February 24, 2023",
-    "Feb 2023"), optionally followed by "(estimated)"/"(actual)". `-` or nothing: None."""
+    """A partial date in any form `sources.dates` reads (the XML reader's parser too), optionally
+    followed by "(estimated)"/"(actual)". `-` or nothing: None."""
     value = text.strip()
     estimated: bool | None = None
     qualifier = re.search(r"[\[(]\s*(estimated|anticipated|actual)\s*[\])]\s*$", value, re.I)
@@ -1705,19 +1681,8 @@ def parse_date(text: str, field: str) -> PartialDate | None:
         value = value[: qualifier.start()].strip()
     if _marker_value(value) is None:
         return None
-    iso = value
-    month_day_year = re.fullmatch(r"([A-Za-z]+)\.?\s+(?:(\d{1,2}),?\s+)?(\d{4})", value)
-    day_month_year = re.fullmatch(r"(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})", value)
-    if month_day_year and month_day_year.group(1).casefold() in _MONTHS:
-        month = _MONTHS[month_day_year.group(1).casefold()]
-        day = month_day_year.group(2)
-        iso = f"{month_day_year.group(3)}-{month:02d}" + (f"-{int(day):02d}" if day else "")
-    elif day_month_year and day_month_year.group(2).casefold() in _MONTHS:
-        month = _MONTHS[day_month_year.group(2).casefold()]
-        iso = f"{day_month_year.group(3)}-{month:02d}-{int(day_month_year.group(1)):02d}"
     try:
-        if len(iso) == 10:
-            datetime.date.fromisoformat(iso)  # the model checks the form; this, the calendar
-        return PartialDate(value=iso, field=field, estimated=estimated)
-    except (ValidationError, ValueError) as error:
-        raise FieldError(field, f"impossible date {text.strip()!r}") from error
+        iso = parse_partial_date(value)
+    except DateProblem as error:
+        raise FieldError(field, str(error)) from error
+    return PartialDate(value=iso, field=field, estimated=estimated)

@@ -312,10 +312,11 @@ def _arms(trial: Trial) -> Paragraphs:
     }
     paragraphs: Paragraphs = []
     for arm in trial.arms:
+        # The label is the line just before its marker; the description follows the marker.
         paragraphs += [
             _free(arm.label),
-            *_optional(arm.description),
             f"{layout.GROUP_TYPE} {_marker(arm.type)}",
+            *_optional(arm.description),
         ]
         for name in arm.intervention_names:
             plain, code = layout.split_intervention_name(name)
