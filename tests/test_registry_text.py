@@ -16,7 +16,8 @@ from fhirconv.model import AvailableIpd, Code, PartialDate, Reference, Retractio
 from fhirconv.sources import ctgov_json
 from fhirconv.sources.ctgov_xml import parse_xml_date
 from fhirconv.sources.record import FieldError
-from fhirconv.sources.registry_text import BLURBS, parse_date, read_text
+from fhirconv.sources.registry_layout import BLURBS
+from fhirconv.sources.registry_text import parse_date, read_text
 from fhirconv.sources.render_text import render_registry_text, render_registry_texts
 
 REPO = Path(__file__).resolve().parents[1]
