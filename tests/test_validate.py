@@ -130,3 +130,34 @@ def test_cross_version_required_part_and_type(golden: Json) -> None:
     messages = [i.message for i in errors(validate_bundle(bundle))]
     assert any("'state' occurs 0 times; R5 allows 1..1" in m for m in messages), messages
     assert any("'targetNumber' needs a value of type ['unsignedInt']" in m for m in messages)
+
+
+def _table_ucum_codes() -> dict[str, set[str]]:
+    from fhirconv.tables import load_csv
+    from fhirconv.tables import load_json as load_table
+
+    return {
+        "eligibility-units.csv": {
+            r["ucum"] for r in load_csv("eligibility-units.csv") if r["ucum"]
+        },
+        "eligibility-analytes.csv": {
+            r["ucum"] for r in load_csv("eligibility-analytes.csv") if r["ucum"]
+        },
+        "dose-units.json": {v["code"] for v in load_table("dose-units.json")["map"].values()},
+        "age-units.json": {v["code"] for v in load_table("age-units.json")["map"].values()},
+    }
+
+
+@pytest.mark.parametrize("table", sorted(_table_ucum_codes()))
+def test_every_ucum_code_our_tables_emit_is_valid(table: str) -> None:
+    codes = _table_ucum_codes()[table]
+    assert codes
+    assert sorted(c for c in codes if not is_valid_ucum(c)) == []
+
+
+def test_hormone_micro_units_are_international_units() -> None:
+    from fhirconv.eligibility.units import ucum_for_written_unit
+
+    assert ucum_for_written_unit("uU/mL") == "u[IU]/mL"
+    assert ucum_for_written_unit("µU/mL") == "u[IU]/mL"
+    assert ucum_for_written_unit("mU/L") == "m[IU]/L"
