@@ -80,6 +80,34 @@ def validate_resource(resource: Json, label: str | None = None) -> list[Issue]:
     issues += _element_id_issues(resource, label)
     issues += _ucum_issues(resource, label)
     issues += _cross_version_issues(resource, label)
+    issues += _range_issues(resource, label)
+    return issues
+
+
+def _range_issues(resource: Json, label: str) -> list[Issue]:
+    """FHIR rng-2, low <= high, which HAPI's validator can check only when both ends share a unit
+    (it has no UCUM conversion): a Range with ends in two units is an error there, and here."""
+    issues = []
+    for path, element in _elements(resource, ""):
+        low, high = element.get("low"), element.get("high")
+        if not (isinstance(low, dict) and isinstance(high, dict)):
+            continue
+        if not (
+            isinstance(low.get("value"), int | float) and isinstance(high.get("value"), int | float)
+        ):
+            continue
+        if (low.get("system"), low.get("code")) != (high.get("system"), high.get("code")):
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    path,
+                    f"range ends in different units ({low.get('code')!r}, {high.get('code')!r}): "
+                    "low <= high (rng-2) cannot be checked without unit conversion",
+                )
+            )
+        elif low["value"] > high["value"]:
+            issues.append(Issue("error", label, path, "range low is above high (rng-2)"))
     return issues
 
 
