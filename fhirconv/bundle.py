@@ -2,8 +2,8 @@
 
 Every entry is `PUT Type/id` with an id derived from identifiers: posting the same Bundle twice
 creates nothing new, and a resource shared by many studies is written to one place. fullUrls are
-uuid5 of `Type/id`; the order is the mapper's stable order; no timestamps: the same input gives a
-byte-identical Bundle.
+`<ids.BUNDLE_BASE>/Type/id`, so the `Type/id` references resolve inside the Bundle; the order is
+the mapper's stable order; no timestamps: the same input gives a byte-identical Bundle.
 """
 
 from __future__ import annotations

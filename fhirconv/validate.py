@@ -1,6 +1,11 @@
 """Validation: every resource against the FHIR R4 structure (fhir.resources R4B models), plus
-bundle-level checks the models cannot make: every reference resolves inside the bundle, codes on
-required bindings are allowed ones, ids are unique, requests match their resources.
+checks the models cannot make, the same classes of error HAPI FHIR's instance validator reports:
+codes on required bindings are allowed ones; element ids are unique within a resource; every UCUM
+code (a Quantity's or Coding's with system http://unitsofmeasure.org) is valid UCUM; every R5
+cross-version extension is one `mappings/r5-cross-version-extensions.json` defines, used in its
+context with the sub-extensions, types and cardinalities R5 gives the element; in a bundle,
+resource ids are unique, requests match their resources, every fullUrl agrees with its resource's
+type and id, and every reference resolves to an entry by the FHIR bundle resolution rules.
 
 Returns issues; never prints and never raises for invalid content. `validate_files` reads
 bundles or resources from disk for `fhirconv validate`.
@@ -19,9 +24,16 @@ from fhirconv import fhir
 from fhirconv.errors import InputError, unexpected
 from fhirconv.jsonio import json_documents
 from fhirconv.tables import load_json
+from fhirconv.ucum import is_valid_ucum
 
 Json = dict[str, Any]
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+UCUM = "http://unitsofmeasure.org"
+# A RESTful fullUrl: `<base>/Type/id` (optionally `/_history/v`); its base resolves relative refs.
+_RESTFUL = re.compile(
+    r"^(?P<base>(?:https?://\S+?)?)/?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,187 @@ def validate_resource(resource: Json, label: str | None = None) -> list[Issue]:
     if "id" in resource and not _ID.match(str(resource["id"])):
         issues.append(Issue("error", label, "id", f"invalid id {resource['id']!r}"))
     issues += _binding_issues(resource, label)
+    issues += _element_id_issues(resource, label)
+    issues += _ucum_issues(resource, label)
+    issues += _cross_version_issues(resource, label)
+    issues += _range_issues(resource, label)
+    return issues
+
+
+def _range_issues(resource: Json, label: str) -> list[Issue]:
+    """FHIR rng-2, low <= high, which HAPI's validator can check only when both ends share a unit
+    (it has no UCUM conversion): a Range with ends in two units is an error there, and here."""
+    issues = []
+    for path, element in _elements(resource, ""):
+        low, high = element.get("low"), element.get("high")
+        if not (isinstance(low, dict) and isinstance(high, dict)):
+            continue
+        if not (
+            isinstance(low.get("value"), int | float) and isinstance(high.get("value"), int | float)
+        ):
+            continue
+        if (low.get("system"), low.get("code")) != (high.get("system"), high.get("code")):
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    path,
+                    f"range ends in different units ({low.get('code')!r}, {high.get('code')!r}): "
+                    "low <= high (rng-2) cannot be checked without unit conversion",
+                )
+            )
+        elif low["value"] > high["value"]:
+            issues.append(Issue("error", label, path, "range low is above high (rng-2)"))
+    return issues
+
+
+def _elements(value: Any, path: str) -> Iterator[tuple[str, Json]]:
+    """(path, element) of every object below a resource, nested resources excluded."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if key in {"resource", "contained"}:
+                continue
+            child_path = f"{path}.{key}" if path else key
+            if isinstance(child, dict):
+                yield child_path, child
+            yield from _elements(child, child_path)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            child_path = f"{path}[{index}]"
+            if isinstance(child, dict):
+                yield child_path, child
+            yield from _elements(child, child_path)
+
+
+def _element_id_issues(resource: Json, label: str) -> list[Issue]:
+    """Element ids (`id` on any element below the resource) must be unique within the resource."""
+    first_at: dict[str, str] = {}
+    issues = []
+    for path, element in _elements(resource, ""):
+        element_id = element.get("id")
+        if not isinstance(element_id, str):
+            continue
+        if element_id in first_at:
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    f"{path}.id",
+                    f"element id {element_id!r} is not unique within the resource "
+                    f"(also at {first_at[element_id]})",
+                )
+            )
+        else:
+            first_at[element_id] = f"{path}.id"
+    return issues
+
+
+def _ucum_issues(resource: Json, label: str) -> list[Issue]:
+    issues = []
+    for path, element in _elements(resource, ""):
+        if element.get("system") != UCUM or "code" not in element:
+            continue
+        code = element["code"]
+        if not isinstance(code, str) or not is_valid_ucum(code):
+            issues.append(
+                Issue("error", label, f"{path}.code", f"{code!r} is not a valid UCUM code")
+            )
+    return issues
+
+
+@cache
+def _cross_version_table() -> tuple[str, dict[str, Json]]:
+    table = load_json("r5-cross-version-extensions.json")
+    return str(table["url_prefix"]), dict(table["extensions"])
+
+
+def _value_type(extension: Json) -> str | None:
+    """The type suffix of an extension's value[x] ("valueUnsignedInt" → "UnsignedInt")."""
+    key = next((k for k in extension if k.startswith("value") and len(k) > 5), None)
+    return key[5:] if key else None
+
+
+def _type_allowed(value_type: str, types: list[str]) -> bool:
+    """`types` as R5 writes them ("unsignedInt", "Reference(Group)"); JSON capitalises them."""
+    return any(value_type.lower() == t.split("(", 1)[0].lower() for t in types)
+
+
+def _cross_version_issues(resource: Json, label: str) -> list[Issue]:
+    """R5 cross-version extensions against their R5 definitions (see the table's `source`)."""
+    prefix, table = _cross_version_table()
+    issues: list[Issue] = []
+    for path, element in [("", resource), *_elements(resource, "")]:
+        for index, extension in enumerate(element.get("extension") or []):
+            if not isinstance(extension, dict):
+                continue
+            url = extension.get("url")
+            if not isinstance(url, str) or not url.startswith(prefix):
+                continue
+            where = f"{path}.extension[{index}]" if path else f"extension[{index}]"
+            issues += _one_cross_version(
+                url, table.get(url[len(prefix) :]), extension, path, resource, label, where
+            )
+    return issues
+
+
+def _one_cross_version(
+    url: str,
+    spec: Json | None,
+    extension: Json,
+    parent_path: str,
+    resource: Json,
+    label: str,
+    where: str,
+) -> list[Issue]:
+    if spec is None:
+        return [Issue("error", label, where, f"no R5 cross-version definition for {url!r}")]
+    issues = []
+    if parent_path or resource.get("resourceType") != spec["context"]:
+        issues.append(Issue("error", label, where, f"{url!r} is allowed only on {spec['context']}"))
+    value_type = _value_type(extension)
+    parts: dict[str, Json] | None = spec.get("parts")
+    if parts is None:
+        if extension.get("extension"):
+            issues.append(Issue("error", label, where, f"{url!r} has no sub-extensions"))
+        if value_type is None or not _type_allowed(value_type, spec["types"]):
+            issues.append(
+                Issue("error", label, where, f"{url!r} needs a value of type {spec['types']}")
+            )
+        return issues
+    if value_type is not None:
+        issues.append(Issue("error", label, where, f"{url!r} is complex: it has no value[x]"))
+    counts: dict[str, int] = {}
+    for index, part in enumerate(extension.get("extension") or []):
+        name = part.get("url") if isinstance(part, dict) else None
+        part_where = f"{where}.extension[{index}]"
+        if name not in parts:
+            issues.append(
+                Issue("error", label, part_where, f"sub-extension {name!r} is not defined by {url}")
+            )
+            continue
+        counts[name] = counts.get(name, 0) + 1
+        part_type = _value_type(part)
+        if part_type is None or not _type_allowed(part_type, parts[name]["types"]):
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    part_where,
+                    f"sub-extension {name!r} needs a value of type {parts[name]['types']}",
+                )
+            )
+    for name, part_spec in parts.items():
+        count = counts.get(name, 0)
+        if count < part_spec["min"] or (part_spec["max"] != "*" and count > int(part_spec["max"])):
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    where,
+                    f"sub-extension {name!r} occurs {count} times; R5 allows "
+                    f"{part_spec['min']}..{part_spec['max']}",
+                )
+            )
     return issues
 
 
@@ -135,6 +328,36 @@ def _references(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from _references(child, f"{path}[{index}]")
 
 
+def _full_url_issue(full_url: str, resource: Json, label: str) -> Issue | None:
+    """A RESTful fullUrl must name the entry's own resource type and id (FHIR R4 Bundle, bdl-8 and
+    "fullUrl SHALL NOT disagree with the id in the resource")."""
+    if full_url.startswith(("urn:uuid:", "urn:oid:")):
+        return None
+    match = _RESTFUL.match(full_url)
+    if match is None:
+        return Issue("error", label, "fullUrl", f"fullUrl {full_url!r} is neither urn nor Type/id")
+    if (match["type"], match["id"]) != (resource.get("resourceType"), resource.get("id")):
+        return Issue(
+            "error",
+            label,
+            "fullUrl",
+            f"fullUrl {full_url!r} disagrees with the resource's type and id",
+        )
+    return None
+
+
+def _resolve(reference: str, from_full_url: str | None) -> str:
+    """The absolute URL a reference means inside a bundle (FHIR R4 §3.3.1.4 "Resolving references
+    in Bundles"): absolute URLs and urns stand as they are; a relative `Type/id` takes the base of
+    the referring entry's fullUrl when that is RESTful, and stays relative otherwise."""
+    if ":" in reference.split("/", 1)[0]:
+        return reference
+    match = _RESTFUL.match(from_full_url or "")
+    if match and match["base"]:
+        return f"{match['base']}/{reference}"
+    return reference
+
+
 def validate_bundle(bundle: Json) -> list[Issue]:
     """All resources of a Bundle, the Bundle itself, and the bundle-level checks."""
     issues: list[Issue] = []
@@ -143,8 +366,8 @@ def validate_bundle(bundle: Json) -> list[Issue]:
     entries = bundle.get("entry") or []
     shell = {k: v for k, v in bundle.items() if k != "entry"}
     issues += validate_resource(shell, "Bundle")
-    targets: set[str] = set()
-    seen_ids: set[str] = set()
+    full_urls: set[str] = set()
+    seen_ids: dict[str, str | None] = {}  # Type/id → that entry's fullUrl
     for index, entry in enumerate(entries):
         resource = entry.get("resource")
         where = f"Bundle.entry[{index}]"
@@ -153,14 +376,17 @@ def validate_bundle(bundle: Json) -> list[Issue]:
             continue
         label = _label(resource, where)
         issues += validate_resource(resource, label)
-        if entry.get("fullUrl"):
-            targets.add(str(entry["fullUrl"]))
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str) and full_url:
+            full_urls.add(full_url)
+            problem = _full_url_issue(full_url, resource, label)
+            if problem:
+                issues.append(problem)
         if resource.get("id"):
             type_id = f"{resource.get('resourceType')}/{resource['id']}"
             if type_id in seen_ids:
                 issues.append(Issue("error", label, "id", "two entries have the same type and id"))
-            seen_ids.add(type_id)
-            targets.add(type_id)
+            seen_ids[type_id] = full_url if isinstance(full_url, str) else None
         request = entry.get("request")
         if bundle.get("type") in {"transaction", "batch"}:
             if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
@@ -176,18 +402,35 @@ def validate_bundle(bundle: Json) -> list[Issue]:
         resource = entry.get("resource")
         if not isinstance(resource, dict):
             continue
+        label = _label(resource, f"Bundle.entry[{index}]")
+        own_full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         for path, target in _references(resource):
             if target.startswith("#"):
                 continue
-            if target not in targets:
+            resolved = _resolve(target, own_full_url)
+            if resolved in full_urls:
+                continue
+            if target in seen_ids:
+                # Found by type and id, but not by the bundle rules: a strict reader (the HL7
+                # validator, a FHIR server resolving a document) cannot link the two.
                 issues.append(
                     Issue(
-                        "error",
-                        _label(resource, f"Bundle.entry[{index}]"),
+                        "warning",
+                        label,
                         path,
-                        f"reference {target!r} does not resolve inside the bundle",
+                        f"reference {target!r} matches an entry by type and id, but its fullUrl "
+                        f"{seen_ids[target]!r} is not {resolved!r} (bundle resolution rules)",
                     )
                 )
+                continue
+            issues.append(
+                Issue(
+                    "error",
+                    label,
+                    path,
+                    f"reference {target!r} does not resolve inside the bundle",
+                )
+            )
     return issues
 
 

@@ -82,10 +82,15 @@ def test_reference_example_carries_every_fact(reference: ConvertedStudy) -> None
     assert study["phase"]["coding"][0]["code"] == "phase-1"
     assert study["primaryPurposeType"]["coding"][0]["code"] == "treatment"
     assert study["period"] == {"start": "2023-02-24", "end": "2025-12-30"}
-    target = ext(study, systems.xver("ResearchStudy.recruitment.targetNumber"))
-    assert target == [
-        {"url": systems.xver("ResearchStudy.recruitment.targetNumber"), "valueUnsignedInt": 24}
+    # R5 context of targetNumber is ResearchStudy.recruitment: one complex extension holds it.
+    recruitment = ext(study, systems.xver("ResearchStudy.recruitment"))
+    assert recruitment == [
+        {
+            "url": systems.xver("ResearchStudy.recruitment"),
+            "extension": [{"url": "targetNumber", "valueUnsignedInt": 24}],
+        }
     ]
+    assert ext(study, systems.xver("ResearchStudy.recruitment.targetNumber")) == []
     summary = ext(study, systems.xver("ResearchStudy.descriptionSummary"))[0]["valueMarkdown"]
     assert summary.startswith("This is a phase I, open-label")
     assert "4 dose level" in study["description"]

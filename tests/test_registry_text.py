@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from fhirconv.errors import RecordError
 from fhirconv.model import AvailableIpd, Code, PartialDate, Reference, Retraction, Trial
 from fhirconv.sources import ctgov_json
-from fhirconv.sources.registry_text import BLURBS, read_text
+from fhirconv.sources.ctgov_xml import parse_xml_date
+from fhirconv.sources.record import FieldError
+from fhirconv.sources.registry_layout import BLURBS
+from fhirconv.sources.registry_text import parse_date, read_text
 from fhirconv.sources.render_text import render_registry_text, render_registry_texts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -442,8 +445,8 @@ def test_zero_and_many_arms_and_interventions() -> None:
     groups = section(
         "Study Groups",
         "Treatment",
-        "Aspirin and counselling",
         "Group Type EXPERIMENTAL",
+        "Aspirin and counselling",
         "Aspirin",
         "Intervention Type DRUG",
         "100 mg daily",
@@ -708,6 +711,13 @@ def test_round_trip_over_the_shared_corpus() -> None:
         pytest.skip(f"shared corpus not found at {CORPUS_JSON} (needs ../shared/corpus/ctgov-v2)")
     trials = _json_trials(CORPUS_JSON)
     assert trials, f"no API v2 records read from {CORPUS_JSON}"
+    arms_lost = [
+        name
+        for name, trial in trials
+        if [(a.label, a.intervention_names) for a in read_one(render_registry_text(trial)).arms]
+        != [(a.label, a.intervention_names) for a in trial.arms]
+    ]
+    assert arms_lost == [], f"{len(arms_lost)} records lose arms or their interventions"
     mismatches = _round_trip_report(trials)
     assert mismatches == [], f"{len(mismatches)} differences, first: {mismatches[:5]}"
 
@@ -723,3 +733,155 @@ def test_round_trip_over_the_fixture_records() -> None:
 def test_not_compared_lists_only_what_the_layout_cannot_carry() -> None:
     assert set(NOT_COMPARED) == {"source", "field"}
     assert all(re.search(r"\w", reason) for reason in NOT_COMPARED.values())
+
+
+# -- study groups anchored on "Group Type": multi-arm pages ---------------------------------------
+
+FIXTURES_TEXT = REPO / "tests" / "fixtures" / "registry-text"
+
+
+def _arms(trial: Trial) -> list[tuple[str, str | None, str | None, tuple[str, ...]]]:
+    return [
+        (a.label, a.type.code if a.type else None, a.description, a.intervention_names)
+        for a in trial.arms
+    ]
+
+
+FOUR_ARMS = [
+    (
+        "Amlodipine low dose",
+        "EXPERIMENTAL",
+        "Participants take the low dose every morning for twelve weeks.",
+        ("Drug: Amlodipine", "Behavioral: Counselling"),
+    ),
+    ("Amlodipine high dose", "EXPERIMENTAL", None, ("Drug: Amlodipine",)),
+    ("Placebo", "PLACEBO_COMPARATOR", None, ("Drug: Matching placebo tablet",)),
+    (
+        "Usual care",
+        "NO_INTERVENTION",
+        "No study treatment; blood pressure is measured at the same visits.",
+        (),
+    ),
+]
+AMLODIPINE = (
+    "Calcium channel blocker taken by mouth once a day.\n\n"
+    "Tablets are 2.5 mg or 5 mg, as the arm says."
+)
+COUNSELLING = "Weekly thirty-minute sessions on salt intake."
+PLACEBO = "Looks, smells and tastes like the active tablet."
+FOUR_ARM_INTERVENTIONS = [
+    ("Amlodipine", "DRUG", AMLODIPINE, ("Amlodipine low dose", "Amlodipine high dose")),
+    ("Counselling", "BEHAVIORAL", COUNSELLING, ("Amlodipine low dose",)),
+    ("Matching placebo tablet", "DRUG", PLACEBO, ("Placebo",)),
+]
+
+
+def _interventions(trial: Trial) -> list[tuple[str, str | None, str | None, tuple[str, ...]]]:
+    return [
+        (i.name, i.type.code if i.type else None, i.description, i.arm_labels)
+        for i in trial.interventions
+    ]
+
+
+def test_hand_made_four_arm_page_keeps_every_arm() -> None:
+    """Interventions with two-paragraph descriptions inside groups used to be read as the next
+    group's label, losing half the groups."""
+    path = FIXTURES_TEXT / "NCT09990001.txt"
+    trial = read_one(path.read_text(encoding="utf-8"), str(path))
+    assert _arms(trial) == FOUR_ARMS
+    assert _interventions(trial) == FOUR_ARM_INTERVENTIONS
+
+
+def test_groups_alone_list_the_interventions_with_their_descriptions() -> None:
+    path = FIXTURES_TEXT / "NCT09990002.txt"
+    trial = read_one(path.read_text(encoding="utf-8"), str(path))
+    assert _arms(trial) == FOUR_ARMS
+    assert _interventions(trial) == FOUR_ARM_INTERVENTIONS
+
+
+def test_hand_made_page_round_trips() -> None:
+    path = FIXTURES_TEXT / "NCT09990001.txt"
+    trial = read_one(path.read_text(encoding="utf-8"), str(path))
+    assert round_trip_differences(trial) == []
+
+
+def test_intervention_description_that_reads_like_a_label_stays_with_its_intervention() -> None:
+    groups = section(
+        "Study Groups",
+        "Arm A",
+        "Group Type EXPERIMENTAL",
+        "Drug X",
+        "Intervention Type DRUG",
+        "Arm B",  # the description of Drug X, worded like a group label
+        "Arm C",
+        "Group Type ACTIVE_COMPARATOR",
+        "Drug Y",
+        "Intervention Type DRUG",
+        "Given daily.",
+    )
+    trial = read_one(page(groups))
+    assert _arms(trial) == [
+        ("Arm A", "EXPERIMENTAL", None, ("Drug: Drug X",)),
+        ("Arm C", "ACTIVE_COMPARATOR", None, ("Drug: Drug Y",)),
+    ]
+    assert _interventions(trial) == [
+        ("Drug X", "DRUG", "Arm B", ("Arm A",)),
+        ("Drug Y", "DRUG", "Given daily.", ("Arm C",)),
+    ]
+
+
+def test_group_without_label_and_intervention_without_name_are_dropped_not_misread() -> None:
+    groups = section(
+        "Study Groups",
+        "Group Type EXPERIMENTAL",  # no label: cannot be told apart
+        "Drug X",
+        "Intervention Type DRUG",
+        "Second",
+        "Group Type OTHER",
+        "Intervention Type DRUG",  # no name before it
+        "Orphan description.",
+        "Third",
+        "Group Type -",
+    )
+    trial = read_one(page(groups))
+    assert _arms(trial) == [("Second", "OTHER", None, ()), ("Third", None, None, ())]
+
+
+def test_rendered_multi_arm_trial_with_shared_intervention_reads_back() -> None:
+    path = FIXTURES_TEXT / "NCT09990001.txt"
+    trial = read_one(path.read_text(encoding="utf-8"), str(path))
+    rendered = render_registry_text(trial)
+    # Each label is the line just before its marker.
+    for arm in trial.arms:
+        assert f"{arm.label}\n\nGroup Type {arm.type.code if arm.type else '-'}" in rendered
+    assert _arms(read_one(rendered)) == FOUR_ARMS
+
+
+# -- one partial-date parser for XML and page text -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "iso", "estimated"),
+    [
+        ("2023-02-24", "2023-02-24", None),
+        ("2023-2", "2023-02", None),
+        ("February 24, 2023", "2023-02-24", None),
+        ("Sept. 3rd, 2009 (estimated)", "2009-09-03", True),
+        ("3 March 2010 [Actual]", "2010-03-03", False),
+        ("Feb 2023 (anticipated)", "2023-02", True),
+        ("2004", "2004", None),
+    ],
+)
+def test_page_dates_read_like_xml_dates(text: str, iso: str, estimated: bool | None) -> None:
+    date = parse_date(text, "Basic Information > Study Start Date")
+    assert date is not None
+    assert (date.value, date.estimated) == (iso, estimated)
+    assert parse_xml_date(text.split(" (")[0].split(" [")[0]) == iso
+
+
+@pytest.mark.parametrize("text", ["February 30, 2015", "Smarch 2015", "2015-13", "soon"])
+def test_bad_page_dates_name_the_field(text: str) -> None:
+    with pytest.raises(FieldError) as raised:
+        parse_date(text, "Basic Information > Study Start Date")
+    assert raised.value.field == "Basic Information > Study Start Date"
+    assert repr(text) in str(raised.value)

@@ -11,6 +11,7 @@ to it by the `eligibility-source-criterion` extension (docs/matching.md lists ev
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from fhirconv.eligibility.characteristics import COVERAGE, computable_characteristics
@@ -28,6 +29,20 @@ SAMPLING_METHOD = systems.extension("sampling-method")
 GENDER_BASED = systems.extension("gender-based")
 GENDER_DESCRIPTION = systems.extension("gender-description")
 STANDARD_AGE = systems.extension("standard-age-group")
+AGE_AS_WRITTEN = systems.extension("age-as-written")
+
+# UCUM time units in days, exactly as UCUM defines them: a = a_j = 365.25 d, mo = mo_j = a_j/12,
+# wk = 7 d, d = 24 h, h = 60 min (https://ucum.org/ucum, "Time").
+_DAYS_PER_UNIT: dict[str, Fraction] = {
+    "a": Fraction(36525, 100),
+    "mo": Fraction(36525, 1200),
+    "wk": Fraction(7),
+    "d": Fraction(1),
+    "h": Fraction(1, 24),
+    "min": Fraction(1, 1440),
+}
+_TIME_UNIT_NAMES = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours"}
+_TIME_UNIT_NAMES["min"] = "minutes"
 
 AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
 SEX = {"system": systems.LOINC, "code": "46098-0", "display": "Sex"}
@@ -57,6 +72,50 @@ def age_quantity(ctx: MappingContext, limit: AgeLimit) -> Json:
     return quantity
 
 
+def _finite_decimal(value: Fraction) -> int | float | None:
+    """`value` as a JSON number when it is a terminating decimal, else None."""
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    if denominator != 1:
+        return None
+    return int(value) if value.denominator == 1 else float(value)
+
+
+def _in_unit(quantity: Json, code: str) -> Json | None:
+    value = _finite_decimal(
+        Fraction(str(quantity["value"])) * _DAYS_PER_UNIT[quantity["code"]] / _DAYS_PER_UNIT[code]
+    )
+    if value is None:
+        return None
+    return {"value": value, "unit": _TIME_UNIT_NAMES[code], "system": systems.UCUM, "code": code}
+
+
+def one_unit_range(low: Json, high: Json) -> tuple[Json, Json]:
+    """Both ends of an age range in one UCUM unit, the finer of the two (days when that is not
+    exact), so that comparing them needs no unit conversion: FHIR's rng-2 (low <= high) as HAPI's
+    validator evaluates it, and a consumer that reads the Range in one unit. An end that changes
+    keeps its written form in `fc:age-as-written`. Ends in units outside the table stay as they
+    are."""
+    codes = (low.get("code"), high.get("code"))
+    if codes[0] == codes[1] or not all(c in _DAYS_PER_UNIT for c in codes):
+        return low, high
+    finer = min(codes, key=lambda c: _DAYS_PER_UNIT[str(c)])
+    for target in (str(finer), "d"):
+        ends: list[Json] = []
+        for end in (low, high):
+            if end["code"] == target:
+                ends.append(end)
+            elif (converted := _in_unit(end, target)) is not None:
+                ends.append(
+                    {**converted, "extension": [{"url": AGE_AS_WRITTEN, "valueQuantity": end}]}
+                )
+        if len(ends) == 2:
+            return ends[0], ends[1]
+    return low, high
+
+
 def age_characteristic(ctx: MappingContext) -> Json | None:
     eligibility = ctx.trial.eligibility
     if not eligibility.minimum_age and not eligibility.maximum_age:
@@ -66,6 +125,10 @@ def age_characteristic(ctx: MappingContext) -> Json | None:
         value_range["low"] = age_quantity(ctx, eligibility.minimum_age)
     if eligibility.maximum_age:
         value_range["high"] = age_quantity(ctx, eligibility.maximum_age)
+    if "low" in value_range and "high" in value_range:
+        value_range["low"], value_range["high"] = one_unit_range(
+            value_range["low"], value_range["high"]
+        )
     return {
         "id": "age",
         "code": {"coding": [AGE], "text": "Age"},

@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-import uuid
 
-# A fixed namespace: fullUrls are uuid5(namespace, "Type/id").
-_NAMESPACE = uuid.UUID("6f0d6c1e-8a51-4a4c-9a55-2b6f1d0c7e21")
+# fullUrls are `<BUNDLE_BASE>/Type/id`: the relative reference `Type/id` found in a resource then
+# resolves to its entry under the FHIR bundle resolution rules, and resources stay byte-identical
+# in Bundle and NDJSON output. README "fullUrl and references" says why this over urn:uuid.
+BUNDLE_BASE = "https://fhirconv.dev/fhir"
 
 
 def identity_key(*parts: str | None) -> str:
@@ -42,7 +43,7 @@ def hashed_id(prefix: str, key: str) -> str:
 
 
 def full_url(resource_type: str, resource_id: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{resource_type}/{resource_id}')}"
+    return f"{BUNDLE_BASE}/{resource_type}/{resource_id}"
 
 
 def reference(resource_type: str, resource_id: str, display: str | None = None) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """Trial → PlanDefinition: the study's arms, the interventions each arm receives, and the dose
 levels the text states, as Quantities.
 
-One action per arm (code: R5 arm type), with one sub-action per intervention given in that arm
-(code: CT.gov intervention type). Interventions linked to no arm are top-level actions. Dose levels
+One action per arm (id `arm-N`, code: R5 arm type), with one sub-action per intervention given in
+that arm (id `arm-N-intervention-M`, code: CT.gov intervention type). Interventions linked to no arm
+are top-level actions (id `intervention-M`). Element ids are unique within the resource: an
+intervention given in several arms appears once under each, with that arm's prefix. Dose levels
 are `dose-level` extensions (valueQuantity) on the intervention's action; R4 PlanDefinition has no
 element for them.
 """
@@ -71,9 +73,13 @@ def _dose_texts(ctx: MappingContext, intervention: Intervention, arms: list[Arm]
 
 
 def intervention_action(
-    ctx: MappingContext, intervention: Intervention, number: int, arms: list[Arm]
+    ctx: MappingContext,
+    intervention: Intervention,
+    number: int,
+    arms: list[Arm],
+    id_prefix: str = "",
 ) -> Json:
-    action: Json = {"id": f"intervention-{number}", "title": intervention.name}
+    action: Json = {"id": f"{id_prefix}intervention-{number}", "title": intervention.name}
     extensions: list[Json] = [
         {"url": OTHER_NAME, "valueString": name} for name in intervention.other_names
     ]
@@ -102,14 +108,15 @@ def to_plan_definition(ctx: MappingContext) -> Json | None:
     }
     actions: list[Json] = []
     for arm_number, arm in enumerate(trial.arms, 1):
-        action: Json = {"id": f"arm-{arm_number}", "title": arm.label}
+        arm_id = f"arm-{arm_number}"
+        action: Json = {"id": arm_id, "title": arm.label}
         if arm.description:
             action["description"] = arm.description
         concept = arm_type_concept(ctx, arm)
         if concept:
             action["code"] = [concept]
         given = [
-            intervention_action(ctx, intervention, number, arms_of[number])
+            intervention_action(ctx, intervention, number, arms_of[number], f"{arm_id}-")
             for number, intervention in numbered
             if arm in arms_of[number]
         ]

@@ -524,8 +524,14 @@ def recruitment_extensions(trial: Trial) -> list[Json]:
     count = trial.design.enrollment_count
     if count is None:
         return []
+    # R5 puts the numbers in the backbone ResearchStudy.recruitment; its cross-version extension is
+    # complex, one sub-extension per element, so they keep the context R5 gives them.
     which = "actualNumber" if trial.design.enrollment_estimated is False else "targetNumber"
-    return [{"url": systems.xver(f"ResearchStudy.recruitment.{which}"), "valueUnsignedInt": count}]
+    return [
+        _complex(
+            systems.xver("ResearchStudy.recruitment"), [_sub(which, "valueUnsignedInt", count)]
+        )
+    ]
 
 
 def _party(

@@ -1,27 +1,12 @@
-"""Registry page text → `Trial`.
-
-The input is the plain-text layout of a registry web page (see examples/NCT05765006.txt): a title
-line, `NCT ID: …`, `Last Updated: …`, then sections. A section is a heading line followed by a
-one-line blurb, then values:
-
-* label sections (Basic Information, Study Design, the tail of Eligibility Criteria, Responsible
-  Party, Oversight, Data Sharing): a label line ("Recruitment Status") followed by its value, or
-  `Label: value` on one line;
-* list sections (Conditions, Keywords, Countries, …): one value per line;
-* item sections (Study Groups, Interventions, Locations, References, …): repeated items delimited
-  by marker lines ("Group Type X", "Site Status X", "Reference Type X", "Role: X", …);
-* text sections (Brief Summary, Detailed Description): the text verbatim.
+"""Registry page text → `Trial`: the reader of the layout `registry_layout` describes (see
+examples/NCT05765006.txt).
 
 Sections may come in any order or be missing; items may be zero or many. Coded values are normalized
 to ClinicalTrials.gov API v2 enum spelling ("Not yet recruiting" → NOT_YET_RECRUITING, "Phase 1" →
 PHASE1); a value that is no known display form is kept as written, so a mapper can name it. A marker
 value of `-` means "not stated". `Code.field` and error fields use the layout's own words:
-"Basic Information > Recruitment Status".
-
-Headings the example page does not have ("Keywords", "Primary Outcomes", "Oversight", …) are
-written in the same style by `render_text.render_registry_text`, so that every fact of a `Trial`
-has a place; the vocabulary of the layout (headings, blurbs, labels, markers) lives here and the
-renderer imports it.
+"Basic Information > Recruitment Status". Dates are read by `sources.dates`, the parser the XML
+reader uses too.
 
 Facility contacts are tied to sites by an optional `Site: <n> (…)` line (n counts the Locations
 items from 1). Without it, the contacts belong to the only site when there is exactly one site;
@@ -32,13 +17,10 @@ Several pages in one file are split at each title line + `NCT ID:` line.
 
 from __future__ import annotations
 
-import datetime
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
-
-from pydantic import ValidationError
 
 from fhirconv.errors import RecordError
 from fhirconv.model import (
@@ -67,551 +49,116 @@ from fhirconv.model import (
     SourceRef,
     Trial,
 )
-from fhirconv.sources.record import FieldError, read_record, upper_snake
+from fhirconv.sources.dates import DateProblem, parse_partial_date
+from fhirconv.sources.record import FieldError, read_record
+from fhirconv.sources.registry_layout import (
+    ALLOCATIONS,
+    ARM_TYPES,
+    AVAILABLE_IPDS,
+    BIO_SPEC,
+    BLURB_KEYS,
+    BLURBS,
+    BRIEF_SUMMARY,
+    CENTRAL_CONTACTS,
+    COMMA_COUNTRIES,
+    CONDITIONS,
+    CONTACT_LABEL,
+    CONTACT_ROLES,
+    COORDINATES_LINE,
+    COUNTRIES,
+    DATA_SHARING,
+    DETAILED_DESCRIPTION,
+    ELIGIBILITY_CRITERIA,
+    ELIGIBILITY_KEYS,
+    EMAIL_SHAPE,
+    EXPANDED_ACCESS_TYPES,
+    FACILITY_CONTACTS,
+    GROUP_TYPE,
+    GROUP_TYPE_LINE,
+    IDENTIFIER_LABEL,
+    IDENTIFIER_TYPE,
+    INTERVENTION_MODELS,
+    INTERVENTION_TYPE,
+    INTERVENTION_TYPE_LINE,
+    INTERVENTION_TYPES,
+    INTERVENTIONS,
+    IPD_INFO_TYPES,
+    IPD_MARKER,
+    IPD_SHARING,
+    KEYWORDS,
+    LABEL_SECTIONS,
+    LAST_UPDATED,
+    LEAD_ROLE,
+    LINK_LINE,
+    LINKS,
+    LOCATIONS,
+    MASKINGS,
+    MESH,
+    MESH_KINDS,
+    MESH_TERMS,
+    NCT_ALIAS_SOURCE,
+    NCT_ID,
+    NCT_LINE,
+    NOT_STATED,
+    OBSERVATIONAL_MODELS,
+    OFFICIAL_ROLES,
+    ORG_CLASSES,
+    ORG_STUDY_ID_SOURCE,
+    OTHER_IDENTIFIERS,
+    OTHER_NAME_LINE,
+    OTHER_OUTCOMES,
+    OVERSIGHT,
+    PHASES,
+    PHONE_SHAPE,
+    PMID_LINE,
+    PRIMARY_OUTCOMES,
+    PRINCIPAL_INVESTIGATORS,
+    PURPOSES,
+    REFERENCE_TYPE,
+    REFERENCE_TYPE_LINE,
+    REFERENCE_TYPES,
+    REFERENCES,
+    REGISTERING_ORGANIZATION,
+    REMOVED_COUNTRIES,
+    RESPONSIBILITY_ROLE,
+    RESPONSIBLE_PARTY,
+    RESPONSIBLE_PARTY_TYPES,
+    RESULTS_PENDING,
+    RESULTS_POSTED,
+    RETRACTION,
+    ROLE_LINE,
+    SAMPLING,
+    SECONDARY_ID_TYPES,
+    SECONDARY_OUTCOMES,
+    SEXES,
+    SITE_LINE,
+    SITE_STATUS,
+    SITE_STATUS_LINE,
+    SPONSOR_ROLE_LINE,
+    SPONSORS,
+    STATUSES,
+    STD_AGES,
+    STUDY_GROUP_LINE,
+    STUDY_GROUPS,
+    STUDY_RESULTS,
+    STUDY_TYPES,
+    TEXT_LABELS,
+    TIME_FRAME,
+    TIME_FRAME_LINE,
+    TIME_PERSPECTIVES,
+    WHO_MASKED,
+    heading_of,
+    intervention_type_display,
+    is_blank,
+    match_label,
+    normalize_code,
+    split_address,
+    split_intervention_name,
+    squash,
+    unescape_line,
+)
 
 FORMAT = "registry-text"
-
-# ---------------------------------------------------------------------------------------------
-# The layout vocabulary. Headings and blurbs marked "example" are the reference page's own words;
-# the others were added in the same style for facts the example page has no place for.
-# ---------------------------------------------------------------------------------------------
-
-STUDY_RESULTS = "Study Results"  # example
-BASIC_INFORMATION = "Basic Information"  # example
-BRIEF_SUMMARY = "Brief Summary"  # example
-DETAILED_DESCRIPTION = "Detailed Description"  # example
-CONDITIONS = "Conditions"  # example
-KEYWORDS = "Keywords"
-MESH_TERMS = "MeSH Terms"
-STUDY_DESIGN = "Study Design"  # example
-STUDY_GROUPS = "Study Groups"  # example
-INTERVENTIONS = "Interventions"  # example
-PRIMARY_OUTCOMES = "Primary Outcomes"
-SECONDARY_OUTCOMES = "Secondary Outcomes"
-OTHER_OUTCOMES = "Other Outcomes"
-ELIGIBILITY_CRITERIA = "Eligibility Criteria"  # example
-SPONSORS = "Sponsors"  # example
-REGISTERING_ORGANIZATION = "Registering Organization"
-RESPONSIBLE_PARTY = "Responsible Party"  # example
-OVERSIGHT = "Oversight"
-PRINCIPAL_INVESTIGATORS = "Principal Investigators"  # example
-LOCATIONS = "Locations"  # example
-COUNTRIES = "Countries"  # example
-REMOVED_COUNTRIES = "Removed Countries"
-CENTRAL_CONTACTS = "Central Contacts"  # example
-FACILITY_CONTACTS = "Facility Contacts"  # example
-REFERENCES = "References"  # example
-LINKS = "Links"
-AVAILABLE_IPDS = "Available IPD/Information"
-OTHER_IDENTIFIERS = "Other Identifiers"  # example
-DATA_SHARING = "Data Sharing"
-MORE_RELATED_TRIALS = "More Related Trials"  # example
-
-RESULTS_PENDING = "Results pending"  # example
-RESULTS_POSTED = "Results posted"
-RESULTS_PENDING_NOTE = (  # example
-    "The study team has not published outcome measurements, participant flow, or safety data for "
-    "this trial yet. Check back later for updates."
-)
-RESULTS_POSTED_NOTE = (
-    "The study team has published outcome measurements, participant flow, or safety data for "
-    "this trial on ClinicalTrials.gov."
-)
-
-# heading → the blurbs that may follow it (the first is the one the renderer writes).
-# "Study Results" is followed by the results state instead of a blurb.
-BLURBS: dict[str, tuple[str, ...]] = {
-    STUDY_RESULTS: (RESULTS_PENDING, RESULTS_POSTED, "Results available"),
-    BASIC_INFORMATION: (
-        "Get a concise snapshot of the trial, including recruitment status, study phase, "
-        "enrollment targets, and key timeline milestones.",
-    ),
-    BRIEF_SUMMARY: (
-        "Review the sponsor-provided synopsis that highlights what the study is about and why it "
-        "is being conducted.",
-    ),
-    DETAILED_DESCRIPTION: (
-        "Dive into the extended narrative that explains the scientific background, objectives, "
-        "and procedures in greater depth.",
-    ),
-    CONDITIONS: (
-        "See the medical conditions and disease areas that this research is targeting or "
-        "investigating.",
-    ),
-    KEYWORDS: ("Browse the words and phrases the sponsor uses to describe the study.",),
-    MESH_TERMS: (
-        "See the Medical Subject Headings indexed for the conditions and interventions, with "
-        "their broader ancestor terms.",
-    ),
-    STUDY_DESIGN: (
-        "Understand how the trial is structured, including allocation methods, masking "
-        "strategies, primary purpose, and other design elements.",
-    ),
-    STUDY_GROUPS: (
-        "Review each arm or cohort in the study, along with the interventions and objectives "
-        "associated with them.",
-    ),
-    INTERVENTIONS: (
-        "Learn about the drugs, procedures, or behavioral strategies being tested and how they "
-        "are applied within this trial.",
-    ),
-    PRIMARY_OUTCOMES: (
-        "See the main measurements the study uses to judge whether the intervention works.",
-    ),
-    SECONDARY_OUTCOMES: (
-        "See the additional measurements the study collects to support its main findings.",
-    ),
-    OTHER_OUTCOMES: (
-        "See further measurements the study records beyond its primary and secondary outcomes.",
-    ),
-    ELIGIBILITY_CRITERIA: (
-        "Check the participation requirements, including inclusion and exclusion rules, age "
-        "limits, and whether healthy volunteers are accepted.",
-    ),
-    SPONSORS: (
-        "Meet the organizations funding or collaborating on the study and learn about their roles.",
-    ),
-    REGISTERING_ORGANIZATION: (
-        "See the organization that registered the study and maintains its record.",
-    ),
-    RESPONSIBLE_PARTY: (
-        "Identify the individual or organization who holds primary responsibility for the study "
-        "information submitted to regulators.",
-    ),
-    OVERSIGHT: ("Check how the study is overseen, including data monitoring and FDA regulation.",),
-    PRINCIPAL_INVESTIGATORS: (
-        "Learn about the lead researchers overseeing the trial and their institutional "
-        "affiliations.",
-    ),
-    LOCATIONS: (
-        "Explore where the study is taking place and check the recruitment status at each "
-        "participating site.",
-    ),
-    COUNTRIES: (
-        "Review the countries where the study has at least one active or historical site.",
-    ),
-    REMOVED_COUNTRIES: (
-        "Review the countries that were once listed for the study but no longer have a site.",
-    ),
-    CENTRAL_CONTACTS: (
-        "Reach out to these primary contacts for questions about participation or study logistics.",
-    ),
-    FACILITY_CONTACTS: (
-        "Find local site contact details for specific facilities participating in the trial.",
-    ),
-    REFERENCES: (
-        "Explore related publications, articles, or registry entries linked to this study.",
-    ),
-    LINKS: ("Follow the related web pages the sponsor has listed for this study.",),
-    AVAILABLE_IPDS: (
-        "Find the participant data sets and study documents the study team has made available.",
-    ),
-    OTHER_IDENTIFIERS: (
-        "Review additional registry numbers or institutional identifiers associated with this "
-        "trial.",
-    ),
-    DATA_SHARING: (
-        "Find out whether and how individual participant data from this study will be shared.",
-    ),
-    MORE_RELATED_TRIALS: (
-        "Additional clinical trials that may be relevant based on similarity analysis.",
-    ),
-}
-
-NOT_STATED = "-"  # a marker value the page leaves empty ("Identifier Type: -" in the example)
-
-# Header lines (before the first heading).
-NCT_ID_PREFIX = "NCT ID:"
-LAST_UPDATED_PREFIX = "Last Updated:"
-
-# Labels of label sections, by the section the renderer puts them in. Each label is unique across
-# sections, so a label found in another section than its home is still understood.
-BASIC_LABELS = (
-    "Official Title",
-    "Acronym",
-    "Recruitment Status",  # example
-    "Last Known Status",
-    "Why Stopped",
-    "Clinical Phase",  # example
-    "Total Enrollment",  # example
-    "Study Classification",  # example
-    "Study Start Date",  # example
-    "Primary Completion Date",
-    "Study Completion Date",  # example
-    "Status Verified Date",
-    "First Submitted Date",
-    "First Submitted QC Date",
-    "First Posted Date",
-    "Results First Submitted Date",
-    "Results First Submitted QC Date",
-    "Results First Posted Date",
-    "Disposition First Submitted Date",
-    "Disposition First Submitted QC Date",
-    "Disposition First Posted Date",
-    "Last Update Submitted Date",
-    "Delayed Posting",
-    "Results Waived",
-    "Expanded Access Available",
-    "Expanded Access NCT ID",
-    "Expanded Access Status",
-    "Registry Data Version",
-)
-DESIGN_LABELS = (
-    "Allocation Method",  # example
-    "Intervention Model",  # example
-    "Intervention Model Description",
-    "Primary Study Purpose",  # example
-    "Blinding Strategy",  # example
-    "Masked Roles",
-    "Masking Description",
-    "Observational Model",
-    "Time Perspective",
-    "Patient Registry",
-    "Target Duration",
-    "Biospecimen Retention",
-    "Biospecimen Description",
-    "Expanded Access Types",
-)
-ELIGIBILITY_LABELS = (
-    "Minimum Eligible Age",  # example
-    "Maximum Eligible Age",  # example
-    "Eligible Sex",  # example
-    "Gender Based Eligibility",
-    "Gender Eligibility Description",
-    "Accepts Healthy Volunteers",  # example
-    "Age Groups",
-    "Study Population",
-    "Sampling Method",
-)
-RESPONSIBLE_PARTY_LABELS = (
-    "Investigator Name",
-    "Investigator Title",
-    "Investigator Affiliation",
-    "Old Name/Title",
-    "Old Organization",
-)
-OVERSIGHT_LABELS = (
-    "Data Monitoring Committee",
-    "FDA-Regulated Drug",
-    "FDA-Regulated Device",
-    "Unapproved Device",
-    "Exported from the U.S.",
-    "Pediatric Postmarket Surveillance",
-    "FDAAA 801 Violation",
-)
-DATA_SHARING_LABELS = (
-    "Plan to Share IPD",
-    "IPD Sharing Description",
-    "IPD Supporting Information",
-    "IPD Sharing Time Frame",
-    "IPD Access Criteria",
-    "IPD Sharing URL",
-)
-LABEL_SECTIONS: dict[str, tuple[str, ...]] = {
-    BASIC_INFORMATION: BASIC_LABELS,
-    STUDY_DESIGN: DESIGN_LABELS,
-    ELIGIBILITY_CRITERIA: ELIGIBILITY_LABELS,
-    RESPONSIBLE_PARTY: RESPONSIBLE_PARTY_LABELS,
-    OVERSIGHT: OVERSIGHT_LABELS,
-    DATA_SHARING: DATA_SHARING_LABELS,
-}
-# Labels whose value may run over several lines (free text); the others take one line.
-TEXT_LABELS = frozenset(
-    {
-        "Official Title",
-        "Acronym",
-        "Why Stopped",
-        "Expanded Access NCT ID",
-        "Intervention Model Description",
-        "Masking Description",
-        "Target Duration",
-        "Biospecimen Description",
-        "Gender Eligibility Description",
-        "Study Population",
-        *RESPONSIBLE_PARTY_LABELS,
-        "IPD Sharing Description",
-        "IPD Sharing Time Frame",
-        "IPD Access Criteria",
-        "IPD Sharing URL",
-    }
-)
-
-# Marker lines inside item sections: "<prefix> <value>" (the example writes some with a colon).
-GROUP_TYPE = "Group Type"  # example, ends the head of a study group
-INTERVENTION_TYPE = "Intervention Type"  # example, ends an intervention
-SPONSOR_ROLE = "Sponsor Role"  # example: lead | collaborator
-RESPONSIBILITY_ROLE = "Responsibility Role"  # example
-ROLE = "Role:"  # example, investigators and contacts
-SITE_STATUS = "Site Status"  # example, ends a site
-REFERENCE_TYPE = "Reference Type"  # example, ends a reference's citation
-PMID = "PMID:"  # example
-PMID_SUFFIX = "(View on PubMed)"  # example
-RETRACTION_PMID = "Retraction PMID:"  # starts a retraction notice of the reference above
-RETRACTION_SOURCE = "Retraction Source:"
-IPD_ID = "IPD ID:"  # an available IPD/information item: comment text, then these markers
-IPD_TYPE = "IPD Type:"
-IPD_URL = "IPD URL:"  # ends the item
-IDENTIFIER_TYPE = "Identifier Type:"  # example
-IDENTIFIER_SOURCE = "Identifier Source:"  # example
-IDENTIFIER_DOMAIN = "Identifier Domain:"
-IDENTIFIER_LINK = "Identifier Link:"
-ORG_STUDY_ID_SOURCE = "org_study_id"  # example
-SECONDARY_ID_SOURCE = "secondary_id"
-NCT_ALIAS_SOURCE = "nct_id_alias"
-OTHER_NAME = "Other Name:"
-STUDY_GROUP = "Study Group:"  # an intervention's arm label
-TIME_FRAME = "Time Frame:"  # ends an outcome
-LINK = "Link:"  # ends a see-also link
-COORDINATES = "Coordinates:"
-SITE = "Site:"  # ties a facility contact to the n-th site
-CONTACT_NAME = "Name:"  # the labelled forms, used when a bare line would be ambiguous
-CONTACT_PHONE = "Phone:"
-CONTACT_PHONE_EXT = "Phone Extension:"
-CONTACT_EMAIL = "Email:"
-LEAD_ROLE = "lead"  # example
-COLLABORATOR_ROLE = "collaborator"
-MESH_KINDS = ("Condition", "Condition Ancestor", "Intervention", "Intervention Ancestor")
-ENROLLMENT_UNIT = "participants"  # example: "24 participants"
-
-
-def marker_pattern(prefix: str) -> re.Pattern[str]:
-    """`Group Type X`, `Group Type: X`, `Role: X` (case-insensitive); group 1 is the value."""
-    words = re.escape(prefix.rstrip(":"))
-    return re.compile(rf"^{words}(?::|\s|$)\s*(.*)$", re.IGNORECASE)
-
-
-_GROUP_TYPE = marker_pattern(GROUP_TYPE)
-_INTERVENTION_TYPE = marker_pattern(INTERVENTION_TYPE)
-_SPONSOR_ROLE = marker_pattern(SPONSOR_ROLE)
-_RESPONSIBILITY_ROLE = marker_pattern(RESPONSIBILITY_ROLE)
-_ROLE = re.compile(r"^Role:\s*(.*)$", re.IGNORECASE)
-_SITE_STATUS = marker_pattern(SITE_STATUS)
-_REFERENCE_TYPE = marker_pattern(REFERENCE_TYPE)
-_PMID = re.compile(r"^PMID:?\s*(\d+)\b", re.IGNORECASE)
-_RETRACTION = re.compile(r"^Retraction (PMID|Source):\s*(.*)$", re.IGNORECASE)
-_IPD_MARKER = re.compile(r"^IPD (ID|Type|URL):\s*(.*)$", re.IGNORECASE)
-_IDENTIFIER_LABEL = re.compile(r"^Identifier (Type|Source|Domain|Link):\s*(.*)$", re.IGNORECASE)
-_OTHER_NAME = re.compile(r"^Other Names?:\s*(.*)$", re.IGNORECASE)
-_STUDY_GROUP = re.compile(r"^Study Group:\s*(.*)$", re.IGNORECASE)
-_TIME_FRAME = re.compile(r"^Time Frame:\s*(.*)$", re.IGNORECASE)
-_LINK = re.compile(r"^Link:\s*(.*)$", re.IGNORECASE)
-_COORDINATES = re.compile(
-    r"^Coordinates:\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*,\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)$",
-    re.IGNORECASE,
-)
-_SITE = re.compile(r"^Site:\s*(.*)$", re.IGNORECASE)
-_CONTACT_LABEL = re.compile(r"^(Name|Phone|Phone Extension|Email|E-mail):\s*(.*)$", re.IGNORECASE)
-_MESH = re.compile(
-    r"^(Condition|Condition Ancestor|Intervention|Intervention Ancestor):\s*(.*?)"
-    r"(?:\s*\[([^\[\]]*)\])?$",
-    re.IGNORECASE,
-)
-_NCT_LINE = re.compile(r"^NCT ID:\s*(.*)$", re.IGNORECASE)
-_LAST_UPDATED = re.compile(r"^Last Updated:\s*(.*)$", re.IGNORECASE)
-_NCT_ID = re.compile(r"NCT\d{8}")
-
-# A bare contact line that is a phone number or an e-mail address (anything else is a name).
-PHONE_SHAPE = re.compile(r"^\+?\(?\d[\d\s().\-/]*\d$")
-EMAIL_SHAPE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
-
-
-# ---------------------------------------------------------------------------------------------
-# Code vocabularies (ClinicalTrials.gov API v2 enums) and display-form aliases.
-# ---------------------------------------------------------------------------------------------
-
-_STATUSES = frozenset(
-    {
-        "ACTIVE_NOT_RECRUITING", "COMPLETED", "ENROLLING_BY_INVITATION", "NOT_YET_RECRUITING",
-        "RECRUITING", "SUSPENDED", "TERMINATED", "WITHDRAWN", "AVAILABLE", "NO_LONGER_AVAILABLE",
-        "TEMPORARILY_NOT_AVAILABLE", "APPROVED_FOR_MARKETING", "WITHHELD", "UNKNOWN",
-    }
-)  # fmt: skip
-_PHASES = frozenset({"NA", "EARLY_PHASE1", "PHASE1", "PHASE2", "PHASE3", "PHASE4"})
-_STUDY_TYPES = frozenset({"EXPANDED_ACCESS", "INTERVENTIONAL", "OBSERVATIONAL"})
-_ALLOCATIONS = frozenset({"RANDOMIZED", "NON_RANDOMIZED", "NA"})
-_INTERVENTION_MODELS = frozenset(
-    {"SINGLE_GROUP", "PARALLEL", "CROSSOVER", "FACTORIAL", "SEQUENTIAL"}
-)
-_PURPOSES = frozenset(
-    {
-        "TREATMENT", "PREVENTION", "DIAGNOSTIC", "ECT", "SUPPORTIVE_CARE", "SCREENING",
-        "HEALTH_SERVICES_RESEARCH", "BASIC_SCIENCE", "DEVICE_FEASIBILITY", "OTHER",
-    }
-)  # fmt: skip
-_MASKINGS = frozenset({"NONE", "SINGLE", "DOUBLE", "TRIPLE", "QUADRUPLE"})
-_WHO_MASKED = frozenset({"PARTICIPANT", "CARE_PROVIDER", "INVESTIGATOR", "OUTCOMES_ASSESSOR"})
-_OBSERVATIONAL_MODELS = frozenset(
-    {
-        "COHORT", "CASE_CONTROL", "CASE_ONLY", "CASE_CROSSOVER", "ECOLOGIC_OR_COMMUNITY",
-        "FAMILY_BASED", "DEFINED_POPULATION", "NATURAL_HISTORY", "OTHER",
-    }
-)  # fmt: skip
-_TIME_PERSPECTIVES = frozenset({"RETROSPECTIVE", "PROSPECTIVE", "CROSS_SECTIONAL", "OTHER"})
-_BIO_SPEC = frozenset({"NONE_RETAINED", "SAMPLES_WITH_DNA", "SAMPLES_WITHOUT_DNA"})
-_EXPANDED_ACCESS_TYPES = frozenset({"INDIVIDUAL", "INTERMEDIATE", "TREATMENT"})
-ARM_TYPES = frozenset(
-    {
-        "EXPERIMENTAL", "ACTIVE_COMPARATOR", "PLACEBO_COMPARATOR", "SHAM_COMPARATOR",
-        "NO_INTERVENTION", "OTHER",
-    }
-)  # fmt: skip
-INTERVENTION_TYPES = frozenset(
-    {
-        "BEHAVIORAL", "BIOLOGICAL", "COMBINATION_PRODUCT", "DEVICE", "DIAGNOSTIC_TEST",
-        "DIETARY_SUPPLEMENT", "DRUG", "GENETIC", "PROCEDURE", "RADIATION", "OTHER",
-    }
-)  # fmt: skip
-_SEXES = frozenset({"ALL", "FEMALE", "MALE"})
-_STD_AGES = frozenset({"CHILD", "ADULT", "OLDER_ADULT"})
-_SAMPLING = frozenset({"PROBABILITY_SAMPLE", "NON_PROBABILITY_SAMPLE"})
-_ORG_CLASSES = frozenset(
-    {"NIH", "FED", "OTHER_GOV", "INDIV", "INDUSTRY", "NETWORK", "AMBIG", "OTHER", "UNKNOWN"}
-)
-_OFFICIAL_ROLES = frozenset(
-    {"STUDY_CHAIR", "STUDY_DIRECTOR", "PRINCIPAL_INVESTIGATOR", "SUB_INVESTIGATOR"}
-)
-_CONTACT_ROLES = _OFFICIAL_ROLES | {"CONTACT"}
-_REFERENCE_TYPES = frozenset({"BACKGROUND", "RESULT", "DERIVED"})
-_RESPONSIBLE_PARTY_TYPES = frozenset({"SPONSOR", "PRINCIPAL_INVESTIGATOR", "SPONSOR_INVESTIGATOR"})
-_SECONDARY_ID_TYPES = frozenset(
-    {
-        "NIH", "FDA", "VA", "CDC", "AHRQ", "SAMHSA", "OTHER_GRANT", "EUDRACT_NUMBER", "CTIS",
-        "REGISTRY", "OTHER",
-    }
-)  # fmt: skip
-_IPD_SHARING = frozenset({"YES", "NO", "UNDECIDED"})
-_IPD_INFO_TYPES = frozenset({"STUDY_PROTOCOL", "SAP", "ICF", "CSR", "ANALYTIC_CODE"})
-
-# Display forms (after upper-snaking) that are not simply the enum: ClinicalTrials.gov web labels.
-_ALIASES: dict[str, str] = {
-    "UNKNOWN_STATUS": "UNKNOWN",
-    "N_A": "NA",
-    "NOT_APPLICABLE": "NA",
-    "EARLY_PHASE_1": "EARLY_PHASE1",
-    "PHASE_0": "EARLY_PHASE1",
-    "PHASE_1": "PHASE1",
-    "PHASE_2": "PHASE2",
-    "PHASE_3": "PHASE3",
-    "PHASE_4": "PHASE4",
-    "PHASE_I": "PHASE1",
-    "PHASE_II": "PHASE2",
-    "PHASE_III": "PHASE3",
-    "PHASE_IV": "PHASE4",
-    "NON_RANDOMISED": "NON_RANDOMIZED",
-    "RANDOMISED": "RANDOMIZED",
-    "SINGLE_GROUP_ASSIGNMENT": "SINGLE_GROUP",
-    "PARALLEL_ASSIGNMENT": "PARALLEL",
-    "CROSSOVER_ASSIGNMENT": "CROSSOVER",
-    "FACTORIAL_ASSIGNMENT": "FACTORIAL",
-    "SEQUENTIAL_ASSIGNMENT": "SEQUENTIAL",
-    "EDUCATIONAL_COUNSELING_TRAINING": "ECT",
-    "NONE_OPEN_LABEL": "NONE",
-    "OPEN_LABEL": "NONE",
-    "BOTH": "ALL",
-    "INDIVIDUAL": "INDIV",
-    "U_S_FED": "FED",
-    "FEDERAL": "FED",
-    "OTHER_U_S_FEDERAL_AGENCY": "FED",
-    "OTHER_GOVERNMENT": "OTHER_GOV",
-    "AMBIGUOUS": "AMBIG",
-    "STATISTICAL_ANALYSIS_PLAN_SAP": "SAP",
-    "STATISTICAL_ANALYSIS_PLAN": "SAP",
-    "INFORMED_CONSENT_FORM_ICF": "ICF",
-    "INFORMED_CONSENT_FORM": "ICF",
-    "CLINICAL_STUDY_REPORT_CSR": "CSR",
-    "CLINICAL_STUDY_REPORT": "CSR",
-    "ANALYTIC_CODE": "ANALYTIC_CODE",
-    "CASE_ONLY": "CASE_ONLY",
-    # A site's contacts are its primary and backup contact (legacy XML contact/contact_backup);
-    # API v2 gives both the role CONTACT, and so does the legacy XML reader.
-    "PRIMARY": "CONTACT",
-    "BACKUP": "CONTACT",
-    "PRIMARY_CONTACT": "CONTACT",
-    "BACKUP_CONTACT": "CONTACT",
-    "RETAINED_SAMPLES_WITH_DNA": "SAMPLES_WITH_DNA",
-    "NONE_RETAINED": "NONE_RETAINED",
-}
-
-
-def normalize_code(value: str, vocabulary: frozenset[str]) -> str:
-    """API v2 spelling of `value` when it is a known enum or display form, else `value` as written.
-
-    `vocabulary` disambiguates aliases that differ per field ("Individual" is INDIV for an
-    organization class but INDIVIDUAL for an expanded-access type).
-    """
-    for candidate in (value, re.sub(r"\s*\(.*\)\s*$", "", value)):  # "None (Open Label)"
-        snake = upper_snake(candidate)
-        if snake in vocabulary:
-            return snake
-        alias = _ALIASES.get(snake)
-        if alias in vocabulary:
-            return alias
-    return value
-
-
-def intervention_type_display(code: str) -> str:
-    """DIETARY_SUPPLEMENT → "Dietary Supplement", the prefix of API v2 arm intervention names."""
-    return code.replace("_", " ").title()
-
-
-INTERVENTION_TYPE_BY_DISPLAY = {intervention_type_display(c): c for c in INTERVENTION_TYPES}
-
-
-def split_intervention_name(name: str) -> tuple[str, str | None]:
-    """An arm's intervention name "Drug: Aspirin" (API v2 form) → ("Aspirin", "DRUG")."""
-    prefix, separator, plain = name.partition(": ")
-    code = INTERVENTION_TYPE_BY_DISPLAY.get(prefix)
-    return (plain, code) if separator and code else (name, None)
-
-
-# Countries whose registry name contains a comma: an unescaped site line "Seoul, Korea, Republic
-# of" is split with these in mind (the renderer escapes commas inside parts: `Korea\, Republic of`).
-COMMA_COUNTRIES = frozenset(
-    {
-        "Korea, Republic of",
-        "Korea, Democratic People's Republic of",
-        "Iran, Islamic Republic of",
-        "Congo, The Democratic Republic of the",
-        "Macedonia, The Former Yugoslav Republic of",
-        "Moldova, Republic of",
-        "Tanzania, United Republic of",
-        "Micronesia, Federated States of",
-        "Virgin Islands, U.S.",
-        "Virgin Islands, British",
-        "Taiwan, Province of China",
-        "Venezuela, Bolivarian Republic of",
-        "Bolivia, Plurinational State of",
-        "Palestine, State of",
-        "Palestinian Territory, occupied",
-        "Saint Helena, Ascension and Tristan da Cunha",
-        "Bonaire, Sint Eustatius and Saba",
-    }
-)
-
-
-def escape_address_part(part: str | None) -> str:
-    """A city/state/zip/country for the comma-separated site line (`\\,` keeps a comma)."""
-    return (part or "").replace("\\", "\\\\").replace(",", "\\,")
-
-
-def _split_address(line: str, known_countries: frozenset[str]) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    chars = iter(line)
-    for char in chars:
-        if char == "\\":
-            current.append(next(chars, ""))
-        elif char == ",":
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current).strip())
-    # Unescaped pages: "Seoul, Korea, Republic of" → join the country back together.
-    if len(parts) >= 3 and f"{parts[-2]}, {parts[-1]}" in known_countries:
-        parts[-2:] = [f"{parts[-2]}, {parts[-1]}"]
-    return parts
-
 
 # ---------------------------------------------------------------------------------------------
 # Reading
@@ -625,29 +172,24 @@ def read_text(text: str, file: str) -> Iterator[Trial | RecordError]:
         yield _RecordReader(lines, start, end, file, f"#{position}").read()
 
 
-def _is_blank(line: str) -> bool:
-    return not line.strip()
-
-
-def _squash(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-_HEADING_BY_KEY = {_squash(h): h for h in BLURBS}
-_BLURB_KEYS = {_squash(b) for blurbs in BLURBS.values() for b in blurbs}
-
-
-def _heading_of(line: str) -> str | None:
-    return _HEADING_BY_KEY.get(_squash(line))
+def _line_before(lines: list[str], end: int, start: int) -> int | None:
+    """The last non-blank line before line `end` (not before `start`), unless it is a group or
+    intervention marker: a name or label is one line, the one just before its marker."""
+    for index in range(end - 1, start - 1, -1):
+        text = lines[index].strip()
+        if text:
+            is_marker = GROUP_TYPE_LINE.match(text) or INTERVENTION_TYPE_LINE.match(text)
+            return None if is_marker else index
+    return None
 
 
 def _next_nonblank(lines: list[str], start: int, end: int) -> int | None:
-    return next((i for i in range(start, end) if not _is_blank(lines[i])), None)
+    return next((i for i in range(start, end) if not is_blank(lines[i])), None)
 
 
 def _record_spans(lines: list[str]) -> Iterator[tuple[int, int]]:
     """Split a file into pages: each starts at its title line (the line before `NCT ID:`)."""
-    nct_lines = [i for i, line in enumerate(lines) if _NCT_LINE.match(line.strip())]
+    nct_lines = [i for i, line in enumerate(lines) if NCT_LINE.match(line.strip())]
     if not nct_lines:
         yield 0, len(lines)
         return
@@ -655,14 +197,14 @@ def _record_spans(lines: list[str]) -> Iterator[tuple[int, int]]:
     previous_end = 0
     for nct_line in nct_lines:
         title = next(
-            (i for i in range(nct_line - 1, previous_end - 1, -1) if not _is_blank(lines[i])),
+            (i for i in range(nct_line - 1, previous_end - 1, -1) if not is_blank(lines[i])),
             None,
         )
-        is_title = title is not None and _squash(lines[title]) not in _BLURB_KEYS
-        is_title = is_title and _heading_of(lines[title or 0]) is None
+        is_title = title is not None and squash(lines[title]) not in BLURB_KEYS
+        is_title = is_title and heading_of(lines[title or 0]) is None
         starts.append(title if is_title and title is not None else nct_line)
         previous_end = nct_line + 1
-    if any(_heading_of(line) for line in lines[: starts[0]]):
+    if any(heading_of(line) for line in lines[: starts[0]]):
         # Text before the first page that has sections: a page without its NCT ID line.
         yield 0, starts[0]
     else:
@@ -711,83 +253,6 @@ class _SiteDraft:
     contacts: list[ContactPoint] = field(default_factory=list)
 
 
-_LABEL_BY_KEY = {_squash(label): label for labels in LABEL_SECTIONS.values() for label in labels}
-_ELIGIBILITY_KEYS = frozenset(_squash(label) for label in ELIGIBILITY_LABELS)
-
-
-def _match_label(line: str) -> tuple[str, str | None] | None:
-    """(label, value on the same line or None) when `line` is a label line."""
-    stripped = line.strip()
-    label = _LABEL_BY_KEY.get(_squash(stripped.removesuffix(":")))
-    if label:
-        return label, None
-    if ":" in stripped:
-        head, _, tail = stripped.partition(":")
-        label = _LABEL_BY_KEY.get(_squash(head))
-        if label and tail.strip():
-            return label, tail.strip()
-    role = _RESPONSIBILITY_ROLE.match(stripped)
-    if role:
-        return RESPONSIBILITY_ROLE, role.group(1).strip()
-    return None
-
-
-_STRUCTURAL_PATTERNS = (
-    _GROUP_TYPE,
-    _INTERVENTION_TYPE,
-    _SPONSOR_ROLE,
-    _ROLE,
-    _SITE_STATUS,
-    _REFERENCE_TYPE,
-    _PMID,
-    _RETRACTION,
-    _IPD_MARKER,
-    _IDENTIFIER_LABEL,
-    _OTHER_NAME,
-    _STUDY_GROUP,
-    _TIME_FRAME,
-    _LINK,
-    _COORDINATES,
-    _SITE,
-    _CONTACT_LABEL,
-    _MESH,
-    _NCT_LINE,
-    _LAST_UPDATED,
-)
-
-
-def is_structural_line(line: str) -> bool:
-    """Whether the reader could take this line for layout (a heading, blurb, label or marker)
-    rather than text. Text lines like that are written escaped: see `escape_line`."""
-    text = line.strip()
-    if text.startswith("\\"):
-        return is_structural_line(text[1:])  # an escaped line that looks escaped is escaped again
-    return bool(
-        _heading_of(text)
-        or _squash(text) in _BLURB_KEYS
-        or _match_label(text)
-        or any(pattern.match(text) for pattern in _STRUCTURAL_PATTERNS)
-    )
-
-
-def escape_line(line: str) -> str:
-    """A text line as written in the layout: a backslash before a line that would otherwise read
-    as layout ("Time Frame: 7 months" inside an outcome description), Markdown style."""
-    if not is_structural_line(line):
-        return line
-    indent = len(line) - len(line.lstrip())
-    return f"{line[:indent]}\\{line[indent:]}"
-
-
-def unescape_line(line: str) -> str:
-    """Inverse of `escape_line`: the backslash is dropped only where `escape_line` puts one."""
-    indent = len(line) - len(line.lstrip())
-    rest = line[indent:]
-    if rest.startswith("\\") and is_structural_line(rest[1:]):
-        return line[:indent] + rest[1:]
-    return line
-
-
 def _value(line: str) -> str:
     return unescape_line(line.strip())
 
@@ -822,19 +287,19 @@ class _RecordReader:
         lines, end = self.lines, self.end
         candidates: list[tuple[int, str, int | None]] = []  # (line, heading, blurb line)
         for i in range(body_start, end):
-            heading = _heading_of(lines[i])
+            heading = heading_of(lines[i])
             if heading is None:
                 continue
             after = _next_nonblank(lines, i + 1, end)
-            blurbs = {_squash(b) for b in BLURBS[heading]}
-            has_blurb = after is not None and _squash(lines[after]) in blurbs
+            blurbs = {squash(b) for b in BLURBS[heading]}
+            has_blurb = after is not None and squash(lines[after]) in blurbs
             candidates.append((i, heading, after if has_blurb else None))
         if any(blurb is not None for _, _, blurb in candidates):
             # The page writes blurbs: a heading word without its blurb is text, not a heading
             # (a description may well have a line "Interventions").
             headings = [c for c in candidates if c[2] is not None]
         else:
-            headings = [c for c in candidates if c[0] == body_start or _is_blank(lines[c[0] - 1])]
+            headings = [c for c in candidates if c[0] == body_start or is_blank(lines[c[0] - 1])]
         for index, (line, heading, blurb) in enumerate(headings):
             body_first = (blurb if blurb is not None else line) + 1
             body_end = headings[index + 1][0] if index + 1 < len(headings) else end
@@ -879,7 +344,7 @@ class _RecordReader:
                 self.values.setdefault(label, _Value(text, f"{section.heading} > {label}"))
 
         for i in range(start, len(lines)):
-            hit = _match_label(lines[i])
+            hit = match_label(lines[i])
             if hit is None:
                 continue
             close(i)
@@ -975,23 +440,23 @@ class _RecordReader:
     def trial(self) -> Trial:
         lines = self.lines
         nct_line = next(
-            (i for i in range(self.start, self.end) if _NCT_LINE.match(lines[i].strip())), None
+            (i for i in range(self.start, self.end) if NCT_LINE.match(lines[i].strip())), None
         )
         if nct_line is None:
             raise FieldError("NCT ID", "record has no 'NCT ID:' line")
-        match = _NCT_LINE.match(lines[nct_line].strip())
+        match = NCT_LINE.match(lines[nct_line].strip())
         nct_id = match.group(1).strip().upper() if match else ""
-        if not _NCT_ID.fullmatch(nct_id):
+        if not NCT_ID.fullmatch(nct_id):
             raise FieldError("NCT ID", f"not an NCT id (line {nct_line + 1}): {nct_id!r}")
         self.record = nct_id
         title_line = next(
-            (i for i in range(nct_line - 1, self.start - 1, -1) if not _is_blank(lines[i])), None
+            (i for i in range(nct_line - 1, self.start - 1, -1) if not is_blank(lines[i])), None
         )
         self.split_sections(nct_line + 1)
         header_end = self.sections[0].heading_line if self.sections else self.end
         last_updated: PartialDate | None = None
         for i in range(nct_line + 1, header_end):
-            updated = _LAST_UPDATED.match(lines[i].strip())
+            updated = LAST_UPDATED.match(lines[i].strip())
             if updated and last_updated is None:
                 last_updated = self.date_of(updated.group(1), "Last Updated")
         for section in self.sections:
@@ -999,22 +464,25 @@ class _RecordReader:
                 self.collect_labels(section, self.criteria_end(section))
             elif section.heading in LABEL_SECTIONS:
                 self.collect_labels(section)
-        interventions = self.interventions()
-        arms = self.arms(interventions)
-        interventions = _with_arm_labels(interventions, arms)
+        arms, listed_in_groups = self.arms()
+        if self.has(INTERVENTIONS):
+            interventions = _with_arm_labels(self.interventions(), arms)
+        else:
+            # A page without an Interventions section lists them only inside the groups.
+            interventions = listed_in_groups
         sites = self.sites()
         organization = self.organizations(REGISTERING_ORGANIZATION)
         return Trial(
             source=SourceRef(file=self.file, record=nct_id, format=FORMAT),
             nct_id=nct_id,
             brief_title=_value(lines[title_line])
-            if title_line is not None and _heading_of(lines[title_line]) is None
+            if title_line is not None and heading_of(lines[title_line]) is None
             else None,
             official_title=self.text("Official Title"),
             acronym=self.text("Acronym"),
             organization=organization[0][0] if organization else None,
-            overall_status=self.code("Recruitment Status", _STATUSES),
-            last_known_status=self.code("Last Known Status", _STATUSES),
+            overall_status=self.code("Recruitment Status", STATUSES),
+            last_known_status=self.code("Last Known Status", STATUSES),
             why_stopped=self.text("Why Stopped"),
             status_verified=self.date("Status Verified Date"),
             start_date=self.date("Study Start Date"),
@@ -1035,7 +503,7 @@ class _RecordReader:
             results_waived=self.flag("Results Waived"),
             has_expanded_access=self.flag("Expanded Access Available"),
             expanded_access_nct_id=self.text("Expanded Access NCT ID"),
-            expanded_access_status=self.code("Expanded Access Status", _STATUSES),
+            expanded_access_status=self.code("Expanded Access Status", STATUSES),
             has_results=self.has_results(),
             **self.identifiers(),
             **self.sponsors(),
@@ -1068,17 +536,17 @@ class _RecordReader:
             (
                 i
                 for i, line in enumerate(section.lines)
-                if (hit := _match_label(line)) and _squash(hit[0]) in _ELIGIBILITY_KEYS
+                if (hit := match_label(line)) and squash(hit[0]) in ELIGIBILITY_KEYS
             ),
             len(section.lines),
         )
 
     def has_results(self) -> bool | None:
         for section in self.named(STUDY_RESULTS):
-            state = _squash(section.blurb or _text_of(section.lines) or "")
-            if state.startswith(_squash(RESULTS_PENDING)):
+            state = squash(section.blurb or _text_of(section.lines) or "")
+            if state.startswith(squash(RESULTS_PENDING)):
                 return False
-            if state.startswith((_squash(RESULTS_POSTED), "results available")):
+            if state.startswith((squash(RESULTS_POSTED), "results available")):
                 return True
         return None
 
@@ -1092,7 +560,7 @@ class _RecordReader:
             stripped = line.strip()
             if not stripped:
                 continue
-            label = _IDENTIFIER_LABEL.match(stripped)
+            label = IDENTIFIER_LABEL.match(stripped)
             if label and items:
                 items[-1].setdefault(label.group(1).casefold(), _marker_value(label.group(2)))
             elif not label:
@@ -1111,7 +579,7 @@ class _RecordReader:
                 secondary.append(
                     SecondaryId(
                         id=identifier,
-                        type=self.code_of(item.get("type"), field, _SECONDARY_ID_TYPES),
+                        type=self.code_of(item.get("type"), field, SECONDARY_ID_TYPES),
                         domain=item.get("domain"),
                         link=item.get("link"),
                     )
@@ -1136,12 +604,12 @@ class _RecordReader:
             if not lines:
                 return
             org_class = None
-            if len(lines) >= 2 and normalize_code(lines[-1], _ORG_CLASSES) in _ORG_CLASSES:
-                org_class = self.code_of(lines.pop(), field, _ORG_CLASSES)
+            if len(lines) >= 2 and normalize_code(lines[-1], ORG_CLASSES) in ORG_CLASSES:
+                org_class = self.code_of(lines.pop(), field, ORG_CLASSES)
             result.append((Organization(name=" ".join(lines), org_class=org_class), role))
 
         for line in self.body(heading):
-            marker = _SPONSOR_ROLE.match(line.strip())
+            marker = SPONSOR_ROLE_LINE.match(line.strip())
             if marker:
                 close(marker.group(1).strip().casefold())
             else:
@@ -1163,7 +631,7 @@ class _RecordReader:
         if not self.has(RESPONSIBLE_PARTY):
             return None
         return ResponsibleParty(
-            type=self.code(RESPONSIBILITY_ROLE, _RESPONSIBLE_PARTY_TYPES),
+            type=self.code(RESPONSIBILITY_ROLE, RESPONSIBLE_PARTY_TYPES),
             investigator_name=self.text("Investigator Name"),
             investigator_title=self.text("Investigator Title"),
             investigator_affiliation=self.text("Investigator Affiliation"),
@@ -1187,7 +655,7 @@ class _RecordReader:
     def meshes(self) -> dict[str, tuple[MeshTerm, ...]]:
         found: dict[str, list[MeshTerm]] = {kind.casefold(): [] for kind in MESH_KINDS}
         for line in self.body(MESH_TERMS):
-            match = _MESH.match(line.strip())
+            match = MESH.match(line.strip())
             if match and match.group(2).strip():
                 found[match.group(1).casefold()].append(
                     MeshTerm(id=match.group(3) or None, term=match.group(2).strip())
@@ -1202,24 +670,24 @@ class _RecordReader:
     def design(self) -> Design:
         count, estimated = self.enrollment()
         return Design(
-            study_type=self.code("Study Classification", _STUDY_TYPES),
-            phases=self.codes("Clinical Phase", _PHASES),
-            allocation=self.code("Allocation Method", _ALLOCATIONS),
-            intervention_model=self.code("Intervention Model", _INTERVENTION_MODELS),
+            study_type=self.code("Study Classification", STUDY_TYPES),
+            phases=self.codes("Clinical Phase", PHASES),
+            allocation=self.code("Allocation Method", ALLOCATIONS),
+            intervention_model=self.code("Intervention Model", INTERVENTION_MODELS),
             intervention_model_description=self.text("Intervention Model Description"),
-            primary_purpose=self.code("Primary Study Purpose", _PURPOSES),
-            masking=self.code("Blinding Strategy", _MASKINGS),
+            primary_purpose=self.code("Primary Study Purpose", PURPOSES),
+            masking=self.code("Blinding Strategy", MASKINGS),
             masking_description=self.text("Masking Description"),
-            who_masked=self.codes("Masked Roles", _WHO_MASKED),
-            observational_model=self.code("Observational Model", _OBSERVATIONAL_MODELS),
-            time_perspective=self.code("Time Perspective", _TIME_PERSPECTIVES),
+            who_masked=self.codes("Masked Roles", WHO_MASKED),
+            observational_model=self.code("Observational Model", OBSERVATIONAL_MODELS),
+            time_perspective=self.code("Time Perspective", TIME_PERSPECTIVES),
             enrollment_count=count,
             enrollment_estimated=estimated,
             patient_registry=self.flag("Patient Registry"),
             target_duration=self.text("Target Duration"),
-            bio_spec_retention=self.code("Biospecimen Retention", _BIO_SPEC),
+            bio_spec_retention=self.code("Biospecimen Retention", BIO_SPEC),
             bio_spec_description=self.text("Biospecimen Description"),
-            expanded_access_types=self.codes("Expanded Access Types", _EXPANDED_ACCESS_TYPES),
+            expanded_access_types=self.codes("Expanded Access Types", EXPANDED_ACCESS_TYPES),
         )
 
     def interventions(self) -> tuple[Intervention, ...]:
@@ -1236,15 +704,15 @@ class _RecordReader:
             name = _value(region[first])
             rest = region[first + 1 :]
             label_at = next(
-                (i for i, line in enumerate(rest) if _OTHER_NAME.match(line.strip())
-                 or _STUDY_GROUP.match(line.strip())),
+                (i for i, line in enumerate(rest) if OTHER_NAME_LINE.match(line.strip())
+                 or STUDY_GROUP_LINE.match(line.strip())),
                 len(rest),
             )  # fmt: skip
             other_names, arm_labels = [], []
             for line in rest[label_at:]:
-                if other := _OTHER_NAME.match(line.strip()):
+                if other := OTHER_NAME_LINE.match(line.strip()):
                     other_names.append(other.group(1).strip())
-                elif group := _STUDY_GROUP.match(line.strip()):
+                elif group := STUDY_GROUP_LINE.match(line.strip()):
                     arm_labels.append(group.group(1).strip())
             result.append(
                 Intervention(
@@ -1258,7 +726,7 @@ class _RecordReader:
             region.clear()
 
         for line in self.body(INTERVENTIONS):
-            marker = _INTERVENTION_TYPE.match(line.strip())
+            marker = INTERVENTION_TYPE_LINE.match(line.strip())
             if marker:
                 close(marker.group(1))
             else:
@@ -1266,93 +734,80 @@ class _RecordReader:
         close(None)
         return tuple(result)
 
-    def arms(self, interventions: tuple[Intervention, ...]) -> tuple[Arm, ...]:
-        """Items: label, description, "Group Type X", then per intervention: name,
-        "Intervention Type X", and the intervention's description again (as in the example).
+    def arms(self) -> tuple[tuple[Arm, ...], tuple[Intervention, ...]]:
+        """Items, each anchored on its "Group Type X" marker: the group's label is the line just
+        before the marker; after the marker come the group's description, then per intervention
+        its name (the line just before "Intervention Type X"), the marker, and its description.
 
-        Where one group's last intervention ends and the next group's label begins is found by
-        matching that repeated description against the Interventions section.
+        Anchoring on the markers rather than counting paragraphs from the previous group keeps
+        every group whatever the interventions' descriptions look like. Also returns the
+        interventions as the groups list them (name, type, description, the groups' labels).
         """
         lines = self.body(STUDY_GROUPS)
         field = f"{STUDY_GROUPS} > {GROUP_TYPE}"
-        known = {(i.name, i.type.code if i.type else None): i.description for i in interventions}
-        markers = [i for i, line in enumerate(lines) if _GROUP_TYPE.match(line.strip())]
+        type_field = f"{STUDY_GROUPS} > {INTERVENTION_TYPE}"
+        markers = [i for i, line in enumerate(lines) if GROUP_TYPE_LINE.match(line.strip())]
+        labels = [
+            _line_before(lines, marker, markers[index - 1] + 1 if index else 0)
+            for index, marker in enumerate(markers)
+        ]
         arms: list[Arm] = []
-        head_start = 0
+        listed: dict[tuple[str, str | None], Intervention] = {}
         for index, marker in enumerate(markers):
-            limit = markers[index + 1] if index + 1 < len(markers) else len(lines)
-            label_line = _next_nonblank(lines, head_start, marker)
-            match = _GROUP_TYPE.match(lines[marker].strip())
-            names: list[str] = []
-            position = marker + 1
-            while True:
-                name_line = _next_nonblank(lines, position, limit)
+            if index + 1 < len(markers):
+                next_label = labels[index + 1]
+                end = next_label if next_label is not None else markers[index + 1]
+            else:
+                end = len(lines)
+            type_lines = [
+                i for i in range(marker + 1, end) if INTERVENTION_TYPE_LINE.match(lines[i].strip())
+            ]
+            names = [_line_before(lines, t, marker + 1) for t in type_lines]
+            first_name = names[0] if names else None
+            description_end = (
+                end if not type_lines else first_name if first_name is not None else type_lines[0]
+            )
+            given: list[tuple[str, Code | None, str | None]] = []
+            for number, (type_line, name_line) in enumerate(zip(type_lines, names, strict=True)):
                 if name_line is None:
-                    break
-                type_line = _next_nonblank(lines, name_line + 1, limit)
-                if type_line is None:
-                    break
-                type_match = _INTERVENTION_TYPE.match(lines[type_line].strip())
-                if type_match is None:
-                    break
-                name = _value(lines[name_line])
-                type_code = self.code_of(
-                    type_match.group(1), f"{STUDY_GROUPS} > {INTERVENTION_TYPE}", INTERVENTION_TYPES
+                    continue  # a type marker without a name: nothing to keep
+                following = [n for n in names[number + 1 :] if n is not None]
+                after = min([*following, *type_lines[number + 1 : number + 2], end])
+                type_match = INTERVENTION_TYPE_LINE.match(lines[type_line].strip())
+                assert type_match is not None
+                given.append(
+                    (
+                        _value(lines[name_line]),
+                        self.code_of(type_match.group(1), type_field, INTERVENTION_TYPES),
+                        _text_of(lines[type_line + 1 : after]),
+                    )
                 )
-                names.append(
-                    f"{intervention_type_display(type_code.code)}: {name}" if type_code else name
-                )
-                position = type_line + 1
-                position = self.skip_repeated_description(
-                    lines, position, limit, known, (name, type_code.code if type_code else None),
-                    is_last_group=index + 1 == len(markers),
-                )  # fmt: skip
-            head_start = position
+            label_line = labels[index]
             if label_line is None:
                 continue  # a group without a label cannot be told apart; nothing to keep
+            label = _value(lines[label_line])
+            match = GROUP_TYPE_LINE.match(lines[marker].strip())
             arms.append(
                 Arm(
-                    label=_value(lines[label_line]),
+                    label=label,
                     type=self.code_of(match.group(1) if match else None, field, ARM_TYPES),
-                    description=_text_of(lines[label_line + 1 : marker]),
-                    intervention_names=tuple(names),
+                    description=_text_of(lines[marker + 1 : description_end]),
+                    intervention_names=tuple(
+                        f"{intervention_type_display(code.code)}: {name}" if code else name
+                        for name, code, _ in given
+                    ),
                 )
             )
-        return tuple(arms)
-
-    @staticmethod
-    def skip_repeated_description(
-        lines: list[str],
-        position: int,
-        limit: int,
-        known: Mapping[tuple[str, str | None], str | None],
-        key: tuple[str, str | None],
-        *,
-        is_last_group: bool,
-    ) -> int:
-        start = _next_nonblank(lines, position, limit)
-        if start is None:
-            return position
-        if key in known:
-            description = known[key]
-            if description is None:
-                return position
-            size = len(description.split("\n"))
-            if _text_of(lines[start : start + size]) == description:
-                return start + size
-            return position
-        # The intervention is not in an Interventions section: the next paragraph is its
-        # description only if a next intervention or, for the last group, nothing else follows;
-        # otherwise it is the next group's label.
-        paragraph_end = next((i for i in range(start, limit) if _is_blank(lines[i])), limit)
-        after = _next_nonblank(lines, paragraph_end, limit)
-        follows = _next_nonblank(lines, after + 1, limit) if after is not None else None
-        next_is_intervention = follows is not None and bool(
-            _INTERVENTION_TYPE.match(lines[follows].strip())
-        )
-        if is_last_group or next_is_intervention or (after is not None and follows is not None):
-            return paragraph_end
-        return position
+            for name, code, description in given:
+                key = (name, code.code if code else None)
+                known = listed.get(key)
+                listed[key] = Intervention(
+                    name=name,
+                    type=code,
+                    description=known.description if known else description,
+                    arm_labels=(*known.arm_labels, label) if known else (label,),
+                )
+        return tuple(arms), tuple(listed.values())
 
     def outcomes(self) -> tuple[Outcome, ...]:
         result: list[Outcome] = []
@@ -1364,7 +819,7 @@ class _RecordReader:
         for kind, heading in kinds:
             region: list[str] = []
             for line in [*self.body(heading), f"{TIME_FRAME} {NOT_STATED}"]:
-                marker = _TIME_FRAME.match(line.strip())
+                marker = TIME_FRAME_LINE.match(line.strip())
                 if not marker:
                     region.append(line)
                     continue
@@ -1387,15 +842,15 @@ class _RecordReader:
             criteria_lines.extend(section.lines[: self.criteria_end(section)])
         return Eligibility(
             criteria=_text_of(criteria_lines),
-            sex=self.code("Eligible Sex", _SEXES),
+            sex=self.code("Eligible Sex", SEXES),
             gender_based=self.flag("Gender Based Eligibility"),
             gender_description=self.text("Gender Eligibility Description"),
             minimum_age=self.age("Minimum Eligible Age"),
             maximum_age=self.age("Maximum Eligible Age"),
             healthy_volunteers=self.flag("Accepts Healthy Volunteers"),
-            std_ages=self.codes("Age Groups", _STD_AGES),
+            std_ages=self.codes("Age Groups", STD_AGES),
             study_population=self.text("Study Population"),
-            sampling_method=self.code("Sampling Method", _SAMPLING),
+            sampling_method=self.code("Sampling Method", SAMPLING),
         )
 
     def officials(self) -> tuple[Investigator, ...]:
@@ -1403,26 +858,26 @@ class _RecordReader:
         official's name and the lines before it the previous official's affiliation."""
         lines = self.body(PRINCIPAL_INVESTIGATORS)
         field = f"{PRINCIPAL_INVESTIGATORS} > Role"
-        markers = [i for i, line in enumerate(lines) if _ROLE.match(line.strip())]
+        markers = [i for i, line in enumerate(lines) if ROLE_LINE.match(line.strip())]
         if not markers:
             return tuple(Investigator(name=_value(line)) for line in lines if line.strip())
         result: list[Investigator] = []
         previous_end = 0
         for index, marker in enumerate(markers):
             name_line = next(
-                (i for i in range(marker - 1, previous_end - 1, -1) if not _is_blank(lines[i])),
+                (i for i in range(marker - 1, previous_end - 1, -1) if not is_blank(lines[i])),
                 None,
             )
             if result and name_line is not None:
                 result[-1] = result[-1].model_copy(
                     update={"affiliation": _text_of(lines[previous_end:name_line])}
                 )
-            role = _ROLE.match(lines[marker].strip())
+            role = ROLE_LINE.match(lines[marker].strip())
             if name_line is not None:
                 result.append(
                     Investigator(
                         name=_value(lines[name_line]),
-                        role=self.code_of(role.group(1) if role else None, field, _OFFICIAL_ROLES),
+                        role=self.code_of(role.group(1) if role else None, field, OFFICIAL_ROLES),
                     )
                 )
             previous_end = marker + 1
@@ -1442,9 +897,9 @@ class _RecordReader:
             text = line.strip()
             if not text:
                 continue
-            role = _ROLE.match(text)
-            labelled = _CONTACT_LABEL.match(text)
-            site = _SITE.match(text) if heading == FACILITY_CONTACTS else None
+            role = ROLE_LINE.match(text)
+            labelled = CONTACT_LABEL.match(text)
+            site = SITE_LINE.match(text) if heading == FACILITY_CONTACTS else None
             kind, value = "name", unescape_line(text)
             if labelled:
                 kind, value = labelled.group(1).casefold(), labelled.group(2).strip()
@@ -1467,7 +922,7 @@ class _RecordReader:
                 drafts.append(current)
             if kind == "role":
                 current.has_role = True
-                current.role = self.code_of(value, field, _CONTACT_ROLES)
+                current.role = self.code_of(value, field, CONTACT_ROLES)
             else:
                 setattr(current, kind, value or None)
         return drafts
@@ -1485,7 +940,7 @@ class _RecordReader:
             geo: GeoPoint | None = None
             rest: list[str] = []
             for text in texts:
-                coordinates = _COORDINATES.match(text)
+                coordinates = COORDINATES_LINE.match(text)
                 if coordinates:
                     geo = GeoPoint(lat=float(coordinates.group(1)), lon=float(coordinates.group(2)))
                 else:
@@ -1500,7 +955,7 @@ class _RecordReader:
                 address = rest[0]
             elif rest:
                 facility = rest[0]
-            parts = _split_address(address, frozenset(countries)) if address else []
+            parts = split_address(address, frozenset(countries)) if address else []
             city = state = zip_code = country = None
             if len(parts) == 1:
                 country = parts[0]
@@ -1520,14 +975,14 @@ class _RecordReader:
                         state=state or None,
                         zip=zip_code or None,
                         country=country or None,
-                        status=self.code_of(status, field, _STATUSES),
+                        status=self.code_of(status, field, STATUSES),
                         geo=geo,
                     )
                 )
             )
 
         for line in self.body(LOCATIONS):
-            marker = _SITE_STATUS.match(line.strip())
+            marker = SITE_STATUS_LINE.match(line.strip())
             if marker:
                 close(marker.group(1))
             else:
@@ -1559,9 +1014,9 @@ class _RecordReader:
         last_closed = False  # a PMID line right after "Reference Type" belongs to that reference
         for line in [*self.body(REFERENCES), ""]:
             text = line.strip()
-            marker = _REFERENCE_TYPE.match(text)
-            pmid = _PMID.match(text)
-            retraction = _RETRACTION.match(text)
+            marker = REFERENCE_TYPE_LINE.match(text)
+            pmid = PMID_LINE.match(text)
+            retraction = RETRACTION.match(text)
             if retraction and result:
                 result[-1] = _with_retraction(
                     result[-1], retraction.group(1).casefold(), _marker_value(retraction.group(2))
@@ -1570,7 +1025,7 @@ class _RecordReader:
                 result.append(
                     Reference(
                         citation=_text_of(region),
-                        type=self.code_of(marker.group(1), field, _REFERENCE_TYPES),
+                        type=self.code_of(marker.group(1), field, REFERENCE_TYPES),
                     )
                 )
                 region, last_closed = [], True
@@ -1593,7 +1048,7 @@ class _RecordReader:
         result: list[Link] = []
         region: list[str] = []
         for line in self.body(LINKS):
-            marker = _LINK.match(line.strip())
+            marker = LINK_LINE.match(line.strip())
             if marker and marker.group(1).strip():
                 result.append(Link(url=marker.group(1).strip(), label=_text_of(region)))
                 region = []
@@ -1607,7 +1062,7 @@ class _RecordReader:
         region: list[str] = []
         values: dict[str, str | None] = {}
         for line in self.body(AVAILABLE_IPDS):
-            marker = _IPD_MARKER.match(line.strip())
+            marker = IPD_MARKER.match(line.strip())
             if not marker:
                 region.append(line)
                 continue
@@ -1629,9 +1084,9 @@ class _RecordReader:
         if not self.has(DATA_SHARING):
             return None
         return IpdSharing(
-            sharing=self.code("Plan to Share IPD", _IPD_SHARING),
+            sharing=self.code("Plan to Share IPD", IPD_SHARING),
             description=self.text("IPD Sharing Description"),
-            info_types=self.codes("IPD Supporting Information", _IPD_INFO_TYPES),
+            info_types=self.codes("IPD Supporting Information", IPD_INFO_TYPES),
             time_frame=self.text("IPD Sharing Time Frame"),
             access_criteria=self.text("IPD Access Criteria"),
             url=self.text("IPD Sharing URL"),
@@ -1671,32 +1126,9 @@ def _with_arm_labels(
     )
 
 
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        [
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ],
-        1,
-    )
-    for name in names
-}
-
-
 def parse_date(text: str, field: str) -> PartialDate | None:
-    """ISO partial dates ("2023", "2023-02", "2023-02-24") or page forms ("February 24, 2023",
-    "Feb 2023"), optionally followed by "(estimated)"/"(actual)". `-` or nothing: None."""
+    """A partial date in any form `sources.dates` reads (the XML reader's parser too), optionally
+    followed by "(estimated)"/"(actual)". `-` or nothing: None."""
     value = text.strip()
     estimated: bool | None = None
     qualifier = re.search(r"[\[(]\s*(estimated|anticipated|actual)\s*[\])]\s*$", value, re.I)
@@ -1705,19 +1137,8 @@ def parse_date(text: str, field: str) -> PartialDate | None:
         value = value[: qualifier.start()].strip()
     if _marker_value(value) is None:
         return None
-    iso = value
-    month_day_year = re.fullmatch(r"([A-Za-z]+)\.?\s+(?:(\d{1,2}),?\s+)?(\d{4})", value)
-    day_month_year = re.fullmatch(r"(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})", value)
-    if month_day_year and month_day_year.group(1).casefold() in _MONTHS:
-        month = _MONTHS[month_day_year.group(1).casefold()]
-        day = month_day_year.group(2)
-        iso = f"{month_day_year.group(3)}-{month:02d}" + (f"-{int(day):02d}" if day else "")
-    elif day_month_year and day_month_year.group(2).casefold() in _MONTHS:
-        month = _MONTHS[day_month_year.group(2).casefold()]
-        iso = f"{day_month_year.group(3)}-{month:02d}-{int(day_month_year.group(1)):02d}"
     try:
-        if len(iso) == 10:
-            datetime.date.fromisoformat(iso)  # the model checks the form; this, the calendar
-        return PartialDate(value=iso, field=field, estimated=estimated)
-    except (ValidationError, ValueError) as error:
-        raise FieldError(field, f"impossible date {text.strip()!r}") from error
+        iso = parse_partial_date(value)
+    except DateProblem as error:
+        raise FieldError(field, str(error)) from error
+    return PartialDate(value=iso, field=field, estimated=estimated)

@@ -1,4 +1,5 @@
-"""`Trial` → registry page text: the inverse of `registry_text.read_text`.
+"""`Trial` → registry page text: the inverse of `registry_text.read_text`, in the layout of
+`registry_layout`.
 
 Writes the layout of examples/NCT05765006.txt (same headings, blurbs and labels), plus headings and
 labels in the same style for the facts the example page has no place for (Keywords, Primary
@@ -25,7 +26,7 @@ from fhirconv.model import (
     Site,
     Trial,
 )
-from fhirconv.sources import registry_text as layout
+from fhirconv.sources import registry_layout as layout
 
 Paragraphs = list[str]
 
@@ -312,10 +313,11 @@ def _arms(trial: Trial) -> Paragraphs:
     }
     paragraphs: Paragraphs = []
     for arm in trial.arms:
+        # The label is the line just before its marker; the description follows the marker.
         paragraphs += [
             _free(arm.label),
-            *_optional(arm.description),
             f"{layout.GROUP_TYPE} {_marker(arm.type)}",
+            *_optional(arm.description),
         ]
         for name in arm.intervention_names:
             plain, code = layout.split_intervention_name(name)
