@@ -37,6 +37,8 @@ CONDITIONAL = systems.extension("eligibility-conditional")
 QUALIFIER = systems.extension("eligibility-qualifier")
 HISTORY = systems.extension("eligibility-history")
 COVERAGE = systems.extension("eligibility-coverage")
+ITEM_COVERAGE = systems.extension("eligibility-item-coverage")
+APPLIES_TO_SEX = systems.extension("eligibility-applies-to-sex")
 
 CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
 SCORE_CODES = systems.codes("eligibility-score")
@@ -97,6 +99,10 @@ class Item:
     group: str | None = None
     conjunction: str | None = None
     extra_spans: list[tuple[int, int]] = field(default_factory=list)
+    # The item (with its window and scope) is the whole of one alternative of an exclusion, or
+    # the whole of one requirement of an inclusion: it may decide alone (see _clause_coverage).
+    whole_clause: bool = False
+    applies_to_sex: str | None = None  # "QTcF > 450 ms (males)": only for this sex
 
 
 # --- patterns -----------------------------------------------------------------------------------
@@ -235,6 +241,17 @@ _FILLER = frozenset(
         "years",
         "yrs",
         "inclusive",
+        # what a result is called, and when it is taken: "HbA1c level at screening"
+        "level",
+        "levels",
+        "value",
+        "values",
+        "result",
+        "results",
+        "concentration",
+        "concentrations",
+        "screening",
+        "present",
         "time",
         "signing",
         "sign",
@@ -717,19 +734,36 @@ def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> No
             right.conjunction = left.conjunction
 
 
-def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> str:
-    """ "complete" when no content words are left outside the items, "partial" otherwise."""
-    if not items:
-        return "none"
+_NEGATION_BEFORE = re.compile(
+    r"\b(?:no|not|without|free\s+of|absence\s+of|never)\b(?:\s+\w+){0,3}?\s*$", re.IGNORECASE
+)
+
+
+def _masked(text: str, items: list[Item], extracted: list[ExtractedItem] | None = None) -> str:
+    """The text with every item's words (value, name, window, negation cue, sex scope) blanked,
+    offsets kept."""
     spans = [i.span for i in items] + [i.name_span for i in items if i.name_span]
-    spans += [i.window.span for i in items if i.window]
-    spans += [r.span for r in extracted if r.kind in ("sex",)]
+    spans += [i.window.span for i in items if i.window] + [s for i in items for s in i.extra_spans]
+    spans += [r.span for r in extracted or [] if r.kind in ("sex",)]
+    spans += [found.span() for found in _SEX_SCOPE.finditer(text)]
+    for item in items:
+        if item.negated:
+            start = min(item.span[0], (item.name_span or item.span)[0])
+            cue = _NEGATION_BEFORE.search(text, 0, start)
+            if cue:
+                spans.append(cue.span())
     chars = list(text)
     for start, end in spans:
         for index in range(start, min(end, len(chars))):
             chars[index] = " "
-    rest = "".join(chars)
-    rest = _AGAINST_CRITERIA.sub(" ", rest)
+    return _AGAINST_CRITERIA.sub(lambda found: " " * len(found.group()), "".join(chars))
+
+
+def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> str:
+    """ "complete" when no content words are left outside the items, "partial" otherwise."""
+    if not items:
+        return "none"
+    rest = _masked(text, items, extracted)
 
     def content(words_of: str) -> list[str]:
         words = re.findall(r"[A-Za-zµ]+", words_of)
@@ -738,16 +772,159 @@ def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> s
     leftover = content(rest)
     if not leftover:
         return "complete"
-    # "IgA deficiency (serum IgA < 10 mg/dL)": a short name defined by the items in brackets.
-    inside = [(m.start(), m.end()) for m in re.finditer(r"\([^()]*\)", text)]
-    if inside and all(any(s <= i.span[0] < e for s, e in inside) for i in items):
-        outside = rest
-        for s, e in inside:
-            outside = outside[:s] + " " * (e - s) + outside[e:]
-        inner = "".join(rest[s:e] for s, e in inside)
-        if not content(inner) and len(content(outside)) <= 4:
-            return "complete"
+    # "IgA deficiency (serum IgA < 10 mg/dL)": a short name defined by the items after it.
+    if _name_then_definition(text, rest, items, 0) is not None:
+        return "complete"
     return "partial"
+
+
+_SEX_SCOPE = re.compile(
+    r"\(\s*(?:(?:for|in)\s+)?(?P<a>males?|men|boys|females?|women|girls)(?:\s+only)?\s*\)"
+    r"|\b(?:for|in)\s+(?P<b>males?|men|boys|females?|women|girls)\b",
+    re.IGNORECASE,
+)
+_SEX_WORD = re.compile(
+    r"\b(?:males?|men|boys|females?|women|girls|childbearing|child-bearing|pregnan\w*|"
+    r"lactat\w*|breast\W?feed\w*|menopaus\w*|postmenopaus\w*|premenopaus\w*|contracept\w*)\b",
+    re.IGNORECASE,
+)
+# Words that may change the meaning of a clause the items do not reach: a window, a population,
+# a condition, a treatment state, a negation. Any one of them left outside the items keeps every
+# item from deciding alone (the criterion then decides only when its coverage is complete).
+_MODIFIER = re.compile(
+    r"\b(?:within|past|last|prior|previous(?:ly)?|preceding|ago|since|recent(?:ly)?|current(?:ly)?|"
+    r"if|unless|only|except|excluding|exclusion|other\s+than|apart\s+from|besides|when|whenever|"
+    r"where|whereas|without|who|whose|whom|which|that|untreated|uncontrolled|controlled|poorly|"
+    r"persistent(?:ly)?|despite|requir\w*|refractory|resistant|stable|unstable|treated|"
+    r"treatment|therapy|therapies|managed|after|before|following|unable|not|no|never|nor|"
+    r"all\s+of|both|aged?|years?|months?|weeks?|days?|candidates?|eligible|allowed|permitted|"
+    r"acceptable)\b",
+    re.IGNORECASE,
+)
+_ANY_OF = re.compile(
+    r"\b(?:any\s+(?:one\s+)?of\s+the\s+following|one\s+(?:or\s+more\s+)?of\s+the\s+following)\b",
+    re.IGNORECASE,
+)
+_ALTERNATIVE_LEAD = re.compile(
+    r"\b(?:one\s+of|any\s+of|either|at\s+least\s+(?:one|two|\d)|or)\b|/", re.IGNORECASE
+)
+
+
+def _top_level_clauses(text: str, separators: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Spans of the text between separators found outside brackets."""
+    depth = 0
+    cuts: list[tuple[int, int]] = []
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            found = separators.match(text, position)
+            if found and found.end() > position:
+                cuts.append((found.start(), found.end()))
+                position = found.end()
+                continue
+        position += 1
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for cut_start, cut_end in cuts:
+        spans.append((start, cut_start))
+        start = cut_end
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+_EXCLUSION_SEPARATORS = re.compile(
+    r"[;:\n]|,\s*|\s+(?:and/)?or\s+|\.(?=\s|$)(?<!\d\.)", re.IGNORECASE
+)
+_INCLUSION_SEPARATORS = re.compile(r"[;:\n]|\.(?=\s|$)(?<!\d\.)")
+
+
+def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
+    """Mark the items that capture a whole clause of the criterion on their own.
+
+    An exclusion is a list of alternatives ("A, B or C"): an item that is the whole of one
+    alternative excludes by itself. An inclusion is a list of requirements ("A; B"): an item that
+    is the whole of one requirement fails it by itself. This is allowed only when nothing outside
+    the items could change their meaning: no window, population, condition, treatment state,
+    negation or sex/pregnancy word is left over anywhere in the criterion, and (for inclusions)
+    no "or"/"one of" that would make the clauses alternatives.
+    """
+    if not items:
+        return
+    rest = _masked(text, items)
+    if exclude:
+        rest = _ANY_OF.sub(lambda found: " " * len(found.group()), rest)
+    clauses = _top_level_clauses(text, _EXCLUSION_SEPARATORS if exclude else _INCLUSION_SEPARATORS)
+    for start, end in clauses:
+        scope = next((m for m in _SEX_SCOPE.finditer(text, start, end)), None)
+        if scope:
+            word = (scope.group("a") or scope.group("b")).lower()
+            sex = "male" if word in ("male", "males", "man", "men", "boys") else "female"
+            for item in items:
+                if start <= item.span[0] < end:
+                    item.applies_to_sex = sex
+    if any(i.window for i in items) and not all(i.window for i in items):
+        return  # a window written once may be meant for every item
+    whole: list[list[Item]] = []
+    outside = list(rest)
+    for start, end in clauses:
+        inside = [i for i in items if start <= i.span[0] < end]
+        if not inside:
+            continue
+        if not _content_words(rest[start:end]):
+            whole.append(inside)
+            continue
+        head = _name_then_definition(text[start:end], rest[start:end], inside, start)
+        if head is not None:
+            # the name ("uncontrolled hypertension") is what the items define: its words are theirs
+            for index in range(start + head[0], start + head[1]):
+                outside[index] = " "
+            whole.append(inside)
+    left = "".join(outside)
+    if _MODIFIER.search(left) or _SEX_WORD.search(left):
+        return
+    if not exclude and _ALTERNATIVE_LEAD.search(left):
+        return
+    for inside in whole:
+        for item in inside:
+            item.whole_clause = True
+
+
+def _content_words(words_of: str) -> list[str]:
+    words = re.findall(r"[A-Za-zµ]+", words_of)
+    return [w for w in words if w.lower() not in _FILLER and len(w) > 1]
+
+
+_DEFINITION_OPENS = re.compile(
+    r"(?P<head>[^():]*?)\s*(?:\(\s*(?:(?:defined\s+(?:as|by)|i\.?\s?e\.?|namely)\s*,?\s*)?|:|\s-)"
+    r"\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _name_then_definition(
+    clause: str, rest: str, items: list[Item], offset: int
+) -> tuple[int, int] | None:
+    """ "renal failure (eGFR < 30 mL/min)", "Poor kidney function: creatinine > 2 mg/dL": a short
+    name (at most four words) written before the items that define it and nothing after them.
+    Returns the span of the name within the clause."""
+    first = min(i.span[0] for i in items) - offset
+    last = max(max(i.span[1], i.window.span[1] if i.window else 0) for i in items) - offset
+    before, after = rest[:first], rest[last:]
+    if _content_words(re.sub(r"[()]", " ", after)):
+        return None
+    opened = _DEFINITION_OPENS.match(before)
+    if (
+        opened is None
+        or not 0 < len(_content_words(opened.group("head"))) <= 4
+        or _content_words(before[opened.end() :])
+    ):
+        return None
+    return opened.span("head")
 
 
 # --- FHIR ---------------------------------------------------------------------------------------
@@ -831,6 +1008,10 @@ def _characteristic(item: Item, criterion_id: str, number: int, exclude: bool) -
         extensions.append({"url": QUALIFIER, "valueString": item.qualifier})
     if item.conditional:
         extensions.append({"url": CONDITIONAL, "valueBoolean": True})
+    if item.whole_clause:
+        extensions.append({"url": ITEM_COVERAGE, "valueCode": "complete"})
+    if item.applies_to_sex:
+        extensions.append({"url": APPLIES_TO_SEX, "valueCode": item.applies_to_sex})
     assert item.code is not None or item.kind == "sex"
     code = item.code or {"coding": [SEX], "text": "Sex"}
     return {
@@ -865,6 +1046,7 @@ def computable_characteristics(
     _mark_conditional(text, items)
     _group(text, items, exclude, criterion_id)
     coverage = _coverage(text, items, extracted)
+    _clause_coverage(text, items, exclude)
     characteristics = [
         _characteristic(item, criterion_id, number, exclude)
         for number, item in enumerate(items, start=1)

@@ -380,6 +380,13 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
     analyte = next(
         (x.get("code") for x in _codings(c.get("code")) if x.get("system") == systems.LOINC), None
     )
+    if predicate.unit is None and unit not in (None, "1") and not str(unit).startswith("{"):
+        # "platelets < 100,000" against 245 10*3/uL: a bare number has no scale to compare with.
+        return Finding(
+            None,
+            f"{name} {written} on {when}: the threshold {predicate.written} has no unit",
+            [oid],
+        )
     if predicate.unit and predicate.unit != unit:
         if unit is None:
             return Finding(
@@ -759,6 +766,14 @@ def _part(c: Json, criterion_exclude: bool, record: PatientRecord, options: Opti
     evaluate = _evaluator(c)
     if evaluate is None:
         return Finding(None, f"{(c.get('code') or {}).get('text') or 'item'}: not computable")
+    scope = _ext_value(c, ch.APPLIES_TO_SEX)
+    if scope:
+        gender = record.patient.get("gender")
+        if gender not in ("male", "female"):
+            return Finding(None, f"applies to {scope} patients only; sex not recorded")
+        if gender != scope:
+            # not this patient's rule: it neither excludes nor fails them
+            return Finding(not criterion_exclude, f"applies to {scope} patients only")
     finding = evaluate(record, c, options)
     if finding.holds is not None and bool(c.get("exclude")) != criterion_exclude:
         finding = Finding(not finding.holds, finding.reason, finding.evidence)  # "no …" in the text
@@ -812,26 +827,38 @@ def _criterion(
         return CriterionOutcome(cid, text, exclude, "unknown", [], "not computable: needs review")
     group_url = ch.CONJUNCTION_GROUP if exclude else ch.ALTERNATIVE_GROUP
     units: dict[str, list[Finding]] = {}
+    unit_members: dict[str, list[Json]] = {}
     for number, item in enumerate(items):
-        key = _ext_value(item, group_url) or f"#{number}"
-        units.setdefault(str(key), []).append(_part(item, exclude, record, options))
+        key = str(_ext_value(item, group_url) or f"#{number}")
+        units.setdefault(key, []).append(_part(item, exclude, record, options))
+        unit_members.setdefault(key, []).append(item)
     # Inclusion: all units (each an "or" group); exclusion: any unit (each an "and" group).
     combined = [_combine(f, any_of=not exclude) for f in units.values()]
     overall = _combine(combined, any_of=exclude)
     evidence = list(dict.fromkeys(overall.evidence))
-    if exclude:
-        if overall.holds:
-            return CriterionOutcome(cid, text, exclude, "met", evidence, overall.reason)
-        if overall.holds is False and coverage == "complete":
-            return CriterionOutcome(cid, text, exclude, "not-met", evidence, overall.reason)
-    else:
-        if overall.holds is False:
-            return CriterionOutcome(cid, text, exclude, "not-met", evidence, overall.reason)
-        if overall.holds and coverage == "complete":
-            return CriterionOutcome(cid, text, exclude, "met", evidence, overall.reason)
+    # Only a criterion whose coded items capture its whole meaning decides, in either direction:
+    # a partial reading ("X of organic cause", "Y for diabetic patients") is never a verdict.
+    if overall.holds is not None and coverage == "complete":
+        result: Result = "met" if overall.holds else "not-met"
+        return CriterionOutcome(cid, text, exclude, result, evidence, overall.reason)
+    # A unit whose items each capture a whole clause (one alternative of an exclusion, one
+    # requirement of an inclusion) decides alone, in the direction that excludes.
+    for unit_items, unit_finding in zip(unit_members.values(), combined, strict=True):
+        if not all(_ext_value(item, ch.ITEM_COVERAGE) == "complete" for item in unit_items):
+            continue
+        if unit_finding.holds is exclude:
+            result = "met" if exclude else "not-met"
+            return CriterionOutcome(
+                cid,
+                text,
+                exclude,
+                result,
+                list(dict.fromkeys(unit_finding.evidence)),
+                f"{unit_finding.reason} (this clause is read whole)",
+            )
     reason = overall.reason
     if overall.holds is not None:
-        reason += "; the rest of the criterion is free text: needs review"
+        reason += "; the coded items capture only part of the criterion: needs review"
     return CriterionOutcome(cid, text, exclude, "unknown", evidence, reason)
 
 
