@@ -58,16 +58,34 @@ def ucum_for_written_unit(written: str) -> str | None:
 
 
 @cache
+def _equivalent_loinc() -> dict[str, frozenset[str]]:
+    """LOINC code → every code of its equivalence group (mappings/loinc-groups.csv)."""
+    groups: dict[str, set[str]] = {}
+    for row in load_csv("loinc-groups.csv"):
+        groups.setdefault(row["group"], set()).add(row["loinc"])
+    return {code: frozenset(codes) for codes in groups.values() for code in codes}
+
+
+def _same_analyte(loinc: str) -> frozenset[str]:
+    return _equivalent_loinc().get(loinc, frozenset({loinc}))
+
+
+@cache
 def _molar_masses() -> dict[str, float]:
-    return {
-        row["loinc"]: float(row["molar_mass_g_per_mol"])
-        for row in load_csv("eligibility-analytes.csv")
-        if row["loinc"] and row["molar_mass_g_per_mol"]
-    }
+    masses: dict[str, float] = {}
+    for row in load_csv("eligibility-analytes.csv"):
+        if row["loinc"] and row["molar_mass_g_per_mol"]:
+            for code in _same_analyte(row["loinc"]):
+                masses.setdefault(code, float(row["molar_mass_g_per_mol"]))
+    for row in load_csv("loinc-groups.csv"):
+        if row["molar_mass_g_per_mol"]:
+            masses.setdefault(row["loinc"], float(row["molar_mass_g_per_mol"]))
+    return masses
 
 
 def analyte_molar_mass(loinc: str) -> float | None:
-    """Molar mass (g/mol) of an analyte from the table, None when it has none."""
+    """Molar mass (g/mol) of an analyte (any LOINC code of its equivalence group), None when the
+    table has none."""
     return _molar_masses().get(loinc)
 
 
@@ -96,7 +114,7 @@ def convert(
     """
     if from_ucum == to_ucum:
         return value
-    if analyte_code == _HBA1C_LOINC:
+    if analyte_code is not None and _HBA1C_LOINC in _same_analyte(analyte_code):
         if (from_ucum, to_ucum) == ("%", "mmol/mol"):
             return (value - _NGSP_INTERCEPT) / _NGSP_SLOPE
         if (from_ucum, to_ucum) == ("mmol/mol", "%"):
