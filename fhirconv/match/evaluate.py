@@ -21,7 +21,9 @@ from fhirconv.eligibility import characteristics as ch
 from fhirconv.eligibility import vocab
 from fhirconv.eligibility.units import convert, ucum_for_written_unit
 from fhirconv.mapping import systems
+from fhirconv.match import concepts
 from fhirconv.match import medications as meds
+from fhirconv.match.facts import ObservationFact, PatientFacts, facts_of
 from fhirconv.match.records import DateRange, PatientRecord, Study, add_duration, parse_date
 
 Json = dict[str, Any]
@@ -347,39 +349,85 @@ def _observation_value(
     return value, value, False, False, unit, written
 
 
+def _criterion_group(c: Json) -> str | None:
+    """The LOINC equivalence group of the characteristic's analyte ("creatinine-serum")."""
+    for coding in _codings(c.get("code")):
+        if coding.get("system") == systems.LOINC:
+            group = concepts.loinc_group(str(coding.get("code")))
+            if group:
+                return group
+    return None
+
+
+def _observation_facts(record: PatientRecord, c: Json, options: Options) -> list[ObservationFact]:
+    """Usable results answering the characteristic: any code of its LOINC group (panel components
+    included), or for a score without a LOINC code, a result named like it."""
+    facts = _facts(record, options)
+    group = _criterion_group(c)
+    if group:
+        return list(facts.observations_of(group))
+    found: list[ObservationFact] = []
+    for coding in _codings(c.get("code")):
+        found += facts.observations_with_code(str(coding.get("system")), str(coding.get("code")))
+    if found:
+        return found
+    score = next((vocab.score_by_code(str(x.get("code"))) for x in _codings(c.get("code"))), None)
+    if score is not None:
+        regex = vocab.phrase_regex(score.synonyms)
+        return [
+            o
+            for o in facts.observations
+            if o.usable
+            and regex
+            and regex.search(o.code_text)
+            and not re.search(r"\bclinical\b", o.code_text, re.I)
+        ]
+    return []
+
+
 def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
     name = (c.get("code") or {}).get("text") or "value"
-    candidates = [
-        o
-        for o in record.of_type("Observation")
-        if o.get("status") in _FINAL and _observation_matches(o, c)
-    ]
     window = _window(c)
-    inside, older, start = _current(candidates, window, options)
-    limit = (
-        window.describe()
-        if window and window.operator in ("<=", "<")
-        else f"the {options.lookback_days}-day look-back"
-    )
+    if window is not None and window.operator in ("<=", "<"):
+        start = window.start(options.as_of)
+        limit = window.describe()
+    else:
+        start = options.as_of - timedelta(days=options.lookback_days)
+        limit = f"the {options.lookback_days}-day look-back"
+    dated = [
+        o
+        for o in _observation_facts(record, c, options)
+        # a preliminary result may still change: it never decides
+        if o.status in _FINAL and o.when is not None and o.when.earliest <= options.as_of
+    ]
+    dated.sort(key=lambda o: o.when.latest if o.when else date.min, reverse=True)
+    inside = [o for o in dated if o.when and o.when.earliest >= start]
     if not inside:
-        if older:
-            when, newest = older[0]
+        if dated:
+            newest = dated[0]
             return Finding(
                 None,
-                f"latest {name} ({newest.get('id')}, {when}) is older than {limit} (from {start})",
-                [str(newest.get("id"))],
+                f"latest {name} ({newest.resource}, {newest.when}) is older than {limit}"
+                f" (from {start})",
+                [_id(newest.resource)],
             )
         return Finding(None, f"no final {name} result recorded")
-    when, observation = inside[0]
-    oid = str(observation.get("id") or "?")
-    value = _observation_value(observation)
-    if value is None:
+    fact = inside[0]
+    oid = _id(fact.resource)
+    when = fact.when
+    if fact.quantity is None:
         return Finding(None, f"{name} {oid} on {when} has no numeric value", [oid])
-    low, high, low_open, high_open, unit, written = value
+    quantity = fact.quantity
+    unit = quantity.unit
+    written = str(quantity)
+    inf = float("inf")
+    low, high = quantity.value, quantity.value
+    low_open = high_open = False
+    if quantity.comparator in ("<", "<="):
+        low, low_open, high_open = -inf, True, quantity.comparator == "<"
+    elif quantity.comparator in (">", ">="):
+        high, high_open, low_open = inf, True, quantity.comparator == ">"
     predicate = _Predicate(c)
-    analyte = next(
-        (x.get("code") for x in _codings(c.get("code")) if x.get("system") == systems.LOINC), None
-    )
     if predicate.unit is None and unit not in (None, "1") and not str(unit).startswith("{"):
         # "platelets < 100,000" against 245 10*3/uL: a bare number has no scale to compare with.
         return Finding(
@@ -395,7 +443,7 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
                 [oid],
             )
         converted = [
-            v if v in (float("inf"), float("-inf")) else convert(v, unit, predicate.unit, analyte)
+            v if v in (inf, -inf) else convert(v, unit, predicate.unit, fact.loinc)
             for v in (low, high)
         ]
         if converted[0] is None or converted[1] is None:
@@ -408,12 +456,32 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
         if low == high:
             written += f" (= {_fmt(low)} {predicate.unit})"
     holds = predicate.test_interval(low, high, low_open, high_open)
+    label = fact.label or name
     if holds is None:
         return Finding(
-            None, f"{name} {written} on {when} cannot be compared with {predicate.written}", [oid]
+            None, f"{label} {written} on {when} cannot be compared with {predicate.written}", [oid]
         )
     relation = "meets" if holds else "does not meet"
-    return Finding(holds, f"{name} {written} on {when} {relation} {predicate.written}", [oid])
+    return Finding(
+        holds, f"{label} {written} on {when} {relation} {predicate.written} [{oid}]", [oid]
+    )
+
+
+def _id(reference: str) -> str:
+    return reference.rsplit("/", 1)[-1]
+
+
+_FACTS: dict[int, tuple[PatientRecord, PatientFacts]] = {}
+
+
+def _facts(record: PatientRecord, options: Options) -> PatientFacts:
+    """The record's facts, built once per match() call."""
+    cached = _FACTS.get(id(record))
+    if cached is None or cached[0] is not record or cached[1].as_of != options.as_of:
+        _FACTS.clear()
+        cached = (record, facts_of(record, options.as_of))
+        _FACTS[id(record)] = cached
+    return cached[1]
 
 
 def _status_code(concept: object) -> str | None:
