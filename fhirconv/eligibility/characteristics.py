@@ -41,6 +41,9 @@ ITEM_COVERAGE = systems.extension("eligibility-item-coverage")
 APPLIES_TO_SEX = systems.extension("eligibility-applies-to-sex")
 
 CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
+# UCUM annotation for "2.5 × the upper limit of normal": the value is a multiple of the
+# Observation's own referenceRange.high.
+RELATIVE_TO_UPPER_LIMIT = "{xULN}"
 SCORE_CODES = systems.codes("eligibility-score")
 
 AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
@@ -550,11 +553,15 @@ def _threshold_item(text: str, raw: ExtractedItem, previous: ExtractedItem | Non
         and previous.name == raw.name
     ):
         code = previous.code  # "creatinine > 2.5 mg/dL or 221 µmol/L": same analyte
-    if code is None or (raw.unit is not None and raw.ucum is None):
-        return None  # no code, or a unit UCUM cannot express ("x ULN"): stays text
+    ucum = raw.ucum
+    if raw.unit == "x ULN":
+        # a multiple of the result's own reference-range upper limit: UCUM annotation {xULN}
+        ucum = RELATIVE_TO_UPPER_LIMIT
+    if code is None or (raw.unit is not None and ucum is None):
+        return None  # no code, or a unit UCUM cannot express: stays text
     item = Item(
         "observation", raw.span, raw.text, raw.negated, raw.operator, raw.value, raw.value2,
-        raw.ucum, raw.unit, _analyte_code(code, raw.name),
+        ucum, raw.unit, _analyte_code(code, raw.name),
     )  # fmt: skip
     name_at = text.rfind(raw.name, 0, raw.span[0]) if raw.name else -1
     if name_at >= 0 and raw.name:
@@ -700,11 +707,22 @@ def _mark_conditional(text: str, items: list[Item]) -> None:
                     item.conditional = True
 
 
+_ONE_OF = re.compile(
+    r"\b(?:(?:at\s+least\s+)?one\s+(?:or\s+more\s+)?of|any\s+(?:one\s+)?of|either)\b", re.IGNORECASE
+)
+
+
 def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> None:
     """Inclusion items joined by "or" (and lists of drugs) become alternatives; exclusion items
     joined by a plain "and" must all be present."""
     ordered = sorted(items, key=lambda i: i.span)
     groups = 0
+    if not exclude and _ONE_OF.search(text):
+        # "at least one of the following: A; B; C": every computable item is one route in
+        chosen = [i for i in ordered if i.kind not in ("age", "sex")]
+        for item in chosen:
+            item.group = f"{criterion_id}-any-1"
+        return
     for left, right in pairwise(ordered):
         between = text[left.span[1] : right.span[0]]
         if (
@@ -789,20 +807,22 @@ _SEX_WORD = re.compile(
     re.IGNORECASE,
 )
 # Words that may change the meaning of a clause the items do not reach: a window, a population,
-# a condition, a treatment state, a negation. Any one of them left outside the items keeps every
-# item from deciding alone (the criterion then decides only when its coverage is complete).
+# a condition, a negation. Any one of them left outside the items keeps every item from deciding
+# alone (the criterion then decides only when its coverage is complete). A treatment state
+# ("uncontrolled", "on dialysis") only qualifies its own clause, whose content words already keep
+# that clause from being whole.
 _MODIFIER = re.compile(
     r"\b(?:within|past|last|prior|previous(?:ly)?|preceding|ago|since|recent(?:ly)?|current(?:ly)?|"
     r"if|unless|only|except|excluding|exclusion|other\s+than|apart\s+from|besides|when|whenever|"
-    r"where|whereas|without|who|whose|whom|which|that|untreated|uncontrolled|controlled|poorly|"
-    r"persistent(?:ly)?|despite|requir\w*|refractory|resistant|stable|unstable|treated|"
-    r"treatment|therapy|therapies|managed|after|before|following|unable|not|no|never|nor|"
+    r"where|whereas|without|who|whose|whom|which|that|after|before|following|unable|not|no|"
+    r"never|nor|"
     r"all\s+of|both|aged?|years?|months?|weeks?|days?|candidates?|eligible|allowed|permitted|"
     r"acceptable)\b",
     re.IGNORECASE,
 )
 _ANY_OF = re.compile(
-    r"\b(?:any\s+(?:one\s+)?of\s+the\s+following|one\s+(?:or\s+more\s+)?of\s+the\s+following)\b",
+    r"\b(?:any\s+(?:one\s+)?of\s+the\s+following|one\s+(?:or\s+more\s+)?of\s+the\s+following|"
+    r"including,?\s+but\s+not\s+limited\s+to|including|such\s+as)\b",
     re.IGNORECASE,
 )
 _ALTERNATIVE_LEAD = re.compile(
@@ -838,7 +858,7 @@ def _top_level_clauses(text: str, separators: re.Pattern[str]) -> list[tuple[int
 
 
 _EXCLUSION_SEPARATORS = re.compile(
-    r"[;:\n]|,\s*|\s+(?:and/)?or\s+|\.(?=\s|$)(?<!\d\.)", re.IGNORECASE
+    r"[;:\n]|,\s*|\s+(?:and/)?or\s+|\.(?=\s|$)(?<!\d\.)|\s+[a-h][.)]\s+", re.IGNORECASE
 )
 _INCLUSION_SEPARATORS = re.compile(r"[;:\n]|\.(?=\s|$)(?<!\d\.)")
 

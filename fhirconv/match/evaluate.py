@@ -428,6 +428,18 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
     elif quantity.comparator in (">", ">="):
         high, high_open, low_open = inf, True, quantity.comparator == ">"
     predicate = _Predicate(c)
+    if predicate.unit == ch.RELATIVE_TO_UPPER_LIMIT:
+        ratio = fact.times_upper_limit() if quantity.comparator is None else None
+        if ratio is None:
+            return Finding(
+                None,
+                f"{name} {written} on {when} has no reference-range upper limit to compare with"
+                f" {predicate.written}",
+                [oid],
+            )
+        low = high = ratio
+        written += f" (= {_fmt(ratio)} × ULN {fact.high})"
+        unit = predicate.unit
     if predicate.unit is None and unit not in (None, "1") and not str(unit).startswith("{"):
         # "platelets < 100,000" against 245 10*3/uL: a bare number has no scale to compare with.
         return Finding(
@@ -456,7 +468,7 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
         if low == high:
             written += f" (= {_fmt(low)} {predicate.unit})"
     holds = predicate.test_interval(low, high, low_open, high_open)
-    label = fact.label or name
+    label = name
     if holds is None:
         return Finding(
             None, f"{label} {written} on {when} cannot be compared with {predicate.written}", [oid]
