@@ -750,6 +750,16 @@ def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> No
                 groups += 1
                 left.conjunction = f"{criterion_id}-all-{groups}"
             right.conjunction = left.conjunction
+        elif (
+            left.kind == "condition"
+            and right.kind == "observation"
+            and not re.search(r"[,;(]|\bor\b", between, re.IGNORECASE)
+        ):
+            # "heart failure with NYHA class III–IV": the disease only with that grade
+            if left.conjunction is None:
+                groups += 1
+                left.conjunction = f"{criterion_id}-all-{groups}"
+            right.conjunction = left.conjunction
 
 
 _NEGATION_BEFORE = re.compile(
@@ -825,6 +835,10 @@ _ANY_OF = re.compile(
     r"including,?\s+but\s+not\s+limited\s+to|including|such\s+as)\b",
     re.IGNORECASE,
 )
+_EXAMPLES = re.compile(
+    r"\b(?:including|includes?|such\s+as|e\.\s?g\.|for\s+example|like|especially)\b|\betc\b",
+    re.IGNORECASE,
+)
 _ALTERNATIVE_LEAD = re.compile(
     r"\b(?:one\s+of|any\s+of|either|at\s+least\s+(?:one|two|\d)|or)\b|/", re.IGNORECASE
 )
@@ -891,10 +905,18 @@ def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
         return  # a window written once may be meant for every item
     whole: list[list[Item]] = []
     outside = list(rest)
+    lead_in = False  # a clause before with words but no items: "Diseases of the eye: …"
     for start, end in clauses:
         inside = [i for i in items if start <= i.span[0] < end]
         if not inside:
+            lead_in = lead_in or (
+                bool(_content_words(rest[start:end])) and text[end : end + 1] == ":"
+            )
             continue
+        if (lead_in or _EXAMPLES.search(text)) and any(
+            i.kind in ("condition", "medication") for i in inside
+        ):
+            continue  # a disease or drug named as an example of something wider
         if not _content_words(rest[start:end]):
             whole.append(inside)
             continue
@@ -1051,10 +1073,18 @@ class CriterionResult:
     items: list[Item]
 
 
+# "Group A (healthy volunteers): ...", "Cohort 2:", "Part B -": criteria that differ by cohort.
+COHORT_HEADING = re.compile(
+    r"^[\s*#-]*(?:group|cohort|arm|part|population)\s+(?:[A-Z]|\d{1,2}|[IVX]{1,4})\b[^\n]{0,80}[:)]",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 def computable_characteristics(
-    text: str, exclude: bool, criterion_id: str, trial: Trial
+    text: str, exclude: bool, criterion_id: str, trial: Trial, by_cohort: bool = False
 ) -> CriterionResult:
-    """Computable characteristics for one criterion's text and its coverage code."""
+    """Computable characteristics for one criterion's text and its coverage code. `by_cohort`:
+    the criteria section is split by cohort (`COHORT_HEADING`), so no item is decisive alone."""
     extracted = extract_items(text, exclude=exclude)
     items, windows = _from_extracted(text, extracted)
     concepts = _condition_concepts(trial, trial.eligibility.criteria or text)
@@ -1064,6 +1094,9 @@ def computable_characteristics(
     items.sort(key=lambda i: i.span)
     _attach_windows(text, items, windows)
     _mark_conditional(text, items)
+    if by_cohort:
+        for item in items:
+            item.conditional = True
     _group(text, items, exclude, criterion_id)
     coverage = _coverage(text, items, extracted)
     _clause_coverage(text, items, exclude)

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirconv.eligibility.characteristics import COVERAGE, computable_characteristics
+from fhirconv.eligibility.characteristics import (
+    COHORT_HEADING,
+    COVERAGE,
+    computable_characteristics,
+)
 from fhirconv.eligibility.criteria import split_criteria
 from fhirconv.mapping import ids, systems
 from fhirconv.mapping.context import MappingContext
@@ -117,12 +121,13 @@ def criteria_characteristics(ctx: MappingContext) -> list[Json]:
     if not text:
         return []
     characteristics: list[Json] = []
+    by_cohort = COHORT_HEADING.search(text) is not None
     for number, criterion in enumerate(split_criteria(text), start=1):
         kind = "exclusion-criterion" if criterion.exclude else "inclusion-criterion"
         display = "Exclusion criterion" if criterion.exclude else "Inclusion criterion"
         criterion_id = f"criterion-{number}"
         computable = computable_characteristics(
-            criterion.text, criterion.exclude, criterion_id, ctx.trial
+            criterion.text, criterion.exclude, criterion_id, ctx.trial, by_cohort
         )
         characteristics.append(
             {

@@ -855,6 +855,15 @@ def _part(c: Json, criterion_exclude: bool, record: PatientRecord, options: Opti
             # not this patient's rule: it neither excludes nor fails them
             return Finding(not criterion_exclude, f"applies to {scope} patients only")
     finding = evaluate(record, c, options)
+    if (
+        evaluate is _condition
+        and finding.holds is False
+        and not criterion_exclude
+        and not c.get("exclude")
+    ):
+        # A required diagnosis recorded as resolved, refuted or outside a window is no proof the
+        # patient does not qualify (records are incomplete): never a reason to turn them away.
+        return Finding(None, f"{finding.reason}: needs review", finding.evidence)
     if finding.holds is not None and bool(c.get("exclude")) != criterion_exclude:
         finding = Finding(not finding.holds, finding.reason, finding.evidence)  # "no …" in the text
     qualifier = _ext_value(c, ch.QUALIFIER)
@@ -958,6 +967,19 @@ def _structured_text(c: Json) -> str:
 
 def match(record: PatientRecord, study: Study, options: Options) -> MatchResult:
     outcomes: list[CriterionOutcome] = []
+    facts = _facts(record, options)
+    if facts.deceased:
+        when = f" on {facts.deceased_date}" if facts.deceased_date else ""
+        outcomes.append(
+            CriterionOutcome(
+                "deceased",
+                "The patient is alive (deceased patients are never candidates)",
+                False,
+                "not-met",
+                [record.id],
+                f"Patient.deceased[x]: died{when}",
+            )
+        )
     by_criterion: dict[str, list[Json]] = {}
     for c in study.characteristics:
         source = _ext_value(c, ch.SOURCE_CRITERION)
