@@ -93,7 +93,11 @@ def analyte_molar_mass(loinc: str) -> float | None:
 def _registry() -> Any:
     import pint
 
-    return pint.UnitRegistry()
+    registry = pint.UnitRegistry()
+    # International units measure a substance's activity: convertible only among themselves
+    # (mIU/L ↔ µIU/mL of the same analyte), never to mass or moles.
+    registry.define("international_unit = [international_unit] = IU")
+    return registry
 
 
 def _quantity(value: float, ucum: str) -> Any:
