@@ -93,7 +93,7 @@ def analyte_molar_mass(loinc: str) -> float | None:
 def _registry() -> Any:
     import pint
 
-    registry = pint.UnitRegistry()
+    registry: Any = pint.UnitRegistry()
     # International units measure a substance's activity: convertible only among themselves
     # (mIU/L ↔ µIU/mL of the same analyte), never to mass or moles.
     registry.define("international_unit = [international_unit] = IU")
