@@ -137,7 +137,9 @@ _AND = re.compile(r"\band\b", re.IGNORECASE)
 # Cues that an item holds only under conditions the text states: whole criterion …
 _CRITERION_EXCEPTION = re.compile(
     r"\b(?:unless|no\s+(?:minimum|maximum)|not\s+required|exempt\w*|waived|does\s+not\s+apply|"
-    r"with\s+the\s+exception|may\s+be\s+(?:included|enrolled|eligible)|are\s+allowed|is\s+allowed|"
+    r"with\s+the\s+exception|may\s+be\s+(?:included|enrolled|eligible)|"
+    # "(2 rechecks are allowed)": repeating a measurement is not an exception to the criterion
+    r"(?<!rechecks\s)(?<!retests\s)(?<!repeats\s)(?:are|is)\s+allowed|"
     r"permitted)\b",
     re.IGNORECASE,
 )
@@ -495,6 +497,7 @@ def _from_extracted(
     items: list[Item] = []
     windows: list[ExtractedItem] = []
     previous: ExtractedItem | None = None
+    extracted = _shared_units(text, extracted)
     sexes = {i.value for i in extracted if i.kind == "sex"}
     reproductive = any(i.kind in ("pregnancy", "lactation", "childbearing") for i in extracted)
     for raw in extracted:
@@ -538,6 +541,26 @@ def _from_extracted(
                 items.append(dose)
         previous = raw
     return items, windows
+
+
+_JOINED_BOUNDS = re.compile(r"[\s,]*(?:or|and|to|and/or)?[\s,]*", re.IGNORECASE)
+
+
+def _shared_units(text: str, extracted: list[ExtractedItem]) -> list[ExtractedItem]:
+    """ "SBP ≤ 100 or ≥ 140 mmHg": a bare bound takes the unit written once after the next bound
+    of the same analyte, when only "or"/"and"/"to"/"," stand between them."""
+    shared = list(extracted)
+    for index, (left, right) in enumerate(pairwise(extracted)):
+        if (
+            left.kind == right.kind == "threshold"
+            and left.unit is None
+            and right.ucum is not None
+            and left.name is not None
+            and left.name == right.name
+            and _JOINED_BOUNDS.fullmatch(text[left.span[1] : right.span[0]])
+        ):
+            shared[index] = left.model_copy(update={"unit": right.unit, "ucum": right.ucum})
+    return shared
 
 
 def _threshold_item(text: str, raw: ExtractedItem, previous: ExtractedItem | None) -> Item | None:
