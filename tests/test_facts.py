@@ -290,3 +290,22 @@ def test_prediabetes_is_not_diabetes() -> None:
     for system, code in ((SNOMED, "15777000"), (SNOMED, "714628002"), (ICD10CM, "R73.03")):
         assert "D003920" not in condition_mesh(system, code)
     assert "D011236" in condition_mesh(SNOMED, "15777000")
+
+
+def test_every_synthea_and_match_dev_patient_reads_into_facts() -> None:
+    from fhirconv.match.records import load_patients
+    from tests.conftest import SHARED
+
+    files = sorted((SHARED / "synthea-r4").glob("*.json"))
+    files += sorted((SHARED / "match-dev" / "patients").glob("*.json"))
+    if not files:
+        pytest.skip(f"no patients under {SHARED}: this check needs ../shared")
+    panels = creatinine_38483 = deceased = 0
+    for path in files:
+        for record in load_patients([path]):
+            facts = facts_of(record, AS_OF)
+            panels += sum(o.panel is not None for o in facts.observations_of("bp-systolic"))
+            creatinine_38483 += len(facts.observations_with_code(LOINC, "38483-4"))
+            deceased += facts.deceased
+            assert all(c.resource.startswith("Condition/") for c in facts.conditions)
+    assert panels > 0 and creatinine_38483 > 0 and deceased > 0
