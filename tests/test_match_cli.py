@@ -237,3 +237,62 @@ def test_ndjson_patients_stream_with_flat_memory(tmp_path: Path) -> None:
     # Holding the resources would cost well over 1 kB a line (each parsed Observation here is
     # larger than its 300-byte text); the byte-offset index costs a few integers a line.
     assert (large - small) / extra_lines < 100
+
+
+def test_resources_in_a_file_without_patient_join_their_patient(tmp_path: Path) -> None:
+    patient = {"resourceType": "Patient", "id": "abc"}
+    (tmp_path / "patient.json").write_text(json.dumps(patient))
+    labs = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": f"lab{n}",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "urn:uuid:abc" if n else "Patient/abc"},
+                }
+            }
+            for n in range(2)
+        ],
+    }
+    (tmp_path / "labs.json").write_text(json.dumps(labs))
+    (record,) = list(iter_patients([tmp_path]))
+    assert not isinstance(record, InputError)
+    assert sorted(r["id"] for r in record.of_type("Observation")) == ["lab0", "lab1"]
+
+
+def test_ndjson_of_bundles_gives_each_bundle_its_patients(tmp_path: Path) -> None:
+    lines = [json.dumps(json.loads(path.read_text())) for path in PATIENTS]
+    (tmp_path / "bundles.ndjson").write_text("\n".join(lines) + "\n")
+    records = [r for r in iter_patients([tmp_path / "bundles.ndjson"])]
+    assert sorted(r.id for r in records if not isinstance(r, InputError)) == sorted(
+        p.stem for p in PATIENTS
+    )
+
+
+def test_summary_ranks_eligible_first_then_fewer_unknowns_and_keeps_the_top() -> None:
+    from fhirconv.match.summary import Summary
+
+    def line(patient: str, verdict: str, unknown: int, met: int) -> Json:
+        criteria = [{"exclude": False, "result": "unknown"}] * unknown
+        criteria += [{"exclude": True, "result": "not-met"}] * met
+        return {"patient": patient, "study": "S", "verdict": verdict, "criteria": criteria}
+
+    summary = Summary(top=3)
+    for item in (
+        line("many-unknown", "possibly-eligible", 5, 1),
+        line("out", "ineligible", 0, 9),
+        line("few-unknown", "possibly-eligible", 1, 1),
+        line("sure", "eligible", 0, 2),
+        line("few-unknown-more-met", "possibly-eligible", 1, 3),
+        *(line(f"filler{n}", "possibly-eligible", 9, 0) for n in range(10)),
+    ):
+        summary.add(item)
+    (study,) = summary.as_json()["studies"]
+    assert study["patients"] == 15
+    assert study["verdicts"] == {"eligible": 1, "possibly-eligible": 13, "ineligible": 1}
+    ranked = [c["patient"] for c in study["candidates"]]
+    assert ranked == ["sure", "few-unknown-more-met", "few-unknown"]
