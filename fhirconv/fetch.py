@@ -129,15 +129,37 @@ _PASS_THROUGH = frozenset({"aggFilters", "sort"})
 _RESERVED = frozenset({"pageToken", "pageSize", "format", "countTotal", "fields", "markupFormat"})
 # Keys whose repeated values are joined into one comma-separated list.
 _LIST_KEYS = frozenset({"filter.overallStatus", "filter.ids", "phase"})
-_STATUSES = frozenset({
-    "ACTIVE_NOT_RECRUITING", "COMPLETED", "ENROLLING_BY_INVITATION", "NOT_YET_RECRUITING",
-    "RECRUITING", "SUSPENDED", "TERMINATED", "WITHDRAWN", "AVAILABLE", "NO_LONGER_AVAILABLE",
-    "TEMPORARILY_NOT_AVAILABLE", "APPROVED_FOR_MARKETING", "WITHHELD", "UNKNOWN",
-})
+_STATUSES = frozenset(
+    {
+        "ACTIVE_NOT_RECRUITING",
+        "COMPLETED",
+        "ENROLLING_BY_INVITATION",
+        "NOT_YET_RECRUITING",
+        "RECRUITING",
+        "SUSPENDED",
+        "TERMINATED",
+        "WITHDRAWN",
+        "AVAILABLE",
+        "NO_LONGER_AVAILABLE",
+        "TEMPORARILY_NOT_AVAILABLE",
+        "APPROVED_FOR_MARKETING",
+        "WITHHELD",
+        "UNKNOWN",
+    }
+)
 _PHASES = {
-    "EARLY_PHASE1": "EARLY_PHASE1", "EARLY1": "EARLY_PHASE1", "0": "EARLY_PHASE1",
-    "PHASE1": "PHASE1", "1": "PHASE1", "PHASE2": "PHASE2", "2": "PHASE2",
-    "PHASE3": "PHASE3", "3": "PHASE3", "PHASE4": "PHASE4", "4": "PHASE4", "NA": "NA",
+    "EARLY_PHASE1": "EARLY_PHASE1",
+    "EARLY1": "EARLY_PHASE1",
+    "0": "EARLY_PHASE1",
+    "PHASE1": "PHASE1",
+    "1": "PHASE1",
+    "PHASE2": "PHASE2",
+    "2": "PHASE2",
+    "PHASE3": "PHASE3",
+    "3": "PHASE3",
+    "PHASE4": "PHASE4",
+    "4": "PHASE4",
+    "NA": "NA",
 }
 
 
@@ -397,7 +419,9 @@ class CtgovClient:
         except RetriesExhausted as error:
             raise FetchError(
                 f"{nct_id + ': ' if nct_id else ''}{error}",
-                url=shown, status=error.status_code, nct_id=nct_id,
+                url=shown,
+                status=error.status_code,
+                nct_id=nct_id,
             ) from None
         except httpx.HTTPError as error:  # not retryable: bad URL, too many redirects, …
             raise FetchError(
@@ -414,13 +438,17 @@ class CtgovClient:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise FetchError(
                 f"{nct_id + ': ' if nct_id else ''}GET {url}: the answer is not JSON ({error})",
-                url=url, status=response.status_code, nct_id=nct_id,
+                url=url,
+                status=response.status_code,
+                nct_id=nct_id,
             ) from None
         if not isinstance(body, dict):
             raise FetchError(
                 f"{nct_id + ': ' if nct_id else ''}GET {url}: expected a JSON object, "
                 f"got {type(body).__name__}",
-                url=url, status=response.status_code, nct_id=nct_id,
+                url=url,
+                status=response.status_code,
+                nct_id=nct_id,
             )
         return body
 
@@ -449,7 +477,9 @@ class CtgovClient:
             raise FetchError(
                 f"no such study {nct_id} on ClinicalTrials.gov "
                 f"(HTTP 404 from {response.request.url})",
-                url=str(response.request.url), status=404, nct_id=nct_id,
+                url=str(response.request.url),
+                status=404,
+                nct_id=nct_id,
             )
         if response.status_code != 200:
             raise self._refused(response, nct_id)
@@ -458,7 +488,9 @@ class CtgovClient:
             raise FetchError(
                 f"{nct_id}: GET {response.request.url}: the answer is not an API v2 study "
                 "(no protocolSection)",
-                url=str(response.request.url), status=response.status_code, nct_id=nct_id,
+                url=str(response.request.url),
+                status=response.status_code,
+                nct_id=nct_id,
             )
         self.stats.studies += 1
         return study
@@ -503,8 +535,11 @@ class CtgovClient:
             studies = page.get("studies")
             if not isinstance(studies, list):
                 url = str(response.request.url)
-                raise FetchError(f"GET {url}: the answer has no studies list", url=url,
-                                 status=response.status_code)
+                raise FetchError(
+                    f"GET {url}: the answer has no studies list",
+                    url=url,
+                    status=response.status_code,
+                )
             if token is None and isinstance(page.get("totalCount"), int):
                 total = page["totalCount"] if limit is None else min(page["totalCount"], limit)
             for study in studies:
@@ -530,7 +565,9 @@ class CtgovClient:
                 url = str(response.request.url)
                 raise FetchError(
                     f"GET {url}: the server sent page token {next_token!r} again; stopping "
-                    "instead of looping", url=url, status=response.status_code,
+                    "instead of looping",
+                    url=url,
+                    status=response.status_code,
                 )
             tokens.add(next_token)
             token = next_token

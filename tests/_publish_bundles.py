@@ -53,9 +53,7 @@ def study_bundle(
         "identifier": [{"system": "urn:fhirconv:sponsor", "value": org_id(sponsor)}],
         "name": sponsor,
     }
-    locations = [
-        {"resourceType": "Location", "id": loc_id(site), "name": site} for site in sites
-    ]
+    locations = [{"resourceType": "Location", "id": loc_id(site), "name": site} for site in sites]
     group = {
         "resourceType": "Group",
         "id": f"{nct}-eligibility",
@@ -80,8 +78,11 @@ def study_bundle(
         "site": [{"reference": f"Location/{loc['id']}"} for loc in locations],
     }
     resources: list[dict[str, Any]] = [org, *locations, group, study]
-    return {"resourceType": "Bundle", "type": "transaction",
-            "entry": [_entry(r) for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [_entry(r) for r in resources],
+    }
 
 
 def with_plain_post(bundle: dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +96,11 @@ def with_plain_post(bundle: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_bundle(directory: Path, bundle: dict[str, Any], name: str | None = None) -> Path:
-    study = next(e["resource"]["id"] for e in bundle["entry"]
-                 if e["resource"]["resourceType"] == "ResearchStudy")
+    study = next(
+        e["resource"]["id"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "ResearchStudy"
+    )
     path = directory / (name or f"{study}.json")
     path.write_text(json.dumps(bundle), encoding="utf-8")
     return path

@@ -270,3 +270,42 @@ def test_procedures_allergies_and_immunizations_are_read() -> None:
     assert penicillin.category == frozenset({"medication"}) and penicillin.active
     (flu,) = facts.immunizations
     assert flu.counts and flu.when is not None
+
+
+def test_condition_hierarchy_from_the_crosswalk() -> None:
+    # Alzheimer disease (SNOMED CT) is a dementia; CKD stage 3 (ICD-10-CM, more specific than
+    # the table) is chronic kidney disease; type 2 diabetes is a diabetes mellitus.
+    assert "D003704" in condition_mesh(SNOMED, "26929004")
+    assert "D051436" in condition_mesh(ICD10CM, "N18.30")
+    assert {"D003924", "D003920"} <= condition_mesh(SNOMED, "44054006")
+
+
+def test_a_code_shared_by_several_diseases_means_only_what_they_share() -> None:
+    # ICD-10-CM B20 is cross-referenced by both HIV infection and AIDS: it proves HIV infection.
+    meaning = condition_mesh(ICD10CM, "B20")
+    assert "D015658" in meaning and "D000163" not in meaning
+
+
+def test_prediabetes_is_not_diabetes() -> None:
+    for system, code in ((SNOMED, "15777000"), (SNOMED, "714628002"), (ICD10CM, "R73.03")):
+        assert "D003920" not in condition_mesh(system, code)
+    assert "D011236" in condition_mesh(SNOMED, "15777000")
+
+
+def test_every_synthea_and_match_dev_patient_reads_into_facts() -> None:
+    from fhirconv.match.records import load_patients
+    from tests.conftest import SHARED
+
+    files = sorted((SHARED / "synthea-r4").glob("*.json"))
+    files += sorted((SHARED / "match-dev" / "patients").glob("*.json"))
+    if not files:
+        pytest.skip(f"no patients under {SHARED}: this check needs ../shared")
+    panels = creatinine_38483 = deceased = 0
+    for path in files:
+        for record in load_patients([path]):
+            facts = facts_of(record, AS_OF)
+            panels += sum(o.panel is not None for o in facts.observations_of("bp-systolic"))
+            creatinine_38483 += len(facts.observations_with_code(LOINC, "38483-4"))
+            deceased += facts.deceased
+            assert all(c.resource.startswith("Condition/") for c in facts.conditions)
+    assert panels > 0 and creatinine_38483 > 0 and deceased > 0

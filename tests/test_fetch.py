@@ -51,9 +51,25 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ctgov-v2"
 Json = dict[str, Any]
 
 _KNOWN_PARAMS = {
-    "format", "pageSize", "pageToken", "countTotal", "query.cond", "query.term", "query.intr",
-    "query.spons", "query.locn", "query.titles", "query.outc", "query.id", "query.lead",
-    "filter.overallStatus", "filter.ids", "filter.advanced", "filter.geo", "aggFilters", "sort",
+    "format",
+    "pageSize",
+    "pageToken",
+    "countTotal",
+    "query.cond",
+    "query.term",
+    "query.intr",
+    "query.spons",
+    "query.locn",
+    "query.titles",
+    "query.outc",
+    "query.id",
+    "query.lead",
+    "filter.overallStatus",
+    "filter.ids",
+    "filter.advanced",
+    "filter.geo",
+    "aggFilters",
+    "sort",
 }
 _SINCE = re.compile(r"AREA\[LastUpdatePostDate\]RANGE\[(\d{4}-\d{2}-\d{2}),MAX\]")
 _PHASE = re.compile(r"AREA\[Phase\]\(?([A-Z0-9_ ]+(?: OR [A-Z0-9_]+)*)\)?")
@@ -128,7 +144,7 @@ class Replay:
             start = bound[1]
         matches = [s for _, s in sorted(self.studies.items()) if _matches(s, params)]
         size = int(params.get("pageSize", "10"))
-        page: Json = {"studies": matches[start:start + size]}
+        page: Json = {"studies": matches[start : start + size]}
         if params.get("countTotal") == "true":
             page["totalCount"] = len(matches)
         if start + size < len(matches):
@@ -142,8 +158,10 @@ class Replay:
 def _matches(study: Json, params: dict[str, str]) -> bool:
     protocol = study["protocolSection"]
     if "query.cond" in params:
-        words = [*protocol["conditionsModule"].get("conditions", []),
-                 *protocol["conditionsModule"].get("keywords", [])]
+        words = [
+            *protocol["conditionsModule"].get("conditions", []),
+            *protocol["conditionsModule"].get("keywords", []),
+        ]
         if not any(params["query.cond"].lower() in w.lower() for w in words):
             return False
     statuses = params.get("filter.overallStatus")
@@ -213,8 +231,9 @@ class FakeTime:
 def client(replay: Replay, fake: FakeTime | None = None, **options: Any) -> CtgovClient:
     fake = fake or FakeTime()
     options.setdefault("rate", 0)
-    return CtgovClient(replay.base_url, sleep=fake.sleep, clock=fake.clock,
-                       rng=random.Random(4), **options)
+    return CtgovClient(
+        replay.base_url, sleep=fake.sleep, clock=fake.clock, rng=random.Random(4), **options
+    )
 
 
 # --- single studies -------------------------------------------------------------------------
@@ -267,25 +286,44 @@ def test_an_answer_that_is_not_a_study_is_an_error(replay: Replay) -> None:
 
 def test_search_follows_next_page_tokens_to_the_end(replay: Replay) -> None:
     module = "conditionsModule"
-    expected = [n for n, s in sorted(RECORDS.items())
-                if any("erectile dysfunction" in c.lower()
-                       for c in [*s["protocolSection"][module]["conditions"],
-                                 *s["protocolSection"][module].get("keywords", [])])]
+    expected = [
+        n
+        for n, s in sorted(RECORDS.items())
+        if any(
+            "erectile dysfunction" in c.lower()
+            for c in [
+                *s["protocolSection"][module]["conditions"],
+                *s["protocolSection"][module].get("keywords", []),
+            ]
+        )
+    ]
     assert len(expected) == 6
     pages: list[tuple[int, int | None]] = []
     with client(replay) as api:
-        got = [_nct(s) for s in api.search(
-            {"condition": "erectile dysfunction"}, page_size=2,
-            progress=lambda done, total: pages.append((done, total)))]
+        got = [
+            _nct(s)
+            for s in api.search(
+                {"condition": "erectile dysfunction"},
+                page_size=2,
+                progress=lambda done, total: pages.append((done, total)),
+            )
+        ]
         stats = api.stats
     assert got == expected  # all of them, in API order, none twice
     assert len(replay.issued_tokens) == 2  # three pages: 2 + 2 + 2
     assert replay.page_tokens == [None, *replay.issued_tokens]
     first, second, third = (params for _, params in replay.log)
-    assert first == {"query.cond": "erectile dysfunction", "format": "json", "pageSize": "2",
-                     "countTotal": "true"}
+    assert first == {
+        "query.cond": "erectile dysfunction",
+        "format": "json",
+        "pageSize": "2",
+        "countTotal": "true",
+    }
     assert {k: v for k, v in second.items() if k != "pageToken"} == {
-        "query.cond": "erectile dysfunction", "format": "json", "pageSize": "2"}
+        "query.cond": "erectile dysfunction",
+        "format": "json",
+        "pageSize": "2",
+    }
     assert third["pageToken"] == replay.issued_tokens[1]
     assert pages == [(2, 6), (4, 6), (6, 6)]
     assert (stats.pages, stats.studies, stats.requests) == (3, 6, 3)
@@ -328,15 +366,18 @@ def test_since_and_phase_are_combined_in_one_advanced_filter(replay: Replay) -> 
     with client(replay) as api:
         got = [_nct(s) for s in api.search({"phase": "3,PHASE1"}, since=date(2020, 1, 1))]
     assert replay.log[0][1]["filter.advanced"] == (
-        "(AREA[Phase](PHASE3 OR PHASE1)) AND (AREA[LastUpdatePostDate]RANGE[2020-01-01,MAX])")
+        "(AREA[Phase](PHASE3 OR PHASE1)) AND (AREA[LastUpdatePostDate]RANGE[2020-01-01,MAX])"
+    )
     assert got == ["NCT00576225", "NCT01341548", "NCT01949129", "NCT02513394", "NCT03511846"]
 
 
 def test_friendly_query_keys_map_to_api_parameters() -> None:
-    assert api_params(parse_query(
-        "condition=lupus%20nephritis&status=recruiting&status=NOT_YET_RECRUITING"
-        "&intervention=rituximab&sponsor=NIH&location=Boston&term=renal&phase=2"
-    )) == {
+    assert api_params(
+        parse_query(
+            "condition=lupus%20nephritis&status=recruiting&status=NOT_YET_RECRUITING"
+            "&intervention=rituximab&sponsor=NIH&location=Boston&term=renal&phase=2"
+        )
+    ) == {
         "query.cond": "lupus nephritis",
         "filter.overallStatus": "RECRUITING,NOT_YET_RECRUITING",
         "query.intr": "rituximab",
@@ -347,10 +388,15 @@ def test_friendly_query_keys_map_to_api_parameters() -> None:
     }
     passed = "query.titles=TRAIL&filter.geo=distance(39,-77,50mi)&aggFilters=results:with"
     assert api_params(parse_query(passed)) == dict(parse_qsl(passed))
-    for bad, message in [("colour=red", "unknown query key"), ("status=RUNNING", "unknown status"),
-                         ("phase=7", "unknown phase"), ("pageSize=5", "set by fhirconv"),
-                         ("term=a&term=b", "given twice"), ("condition=", "no value"),
-                         ("", "empty")]:
+    for bad, message in [
+        ("colour=red", "unknown query key"),
+        ("status=RUNNING", "unknown status"),
+        ("phase=7", "unknown phase"),
+        ("pageSize=5", "set by fhirconv"),
+        ("term=a&term=b", "given twice"),
+        ("condition=", "no value"),
+        ("", "empty"),
+    ]:
         with pytest.raises(QueryError, match=message):
             api_params(parse_query(bad))
 
@@ -405,8 +451,10 @@ def test_connection_errors_are_retried_then_reported(replay: Replay) -> None:
         raise httpx.ConnectError("connection refused", request=request)
 
     fake = FakeTime()
-    with client(replay, fake, retries=3, transport=httpx.MockTransport(refuse)) as api, \
-            pytest.raises(FetchError, match="could not connect"):
+    with (
+        client(replay, fake, retries=3, transport=httpx.MockTransport(refuse)) as api,
+        pytest.raises(FetchError, match="could not connect"),
+    ):
         api.study("NCT00184067")
     assert len(calls) == 4 and len(fake.sleeps) == 3
 
@@ -464,13 +512,22 @@ def test_cli_fetch_ids_to_a_directory_then_convert_it(replay: Replay, tmp_path: 
     converted = runner.invoke(app, ["convert", str(studies), "-o", str(tmp_path / "bundles"), "-q"])
     assert converted.exit_code == 0, converted.stderr
     assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == [
-        "NCT00184067.json", "NCT02513394.json"]
+        "NCT00184067.json",
+        "NCT02513394.json",
+    ]
 
 
 def test_cli_fetch_search_to_ndjson_then_convert_it(replay: Replay, tmp_path: Path) -> None:
     out = tmp_path / "lupus.ndjson"
-    result = fetch_cli(replay, "--query", "condition=erectile dysfunction&status=COMPLETED",
-                       "--page-size", "1", "-o", str(out))
+    result = fetch_cli(
+        replay,
+        "--query",
+        "condition=erectile dysfunction&status=COMPLETED",
+        "--page-size",
+        "1",
+        "-o",
+        str(out),
+    )
     assert result.exit_code == 0, result.stderr
     lines = out.read_text().splitlines()
     assert [_nct(json.loads(line)) for line in lines] == ["NCT00142506", "NCT00656188"]
@@ -483,8 +540,15 @@ def test_cli_fetch_search_to_ndjson_then_convert_it(replay: Replay, tmp_path: Pa
 
 
 def test_cli_fetch_to_stdout_with_since_and_limit(replay: Replay) -> None:
-    result = fetch_cli(replay, "--query", "filter.overallStatus=ACTIVE_NOT_RECRUITING,RECRUITING",
-                       "--since", "2023-07-01", "--limit", "5")
+    result = fetch_cli(
+        replay,
+        "--query",
+        "filter.overallStatus=ACTIVE_NOT_RECRUITING,RECRUITING",
+        "--since",
+        "2023-07-01",
+        "--limit",
+        "5",
+    )
     assert result.exit_code == 0, result.stderr
     got = [_nct(json.loads(line)) for line in result.stdout.splitlines()]
     assert got == ["NCT00499317", "NCT05798663"]  # NCT02513394 was last updated 2023-06-15
@@ -494,8 +558,16 @@ def test_cli_fetch_to_stdout_with_since_and_limit(replay: Replay) -> None:
 def test_cli_fetch_ids_since_refreshes_only_the_updated_ones(
     replay: Replay, tmp_path: Path
 ) -> None:
-    result = fetch_cli(replay, "NCT00007696", "NCT03511846", "NCT05798663",
-                       "--since", "2025-01-01", "-o", str(tmp_path))
+    result = fetch_cli(
+        replay,
+        "NCT00007696",
+        "NCT03511846",
+        "NCT05798663",
+        "--since",
+        "2025-01-01",
+        "-o",
+        str(tmp_path),
+    )
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["NCT03511846.json", "NCT05798663.json"]
     assert "2 of 3 requested studies updated since 2025-01-01" in result.stderr
@@ -513,13 +585,16 @@ def test_cli_fetch_a_missing_id_fails_but_the_others_are_written(
     assert "fetched 1 study" in result.stderr and "1 failed" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "give NCT ids, --query"),
-    (["NCT1234"], "not an NCT id"),
-    (["--query", "colour=red"], "unknown query key"),
-    (["NCT00184067", "--since", "last tuesday"], "YYYY-MM-DD"),
-    (["NCT00184067", "-o", "out.json"], ".ndjson file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give NCT ids, --query"),
+        (["NCT1234"], "not an NCT id"),
+        (["--query", "colour=red"], "unknown query key"),
+        (["NCT00184067", "--since", "last tuesday"], "YYYY-MM-DD"),
+        (["NCT00184067", "-o", "out.json"], ".ndjson file"),
+    ],
+)
 def test_cli_fetch_usage_errors_exit_2(replay: Replay, args: list[str], message: str) -> None:
     result = fetch_cli(replay, *args)
     assert result.exit_code == 2
@@ -536,8 +611,9 @@ def test_convert_fetches_nct_ids_from_the_configured_server(
     assert result.exit_code == 0, result.stderr
     bundle = json.loads(out.read_text())
     assert bundle["resourceType"] == "Bundle"
-    study = next(e["resource"] for e in bundle["entry"]
-                 if e["resource"]["resourceType"] == "ResearchStudy")
+    study = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ResearchStudy"
+    )
     assert any(i.get("value") == "NCT02513394" for i in study["identifier"])
     assert replay.log == [("/api/v2/studies/NCT02513394", {"format": "json"})]
 
@@ -546,8 +622,18 @@ def test_convert_reports_a_missing_nct_id_and_converts_the_rest(
     replay: Replay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(BASE_URL_ENV, replay.base_url)
-    result = runner.invoke(app, ["convert", "NCT99999999", str(FIXTURES / "NCT00184067.json"),
-                                 "NCT00205894", "-o", str(tmp_path), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            "NCT99999999",
+            str(FIXTURES / "NCT00184067.json"),
+            "NCT00205894",
+            "-o",
+            str(tmp_path),
+            "-q",
+        ],
+    )
     assert result.exit_code == 1
     assert "no such study NCT99999999" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["NCT00184067.json", "NCT00205894.json"]
@@ -584,7 +670,8 @@ def test_progress_bar_draws_in_place_and_only_when_enabled() -> None:
     bar.update(9, None)
     bar.finish()
     assert screen.getvalue() == (
-        "\rfetching [##--------] 2/8\rfetching [##########] 8/8\rfetching … 9\n")
+        "\rfetching [##--------] 2/8\rfetching [##########] 8/8\rfetching … 9\n"
+    )
     silent = io.StringIO()
     off = _ProgressBar(enabled=False, stream=silent)
     off.update(1, 2)

@@ -54,34 +54,55 @@ STORAGE = "https://hapifhir.io/fhir/CodeSystem/hapi-fhir-storage-response-code"
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def transaction_response(request: httpx.Request, code: str = "SUCCESSFUL_UPDATE_AS_CREATE",
-                         status: str = "201 Created", version: str = "1") -> httpx.Response:
+def transaction_response(
+    request: httpx.Request,
+    code: str = "SUCCESSFUL_UPDATE_AS_CREATE",
+    status: str = "201 Created",
+    version: str = "1",
+) -> httpx.Response:
     """A HAPI-like transaction-response with one entry per request entry."""
     bundle = json.loads(request.content)
     entries = []
     for entry in bundle["entry"]:
         url = entry["request"]["url"]
         ref = url if entry["request"]["method"] == "PUT" else f"{url}/generated-1"
-        entries.append({"response": {
-            "status": status, "location": f"{ref}/_history/{version}", "etag": f'W/"{version}"',
-            "outcome": {"resourceType": "OperationOutcome", "issue": [{
-                "severity": "information", "code": "informational",
-                "details": {"coding": [{"system": STORAGE, "code": code}]}}]},
-        }})
-    return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response",
-                                     "entry": entries})
+        entries.append(
+            {
+                "response": {
+                    "status": status,
+                    "location": f"{ref}/_history/{version}",
+                    "etag": f'W/"{version}"',
+                    "outcome": {
+                        "resourceType": "OperationOutcome",
+                        "issue": [
+                            {
+                                "severity": "information",
+                                "code": "informational",
+                                "details": {"coding": [{"system": STORAGE, "code": code}]},
+                            }
+                        ],
+                    },
+                }
+            }
+        )
+    return httpx.Response(
+        200, json={"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+    )
 
 
 def outcome(diagnostics: str, code: str = "processing", **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics, **extra}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics, **extra}],
+    }
 
 
 class Script:
     """A MockTransport handler that answers from a list, then with a default, recording calls."""
 
-    def __init__(self, *steps: httpx.Response | Exception | Handler,
-                 default: Handler = transaction_response) -> None:
+    def __init__(
+        self, *steps: httpx.Response | Exception | Handler, default: Handler = transaction_response
+    ) -> None:
         self.steps = list(steps)
         self.default = default
         self.requests: list[httpx.Request] = []
@@ -100,8 +121,13 @@ class Script:
 
 def client_for(handler: Handler, sleeps: list[float] | None = None, **kwargs: Any) -> FhirClient:
     recorded = sleeps if sleeps is not None else []
-    return FhirClient(BASE, transport=httpx.MockTransport(handler), sleep=recorded.append,
-                      rng=random.Random(7), **kwargs)
+    return FhirClient(
+        BASE,
+        transport=httpx.MockTransport(handler),
+        sleep=recorded.append,
+        rng=random.Random(7),
+        **kwargs,
+    )
 
 
 def _cli(*args: str) -> list[str]:
@@ -196,8 +222,14 @@ def test_deadline_counts_time_spent() -> None:
 
     sleeps: list[float] = []
     with pytest.raises(RetriesExhausted):
-        send_with_retry(send, idempotent=True, policy=RetryPolicy(deadline=60, max_attempts=10),
-                        sleep=sleeps.append, clock=lambda: now[0], rng=random.Random(1))
+        send_with_retry(
+            send,
+            idempotent=True,
+            policy=RetryPolicy(deadline=60, max_attempts=10),
+            sleep=sleeps.append,
+            clock=lambda: now[0],
+            rng=random.Random(1),
+        )
     assert len(sleeps) <= 2
 
 
@@ -221,9 +253,13 @@ def test_backoff_is_full_jitter_capped() -> None:
 
 
 def test_409_upsert_race_is_retried_only_when_idempotent(bundle: dict[str, Any]) -> None:
-    race = httpx.Response(409, json=outcome(
-        "HAPI-0550: HAPI-0825: Error flushing transaction ... client-assigned ID constraint "
-        "failure"))
+    race = httpx.Response(
+        409,
+        json=outcome(
+            "HAPI-0550: HAPI-0825: Error flushing transaction ... client-assigned ID constraint "
+            "failure"
+        ),
+    )
     script = Script(race)
     assert client_for(script).post_transaction(bundle).attempts == 2
 
@@ -237,8 +273,10 @@ def test_409_upsert_race_is_retried_only_when_idempotent(bundle: dict[str, Any])
 
 
 def test_permanent_400_is_not_retried_and_names_study_and_entry(bundle: dict[str, Any]) -> None:
-    body = outcome("HAPI-0450: Failed to parse Bundle.entry[2].resource: unknown element 'foo'",
-                   code="structure")
+    body = outcome(
+        "HAPI-0450: Failed to parse Bundle.entry[2].resource: unknown element 'foo'",
+        code="structure",
+    )
     script = Script(httpx.Response(400, json=body))
     sleeps: list[float] = []
     from fhirconv.publish.bundles import BundleSource, LoadedBundle
@@ -259,9 +297,12 @@ def test_permanent_400_is_not_retried_and_names_study_and_entry(bundle: dict[str
 
 
 def test_hapi_reference_error_is_attributed_by_path(bundle: dict[str, Any]) -> None:
-    issues = parse_operation_outcome(outcome(
-        "HAPI-1094: Resource Organization/missing not found, specified in path: "
-        "ResearchStudy.sponsor"))
+    issues = parse_operation_outcome(
+        outcome(
+            "HAPI-1094: Resource Organization/missing not found, specified in path: "
+            "ResearchStudy.sponsor"
+        )
+    )
     [report] = explain(issues, bundle, "NCT05765006")
     assert report.entry_ref == "ResearchStudy/NCT05765006"
     assert report.entry_index == len(bundle["entry"]) - 1
@@ -269,9 +310,19 @@ def test_hapi_reference_error_is_attributed_by_path(bundle: dict[str, Any]) -> N
 
 
 def test_expression_and_location_are_used(bundle: dict[str, Any]) -> None:
-    issues = parse_operation_outcome({"resourceType": "OperationOutcome", "issue": [{
-        "severity": "error", "code": "required", "details": {"text": "Group.type is required"},
-        "expression": ["Bundle.entry[3].resource.type"]}]})
+    issues = parse_operation_outcome(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "error",
+                    "code": "required",
+                    "details": {"text": "Group.type is required"},
+                    "expression": ["Bundle.entry[3].resource.type"],
+                }
+            ],
+        }
+    )
     [report] = explain(issues, bundle, "NCT05765006")
     assert report.entry_index == 3 and report.entry_ref == "Group/NCT05765006-eligibility"
     assert report.where == "Bundle.entry[3].resource.type"
@@ -282,8 +333,9 @@ def test_error_without_operation_outcome(bundle: dict[str, Any]) -> None:
     script = Script(httpx.Response(403, text="<html>nope</html>"))
     from fhirconv.publish.bundles import BundleSource, LoadedBundle
 
-    result = push_one(LoadedBundle(BundleSource(Path("x.json")), "NCT05765006", bundle),
-                      client_for(script))
+    result = push_one(
+        LoadedBundle(BundleSource(Path("x.json")), "NCT05765006", bundle), client_for(script)
+    )
     assert result.line() == "NCT05765006 FAILED: the server answered HTTP 403 Forbidden"
 
 
@@ -351,13 +403,21 @@ def test_outcome_unknown_is_reported_per_study(tmp_path: Path) -> None:
 # -- classification -----------------------------------------------------------------------------
 
 
-def _response(status: str, version: str, code: str | None = None,
-              last_modified: str | None = None) -> dict[str, Any]:
+def _response(
+    status: str, version: str, code: str | None = None, last_modified: str | None = None
+) -> dict[str, Any]:
     response: dict[str, Any] = {"status": status, "location": f"X/1/_history/{version}"}
     if code:
-        response["outcome"] = {"resourceType": "OperationOutcome", "issue": [{
-            "severity": "information", "code": "informational",
-            "details": {"coding": [{"system": STORAGE, "code": code}]}}]}
+        response["outcome"] = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "information",
+                    "code": "informational",
+                    "details": {"coding": [{"system": STORAGE, "code": code}]},
+                }
+            ],
+        }
     if last_modified:
         response["lastModified"] = last_modified
     return response
@@ -365,10 +425,13 @@ def _response(status: str, version: str, code: str | None = None,
 
 def test_classify_by_hapi_storage_code() -> None:
     assert classify_entry("PUT", _response("200 OK", "4", "SUCCESSFUL_UPDATE_NO_CHANGE"))[0] == (
-        "unchanged")
+        "unchanged"
+    )
     assert classify_entry("PUT", _response("200 OK", "5", "SUCCESSFUL_UPDATE"))[0] == "updated"
-    assert classify_entry("PUT", _response("201 Created", "1", "SUCCESSFUL_UPDATE_AS_CREATE"))[
-        0] == "created"
+    assert (
+        classify_entry("PUT", _response("201 Created", "1", "SUCCESSFUL_UPDATE_AS_CREATE"))[0]
+        == "created"
+    )
 
 
 def test_classify_without_storage_code() -> None:
@@ -388,17 +451,21 @@ def test_classify_reads_back_when_the_server_gives_no_time(bundle: dict[str, Any
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
-            old = request.url.path.endswith("Organization/" + bundle["entry"][0]["resource"]["id"]
-                                            + "/_history/7")
+            old = request.url.path.endswith(
+                "Organization/" + bundle["entry"][0]["resource"]["id"] + "/_history/7"
+            )
             stamp = "2024-06-01T00:00:00Z" if old else "2025-01-01T12:00:00Z"
             assert request.headers["Cache-Control"] == "no-cache"
             return httpx.Response(200, json={"resourceType": "X", "meta": {"lastUpdated": stamp}})
-        entries = [{"response": {"status": "200 OK",
-                                 "location": f"{e['request']['url']}/_history/7"}}
-                   for e in json.loads(request.content)["entry"]]
-        return httpx.Response(200, headers={"Date": format_datetime(answered, True)},
-                              json={"resourceType": "Bundle", "type": "transaction-response",
-                                    "entry": entries})
+        entries = [
+            {"response": {"status": "200 OK", "location": f"{e['request']['url']}/_history/7"}}
+            for e in json.loads(request.content)["entry"]
+        ]
+        return httpx.Response(
+            200,
+            headers={"Date": format_datetime(answered, True)},
+            json={"resourceType": "Bundle", "type": "transaction-response", "entry": entries},
+        )
 
     result = client_for(Script(default=handler)).post_transaction(bundle)
     kinds = [(e.kind, e.how) for e in result.entries]
@@ -422,15 +489,25 @@ def test_bearer_token_from_env_is_sent_and_never_shown(
 ) -> None:
     monkeypatch.setenv("FHIR_TOKEN", SECRET_TOKEN)
     auth = BearerTokenAuth.from_env("FHIR_TOKEN")
-    script = Script(httpx.Response(503), default=lambda r: httpx.Response(
-        401, json=outcome("token rejected", code="login")))
+    script = Script(
+        httpx.Response(503),
+        default=lambda r: httpx.Response(401, json=outcome("token rejected", code="login")),
+    )
     client = client_for(script, auth=auth)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(TransactionRejected) as caught:
         client.post_transaction(bundle)
     assert all(r.headers["Authorization"] == f"Bearer {SECRET_TOKEN}" for r in script.requests)
-    _assert_secret_hidden(SECRET_TOKEN, repr(auth), str(auth), repr(client), str(caught.value),
-                          repr(caught.value), caplog.text, repr(vars(auth)))
+    _assert_secret_hidden(
+        SECRET_TOKEN,
+        repr(auth),
+        str(auth),
+        repr(client),
+        str(caught.value),
+        repr(caught.value),
+        caplog.text,
+        repr(vars(auth)),
+    )
     assert "env:FHIR_TOKEN" in repr(auth)
 
 
@@ -444,8 +521,9 @@ def test_bearer_token_from_file(bundle: dict[str, Any], tmp_path: Path) -> None:
     _assert_secret_hidden(SECRET_TOKEN, repr(auth))
 
 
-def test_missing_secrets_are_named_not_shown(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_secrets_are_named_not_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
     with pytest.raises(AuthConfigError, match="NO_SUCH_TOKEN"):
         BearerTokenAuth.from_env("NO_SUCH_TOKEN")
@@ -475,9 +553,13 @@ def test_basic_auth_from_env_and_file(
 def _rsa_key_file(tmp_path: Path) -> tuple[Path, rsa.RSAPublicKey]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = tmp_path / "smart-rsa.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return path, key.public_key()
 
 
@@ -499,9 +581,15 @@ class SmartServer:
                 self.forms.append(form)
                 self.assertions.append(form["client_assertion"])
                 token = f"tok-{len(self.assertions)}"
-            return httpx.Response(200, json={"access_token": token, "token_type": "bearer",
-                                             "expires_in": self.expires_in,
-                                             "scope": form.get("scope")})
+            return httpx.Response(
+                200,
+                json={
+                    "access_token": token,
+                    "token_type": "bearer",
+                    "expires_in": self.expires_in,
+                    "scope": form.get("scope"),
+                },
+            )
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         with self.lock:
             self.fhir_tokens.append(token)
@@ -513,9 +601,13 @@ class SmartServer:
 def test_smart_assertion_claims_and_token_caching(bundle: dict[str, Any], tmp_path: Path) -> None:
     key_path, public_key = _rsa_key_file(tmp_path)
     now = [time.time()]
-    auth = SmartBackendAuth.from_key_file(client_id="fhirconv-test", token_url=TOKEN_URL,
-                                          key_path=key_path, scope="system/*.cu",
-                                          clock=lambda: now[0])
+    auth = SmartBackendAuth.from_key_file(
+        client_id="fhirconv-test",
+        token_url=TOKEN_URL,
+        key_path=key_path,
+        scope="system/*.cu",
+        clock=lambda: now[0],
+    )
     server = SmartServer(expires_in=300)
     client = client_for(server, auth=auth)
     client.post_transaction(bundle)
@@ -540,8 +632,13 @@ def test_smart_assertion_claims_and_token_caching(bundle: dict[str, Any], tmp_pa
     now[0] += 290
     client.post_transaction(bundle)
     assert server.fhir_tokens[-1] == "tok-2"
-    second = jwt.decode(server.assertions[1], public_key, algorithms=["RS384"],
-                        audience=TOKEN_URL, options={"verify_exp": False, "verify_iat": False})
+    second = jwt.decode(
+        server.assertions[1],
+        public_key,
+        algorithms=["RS384"],
+        audience=TOKEN_URL,
+        options={"verify_exp": False, "verify_iat": False},
+    )
     assert second["jti"] != claims["jti"]
     assert second["exp"] - int(now[0]) <= 300
     _assert_secret_hidden("tok-", repr(auth), repr(client))
@@ -568,11 +665,16 @@ def test_smart_refreshes_once_on_401(bundle: dict[str, Any], tmp_path: Path) -> 
 def test_smart_es384_with_ec_key(bundle: dict[str, Any], tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     path = tmp_path / "ec.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    auth = SmartBackendAuth.from_key_file(client_id="c", token_url=TOKEN_URL, key_path=path,
-                                          kid="my-key-1")
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    auth = SmartBackendAuth.from_key_file(
+        client_id="c", token_url=TOKEN_URL, key_path=path, kid="my-key-1"
+    )
     server = SmartServer()
     client_for(server, auth=auth).post_transaction(bundle)
     header = jwt.get_unverified_header(server.assertions[0])
@@ -583,8 +685,9 @@ def test_smart_es384_with_ec_key(bundle: dict[str, Any], tmp_path: Path) -> None
 def test_smart_token_refusal_is_readable(bundle: dict[str, Any], tmp_path: Path) -> None:
     key_path, _ = _rsa_key_file(tmp_path)
     auth = SmartBackendAuth.from_key_file(client_id="c", token_url=TOKEN_URL, key_path=key_path)
-    refusal = httpx.Response(400, json={"error": "invalid_client",
-                                        "error_description": "unknown key"})
+    refusal = httpx.Response(
+        400, json={"error": "invalid_client", "error_description": "unknown key"}
+    )
     with pytest.raises(AuthError, match="invalid_client — unknown key"):
         client_for(Script(default=lambda r: refusal), auth=auth).post_transaction(bundle)
 
@@ -624,9 +727,12 @@ class Concurrent:
         try:
             time.sleep(0.05)
             if f"ResearchStudy/{self.failing}".encode() in request.content:
-                return httpx.Response(400, json=outcome(
-                    "HAPI-1821: Bundle.entry[0].resource.name: invalid value",
-                    code="value"))
+                return httpx.Response(
+                    400,
+                    json=outcome(
+                        "HAPI-1821: Bundle.entry[0].resource.name: invalid value", code="value"
+                    ),
+                )
             return transaction_response(request)
         finally:
             with self.lock:
@@ -641,8 +747,12 @@ def mock_cli_transport(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Handler
 
     def factory(base_url: str, **kwargs: Any) -> FhirClient:
         kwargs.pop("verify", None)
-        return real(base_url, transport=httpx.MockTransport(lambda r: handlers[0](r)),
-                    sleep=lambda s: None, **kwargs)
+        return real(
+            base_url,
+            transport=httpx.MockTransport(lambda r: handlers[0](r)),
+            sleep=lambda s: None,
+            **kwargs,
+        )
 
     monkeypatch.setattr(cli_push, "FhirClient", factory)
     yield handlers
@@ -653,19 +763,22 @@ def test_ten_bundles_one_failing_through_the_cli(
 ) -> None:
     server = Concurrent(failing=nct(4))
     mock_cli_transport.append(server)
-    result = CliRunner().invoke(app, _cli(str(ten_studies), "--server", BASE,
-                                          "--concurrency", "4"))
+    result = CliRunner().invoke(app, _cli(str(ten_studies), "--server", BASE, "--concurrency", "4"))
     assert result.exit_code == 1, result.output
     out = result.stdout
     assert server.requests == 10
     assert 1 < server.max_in_flight <= 4
-    pushed = [line for line in out.splitlines()
-              if line.startswith("NCT") and line.endswith("created 5, updated 0, unchanged 0")]
+    pushed = [
+        line
+        for line in out.splitlines()
+        if line.startswith("NCT") and line.endswith("created 5, updated 0, unchanged 0")
+    ]
     assert len(pushed) == 9, out
     failed = [line for line in out.splitlines() if "FAILED:" in line]
     org = study_bundle(nct(4))["entry"][0]["request"]["url"]
-    assert failed == [f"{nct(4)} FAILED: Bundle.entry[0].resource.name: invalid value "
-                      f"(entry 0 {org})"]
+    assert failed == [
+        f"{nct(4)} FAILED: Bundle.entry[0].resource.name: invalid value (entry 0 {org})"
+    ]
     assert "Pushed 9 of 10 studies, 1 FAILED" in out
 
 
@@ -700,16 +813,25 @@ def test_cli_dry_run_sends_nothing(ten_studies: Path, mock_cli_transport: list[H
     assert "nothing was sent" in result.stdout
 
 
-@pytest.mark.parametrize("args", [
-    ["--server", BASE, "--token-env", "A", "--token-file", "b"],
-    ["--server", "ftp://x"],
-    [],  # no server
-    ["--server", BASE, "--token", "literal-secret"],  # no such option: never on the command line
-    ["--server", BASE, "--smart-client-id", "c"],  # incomplete SMART options
-    ["--server", "https://user:pw@fhir.test/r4"],  # credentials in the URL
-])
-def test_cli_usage_errors_exit_2(ten_studies: Path, args: list[str],
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--server", BASE, "--token-env", "A", "--token-file", "b"],
+        ["--server", "ftp://x"],
+        [],  # no server
+        [
+            "--server",
+            BASE,
+            "--token",
+            "literal-secret",
+        ],  # no such option: never on the command line
+        ["--server", BASE, "--smart-client-id", "c"],  # incomplete SMART options
+        ["--server", "https://user:pw@fhir.test/r4"],  # credentials in the URL
+    ],
+)
+def test_cli_usage_errors_exit_2(
+    ten_studies: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("FHIRCONV_SERVER", raising=False)
     result = CliRunner().invoke(app, _cli(str(ten_studies), *args))
     assert result.exit_code == 2, result.output
@@ -730,8 +852,9 @@ def test_cli_insecure_warns(ten_studies: Path, mock_cli_transport: list[Handler]
 def test_bad_files_fail_alone(tmp_path: Path) -> None:
     write_bundle(tmp_path, study_bundle(nct(1)))
     (tmp_path / f"{nct(2)}.json").write_text("{not json")
-    (tmp_path / f"{nct(3)}.json").write_text(json.dumps({"resourceType": "Bundle",
-                                                         "type": "collection", "entry": []}))
+    (tmp_path / f"{nct(3)}.json").write_text(
+        json.dumps({"resourceType": "Bundle", "type": "collection", "entry": []})
+    )
     lines = "\n".join(json.dumps(study_bundle(nct(n))) for n in (4, 5))
     (tmp_path / "more.ndjson").write_text(lines + "\n\n")
     script = Script()
@@ -752,23 +875,27 @@ def test_batch_entry_failures_are_attributed(bundle: dict[str, Any]) -> None:
         response = transaction_response(request)
         body = response.json()
         body["type"] = "batch-response"
-        body["entry"][1]["response"] = {"status": "422 Unprocessable Entity", "outcome": outcome(
-            "Location.name: too long", code="too-long")}
+        body["entry"][1]["response"] = {
+            "status": "422 Unprocessable Entity",
+            "outcome": outcome("Location.name: too long", code="too-long"),
+        }
         return httpx.Response(200, json=body)
 
     from fhirconv.publish.bundles import BundleSource, LoadedBundle
 
-    result = push_one(LoadedBundle(BundleSource(Path("b.json")), "NCT05765006", bundle),
-                      client_for(Script(default=handler)))
+    result = push_one(
+        LoadedBundle(BundleSource(Path("b.json")), "NCT05765006", bundle),
+        client_for(Script(default=handler)),
+    )
     assert result.status == "failed"
     assert len(result.created) == len(bundle["entry"]) - 1
     assert result.issues[0].entry_index == 1
     assert "(entry 1 Location/" in result.line()
 
 
-def test_smart_token_is_fetched_once_by_concurrent_pushes(ten_studies: Path,
-                                                         tmp_path_factory: pytest.TempPathFactory
-                                                         ) -> None:
+def test_smart_token_is_fetched_once_by_concurrent_pushes(
+    ten_studies: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     key_path, _ = _rsa_key_file(tmp_path_factory.mktemp("key"))
     auth = SmartBackendAuth.from_key_file(client_id="c", token_url=TOKEN_URL, key_path=key_path)
     server = SmartServer()
@@ -783,8 +910,12 @@ def test_secrets_stay_out_of_debug_logs_on_a_real_socket(
     """httpx/httpcore at DEBUG over a real connection (refused): no token in any record."""
     monkeypatch.setenv("FHIR_TOKEN", SECRET_TOKEN)
     caplog.set_level(logging.DEBUG)
-    client = FhirClient("http://127.0.0.1:9", auth=BearerTokenAuth.from_env("FHIR_TOKEN"),
-                        sleep=lambda s: None, retry=RetryPolicy(max_attempts=2))
+    client = FhirClient(
+        "http://127.0.0.1:9",
+        auth=BearerTokenAuth.from_env("FHIR_TOKEN"),
+        sleep=lambda s: None,
+        retry=RetryPolicy(max_attempts=2),
+    )
     with pytest.raises(RetriesExhausted) as caught:
         client.post_transaction(bundle)
     assert "could not connect" in str(caught.value)
@@ -792,14 +923,21 @@ def test_secrets_stay_out_of_debug_logs_on_a_real_socket(
 
 
 def test_exhausted_retries_keep_the_servers_explanation(bundle: dict[str, Any]) -> None:
-    race = httpx.Response(409, json=outcome(
-        "HAPI-0550: HAPI-0825: client-assigned ID constraint failure at Bundle.entry[1]",
-        code="conflict"))
+    race = httpx.Response(
+        409,
+        json=outcome(
+            "HAPI-0550: HAPI-0825: client-assigned ID constraint failure at Bundle.entry[1]",
+            code="conflict",
+        ),
+    )
     from fhirconv.publish.bundles import BundleSource, LoadedBundle
 
-    result = push_one(LoadedBundle(BundleSource(Path("x.json")), "NCT05765006", bundle),
-                      client_for(Script(default=lambda r: race)))
+    result = push_one(
+        LoadedBundle(BundleSource(Path("x.json")), "NCT05765006", bundle),
+        client_for(Script(default=lambda r: race)),
+    )
     assert result.attempts == 5
     assert result.line() == (
         "NCT05765006 FAILED: conflict (edited concurrently?): client-assigned ID constraint "
-        f"failure at Bundle.entry[1] (entry 1 Location/{loc_id('Site A')}) [after 5 attempts]")
+        f"failure at Bundle.entry[1] (entry 1 Location/{loc_id('Site A')}) [after 5 attempts]"
+    )

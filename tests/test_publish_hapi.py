@@ -38,8 +38,11 @@ def _refs(bundle: dict[str, Any]) -> list[str]:
 
 
 def test_push_twice_second_time_all_unchanged(client: FhirClient, tmp_path: Path) -> None:
-    bundle = study_bundle(_nct(), sponsor=f"Sponsor {uuid.uuid4()}",
-                          sites=[f"Site {uuid.uuid4()}", f"Site {uuid.uuid4()}"])
+    bundle = study_bundle(
+        _nct(),
+        sponsor=f"Sponsor {uuid.uuid4()}",
+        sites=[f"Site {uuid.uuid4()}", f"Site {uuid.uuid4()}"],
+    )
     write_bundle(tmp_path, bundle)
 
     first = push_bundles([tmp_path], client)
@@ -92,8 +95,9 @@ def test_studies_sharing_a_sponsor_share_one_organization(
     assert summary.exit_code == 0, "\n".join(s.line() for s in summary.studies)
     assert sum(s.created.count(f"Organization/{org_id(sponsor)}") for s in summary.studies) == 1
 
-    found = client.get_json("Organization",
-                            {"identifier": f"urn:fhirconv:sponsor|{org_id(sponsor)}"})
+    found = client.get_json(
+        "Organization", {"identifier": f"urn:fhirconv:sponsor|{org_id(sponsor)}"}
+    )
     assert found["resourceType"] == "Bundle"
     assert [e["resource"]["id"] for e in found.get("entry", [])] == [org_id(sponsor)]
     by_name = client.get_json("Organization", {"name:exact": sponsor})

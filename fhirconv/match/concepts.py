@@ -28,6 +28,7 @@ __all__ = [
     "group_loinc_codes",
     "loinc_group",
     "mesh_ancestors",
+    "mesh_name",
     "normal_mesh",
 ]
 
@@ -93,27 +94,27 @@ def analyte_group(analyte: str) -> str | None:
 
 @cache
 def _parents() -> dict[str, frozenset[str]]:
-    """MeSH descriptor → its parent descriptors (from `mappings/mesh-tree.csv` when present)."""
-    tree: dict[str, set[str]] = {}
-    try:
-        rows = load_csv("mesh-tree.csv")
-    except FileNotFoundError:
-        return {}
+    """MeSH descriptor → the descriptors directly above it (`mappings/mesh-tree.csv`: one tree
+    level up; for descriptors newer than the tree file, the ancestors ClinicalTrials.gov lists)."""
+    rows = load_csv("mesh-tree.csv")
     number_to_id: dict[str, str] = {}
     for row in rows:
         for number in row["tree_numbers"].split("|"):
             if number:
                 number_to_id[number] = normal_mesh(row["mesh"])
+    tree: dict[str, set[str]] = {}
     for row in rows:
         mesh = normal_mesh(row["mesh"])
+        above = tree.setdefault(mesh, set())
         for number in row["tree_numbers"].split("|"):
-            parent_number = number.rpartition(".")[0]
-            parent = number_to_id.get(parent_number)
+            parent = number_to_id.get(number.rpartition(".")[0]) if "." in number else None
             if parent and parent != mesh:
-                tree.setdefault(mesh, set()).add(parent)
+                above.add(parent)
+        above.update(normal_mesh(a) for a in row["ancestors"].split("|") if a)
     return {mesh: frozenset(parents) for mesh, parents in tree.items()}
 
 
+@cache
 def mesh_ancestors(descriptor: str) -> frozenset[str]:
     """`descriptor` (normalised) and every MeSH descriptor above it in the tree."""
     start = normal_mesh(descriptor)
@@ -129,43 +130,80 @@ def mesh_ancestors(descriptor: str) -> frozenset[str]:
 
 
 @cache
-def _crosswalk() -> tuple[dict[str, frozenset[str]], tuple[tuple[str, str], ...]]:
-    """SNOMED CT code → MeSH ids, and (ICD-10 prefix, MeSH id) pairs, longest prefix first."""
-    snomed: dict[str, set[str]] = {}
-    icd: list[tuple[str, str]] = []
+def mesh_name(descriptor: str) -> str | None:
+    """The descriptor's MeSH heading, when the tree table has it."""
+    wanted = normal_mesh(descriptor)
+    return next((r["name"] for r in load_csv("mesh-tree.csv") if r["mesh"] == wanted), None)
+
+
+_PRECISION = ("exact", "xref", "ancestor")
+Crosswalk = dict[tuple[str, str], frozenset[str]]
+
+
+@cache
+def _crosswalk() -> tuple[Crosswalk, Crosswalk]:
+    """(system, code) → MeSH candidates: from `condition-mesh.csv` (MONDO exact matches, else
+    Human Disease Ontology cross-references, else DO ancestors: only the most precise kind a
+    code has), and from `eligibility-conditions.csv` (hand-checked; ICD-10 codes as prefixes)."""
+    ranked: dict[tuple[str, str], tuple[int, set[str]]] = {}
+    for row in load_csv("condition-mesh.csv"):
+        key = (row["system"], row["code"].upper())
+        rank = _PRECISION.index(row["match"])
+        best = ranked.get(key)
+        if best is None or rank < best[0]:
+            ranked[key] = (rank, {normal_mesh(row["mesh"])})
+        elif rank == best[0]:
+            best[1].add(normal_mesh(row["mesh"]))
+    checked: dict[tuple[str, str], set[str]] = {}
     for condition in vocab.conditions():
         mesh = normal_mesh(condition.mesh)
         for code in condition.snomed:
-            snomed.setdefault(code, set()).add(mesh)
-        icd += [(prefix.upper(), mesh) for prefix in condition.icd10]
-    try:
-        rows = load_csv("condition-mesh.csv")
-    except FileNotFoundError:
-        rows = ()
-    for row in rows:
-        mesh = normal_mesh(row["mesh"])
-        if row["system"] == "snomed":
-            snomed.setdefault(row["code"], set()).add(mesh)
-        elif row["system"] in ("icd10cm", "icd10"):
-            icd.append((row["code"].upper(), mesh))
-    icd.sort(key=lambda pair: len(pair[0]), reverse=True)
-    return {code: frozenset(ids) for code, ids in snomed.items()}, tuple(icd)
+            checked.setdefault(("snomed", code), set()).add(mesh)
+        for prefix in condition.icd10:
+            checked.setdefault(("icd10cm", prefix.upper()), set()).add(mesh)
+    return (
+        {key: frozenset(ids) for key, (_, ids) in ranked.items()},
+        {key: frozenset(ids) for key, ids in checked.items()},
+    )
 
 
+def _lookup(table: Crosswalk, system: str, code: str) -> list[frozenset[str]]:
+    """Candidate sets for a code: SNOMED CT exactly; ICD-10 from its longest listed prefix
+    down (the first one is the most specific)."""
+    if system == "snomed":
+        found = table.get((system, code))
+        return [found] if found else []
+    hits: list[frozenset[str]] = []
+    for end in range(len(code), 2, -1):
+        found = table.get((system, code[:end]))
+        if found:
+            hits.append(found)
+    return hits
+
+
+@cache
 def condition_mesh(system: str, code: str) -> frozenset[str]:
-    """MeSH descriptors (7-character, with ancestors) of one coded condition; empty if unknown.
+    """MeSH descriptors (7-character, with ancestors) a coded condition certainly is; empty if
+    unknown.
 
-    An ICD-10 code maps through every table prefix it starts with ("E11.9" ← "E11"), so a code
-    more specific than the table still finds its concept.
+    A code several ontology diseases share (ICD-10-CM B20 is cross-referenced by both "HIV
+    infection" and "AIDS") means only what those diseases have in common: the intersection of
+    their ancestries (HIV infection and above). ICD-10 codes more specific than the table find
+    their longest listed prefix ("E11.65" ← "E11").
     """
-    snomed, icd = _crosswalk()
-    direct: set[str] = set()
-    if system == SNOMED:
-        direct |= snomed.get(code.strip(), frozenset())
-    elif system in (ICD10CM, ICD10):
-        key = code.strip().upper()
-        direct |= {mesh for prefix, mesh in icd if key.startswith(prefix)}
+    kind = {SNOMED: "snomed", ICD10CM: "icd10cm", ICD10: "icd10cm"}.get(system)
+    if kind is None:
+        return frozenset()
+    key = code.strip().upper()
+    ontology, checked = _crosswalk()
     found: set[str] = set()
-    for mesh in direct:
-        found |= mesh_ancestors(mesh)
+    for candidates in _lookup(ontology, kind, key)[:1]:
+        shared: set[str] | None = None
+        for mesh in candidates:
+            closure = set(mesh_ancestors(mesh))
+            shared = closure if shared is None else shared & closure
+        found |= shared or set()
+    for candidates in _lookup(checked, kind, key):
+        for mesh in candidates:
+            found |= mesh_ancestors(mesh)
     return frozenset(found)

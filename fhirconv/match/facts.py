@@ -119,7 +119,7 @@ class ObservationFact:
 class ConditionFact:
     resource: str
     label: str
-    when: DateRange | None  # onset
+    when: DateRange | None  # onset, else the date it was recorded
     codes: frozenset[Code]
     mesh: frozenset[str]
     text: str
@@ -384,7 +384,8 @@ def _observation(
 
 
 def _observations(resource: Json) -> list[ObservationFact]:
-    when = _when(resource, "effective")
+    # `issued` (when the result was released) stands in for a missing clinically relevant time.
+    when = _when(resource, "effective") or parse_date(resource.get("issued"))
     found: list[ObservationFact] = []
     components = [c for c in resource.get("component", []) or [] if isinstance(c, dict)]
     has_value = any(key.startswith("value") for key in resource)
@@ -416,10 +417,11 @@ def _condition(resource: Json, as_of: date) -> ConditionFact:
     label = f"{text} ({status_words})" if status_words else text
     if onset:
         label += f" since {onset}"
+    recorded = parse_date(resource.get("recordedDate"))
     return ConditionFact(
         resource=_reference(resource),
         label=label,
-        when=onset,
+        when=onset or recorded,
         codes=codes,
         mesh=frozenset(mesh),
         text=text,
@@ -430,7 +432,7 @@ def _condition(resource: Json, as_of: date) -> ConditionFact:
         ),
         onset=onset,
         abatement=abatement,
-        recorded=parse_date(resource.get("recordedDate")),
+        recorded=recorded,
         counts=counts,
         active=active,
     )

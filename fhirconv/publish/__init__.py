@@ -1,14 +1,14 @@
 """Publishing FHIR transaction Bundles to a server: the only part of fhirconv that speaks HTTP.
 
-    client.py   FhirClient.post_transaction(bundle) -> TransactionResult (entries classified
-                created / updated / unchanged), over one shared, injectable httpx.Client
-    retry.py    backoff with full jitter, Retry-After, bounded attempts and deadline; never
-                resends a non-idempotent bundle
-    auth.py     bearer token, HTTP basic, SMART Backend Services (httpx.Auth)
-    outcome.py  OperationOutcome -> plain-language issues tied to study and entry
-    report.py   StudyResult / PushSummary and their printable lines
-    push.py     push_bundles(): many bundles, N in flight, failures isolated per study
-    bundles.py  finding and reading bundle files (JSON, NDJSON, directories)
+client.py   FhirClient.post_transaction(bundle) -> TransactionResult (entries classified
+            created / updated / unchanged), over one shared, injectable httpx.Client
+retry.py    backoff with full jitter, Retry-After, bounded attempts and deadline; never
+            resends a non-idempotent bundle
+auth.py     bearer token, HTTP basic, SMART Backend Services (httpx.Auth)
+outcome.py  OperationOutcome -> plain-language issues tied to study and entry
+report.py   StudyResult / PushSummary and their printable lines
+push.py     push_bundles(): many bundles, N in flight, failures isolated per study
+bundles.py  finding and reading bundle files (JSON, NDJSON, directories)
 """
 
 from __future__ import annotations

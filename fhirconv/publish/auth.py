@@ -168,16 +168,23 @@ def jwk_thumbprint(key: SigningKey) -> str:
     members: dict[str, str]
     if isinstance(key, rsa.RSAPrivateKey):
         numbers = key.public_key().public_numbers()
-        members = {"e": _b64url(_int_bytes(numbers.e)), "kty": "RSA",
-                   "n": _b64url(_int_bytes(numbers.n))}
+        members = {
+            "e": _b64url(_int_bytes(numbers.e)),
+            "kty": "RSA",
+            "n": _b64url(_int_bytes(numbers.n)),
+        }
     else:
         pub = key.public_key().public_numbers()
         size = (key.curve.key_size + 7) // 8
         crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(
             key.curve.name, key.curve.name
         )
-        members = {"crv": crv, "kty": "EC", "x": _b64url(_int_bytes(pub.x, size)),
-                   "y": _b64url(_int_bytes(pub.y, size))}
+        members = {
+            "crv": crv,
+            "kty": "EC",
+            "x": _b64url(_int_bytes(pub.x, size)),
+            "y": _b64url(_int_bytes(pub.y, size)),
+        }
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
     return _b64url(hashlib.sha256(canonical).digest())
 
@@ -238,15 +245,30 @@ class SmartBackendAuth(httpx.Auth):
 
     @classmethod
     def from_key_file(
-        cls, *, client_id: str, token_url: str, key_path: Path, scope: str = "system/*.write",
-        kid: str | None = None, clock: Callable[[], float] = time.time,
+        cls,
+        *,
+        client_id: str,
+        token_url: str,
+        key_path: Path,
+        scope: str = "system/*.write",
+        kid: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> SmartBackendAuth:
-        return cls(client_id=client_id, token_url=token_url, key=load_signing_key(key_path),
-                   scope=scope, kid=kid, clock=clock, key_source=f"file:{key_path}")
+        return cls(
+            client_id=client_id,
+            token_url=token_url,
+            key=load_signing_key(key_path),
+            scope=scope,
+            kid=kid,
+            clock=clock,
+            key_source=f"file:{key_path}",
+        )
 
     def __repr__(self) -> str:
-        return (f"SmartBackendAuth(client_id={self.client_id!r}, token_url={self.token_url!r}, "
-                f"scope={self.scope!r}, key_source={self._key_source!r})")
+        return (
+            f"SmartBackendAuth(client_id={self.client_id!r}, token_url={self.token_url!r}, "
+            f"scope={self.scope!r}, key_source={self._key_source!r})"
+        )
 
     def client_assertion(self) -> str:
         """A freshly signed assertion JWT for one token request."""
@@ -351,13 +373,17 @@ def build_auth(options: AuthOptions) -> httpx.Auth | None:
     """The ``httpx.Auth`` the options ask for (``None``: anonymous); ``AuthConfigError`` if the
     options are contradictory or incomplete, or a secret cannot be loaded."""
     bearer = options.token_env is not None or options.token_file is not None
-    basic = any(v is not None for v in (options.basic_user, options.basic_password_env,
-                                        options.basic_password_file))
-    smart = any(v is not None for v in (options.smart_client_id, options.smart_key,
-                                        options.smart_token_url))
+    basic = any(
+        v is not None
+        for v in (options.basic_user, options.basic_password_env, options.basic_password_file)
+    )
+    smart = any(
+        v is not None for v in (options.smart_client_id, options.smart_key, options.smart_token_url)
+    )
     if sum((bearer, basic, smart)) > 1:
-        raise AuthConfigError("choose one way to authenticate: a bearer token, HTTP basic, "
-                              "or SMART Backend Services")
+        raise AuthConfigError(
+            "choose one way to authenticate: a bearer token, HTTP basic, or SMART Backend Services"
+        )
     if bearer:
         if options.token_env is not None and options.token_file is not None:
             raise AuthConfigError("give the bearer token by --token-env or --token-file, not both")
@@ -369,25 +395,34 @@ def build_auth(options: AuthOptions) -> httpx.Auth | None:
         if options.basic_user is None:
             raise AuthConfigError("HTTP basic needs --basic-user")
         if (options.basic_password_env is None) == (options.basic_password_file is None):
-            raise AuthConfigError("HTTP basic needs the password from exactly one of "
-                                  "--basic-password-env or --basic-password-file")
+            raise AuthConfigError(
+                "HTTP basic needs the password from exactly one of "
+                "--basic-password-env or --basic-password-file"
+            )
         if options.basic_password_env is not None:
             return BasicAuth.from_env(options.basic_user, options.basic_password_env)
         assert options.basic_password_file is not None
         return BasicAuth.from_file(options.basic_user, options.basic_password_file)
     if smart:
-        missing = [name for name, value in (("--smart-client-id", options.smart_client_id),
-                                            ("--smart-key", options.smart_key),
-                                            ("--smart-token-url", options.smart_token_url))
-                   if value is None]
+        missing = [
+            name
+            for name, value in (
+                ("--smart-client-id", options.smart_client_id),
+                ("--smart-key", options.smart_key),
+                ("--smart-token-url", options.smart_token_url),
+            )
+            if value is None
+        ]
         if missing:
             raise AuthConfigError("SMART Backend Services also needs " + ", ".join(missing))
         assert options.smart_client_id and options.smart_key and options.smart_token_url
         if not options.smart_token_url.startswith(("https://", "http://")):
-            raise AuthConfigError(f"the SMART token URL must be http(s): "
-                                  f"{options.smart_token_url}")
+            raise AuthConfigError(f"the SMART token URL must be http(s): {options.smart_token_url}")
         return SmartBackendAuth.from_key_file(
-            client_id=options.smart_client_id, token_url=options.smart_token_url,
-            key_path=options.smart_key, scope=options.smart_scope, kid=options.smart_kid,
+            client_id=options.smart_client_id,
+            token_url=options.smart_token_url,
+            key_path=options.smart_key,
+            scope=options.smart_scope,
+            kid=options.smart_kid,
         )
     return None

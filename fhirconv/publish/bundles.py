@@ -54,8 +54,9 @@ def discover(sources: Iterable[Path]) -> list[Path]:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in BUNDLE_SUFFIXES)
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in BUNDLE_SUFFIXES
+            )
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -153,9 +154,11 @@ def _parse(text: str | bytes, source: BundleSource) -> LoadedBundle | BundleLoad
     try:
         bundle = json.loads(text)
     except json.JSONDecodeError as exc:
-        return BundleLoadError(source, _fallback_study(source),
-                               f"not valid JSON (line {exc.lineno}, column {exc.colno}): "
-                               f"{exc.msg}")
+        return BundleLoadError(
+            source,
+            _fallback_study(source),
+            f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}",
+        )
     except UnicodeDecodeError:
         return BundleLoadError(source, _fallback_study(source), "not UTF-8 text")
     if not isinstance(bundle, dict):
@@ -176,5 +179,4 @@ def iter_bundles(files: Iterable[Path]) -> Iterator[LoadedBundle | BundleLoadErr
                 yield _parse(path.read_bytes(), BundleSource(path))
         except OSError as exc:
             source = BundleSource(path)
-            yield BundleLoadError(source, _fallback_study(source),
-                                  f"cannot read: {exc.strerror}")
+            yield BundleLoadError(source, _fallback_study(source), f"cannot read: {exc.strerror}")

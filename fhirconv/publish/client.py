@@ -90,8 +90,7 @@ class Timeouts:
     pool: float = 300.0  # waiting for a free pooled connection while other threads send
 
     def to_httpx(self) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write,
-                             pool=self.pool)
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
 @dataclass(frozen=True)
@@ -278,8 +277,10 @@ class FhirClient:
         if not base_url.startswith(("http://", "https://")):
             raise PublishError(f"the server URL must start with http:// or https://: {base_url}")
         if httpx.URL(base_url).userinfo:
-            raise PublishError("put no credentials in the server URL; use a token, basic-auth "
-                               "or SMART option (secrets from an environment variable or file)")
+            raise PublishError(
+                "put no credentials in the server URL; use a token, basic-auth "
+                "or SMART option (secrets from an environment variable or file)"
+            )
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
@@ -296,8 +297,9 @@ class FhirClient:
                 transport=transport,
                 timeout=self.timeouts.to_httpx(),
                 verify=verify,
-                limits=httpx.Limits(max_connections=max_connections,
-                                    max_keepalive_connections=max_connections),
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
                 headers={"User-Agent": _user_agent()},
                 follow_redirects=False,
             )
@@ -341,8 +343,9 @@ class FhirClient:
         if json is not None:
             all_headers["Content-Type"] = FHIR_JSON
         all_headers.update(headers or {})
-        request = self._http.build_request(method, url, json=json, params=params,
-                                           headers=all_headers)
+        request = self._http.build_request(
+            method, url, json=json, params=params, headers=all_headers
+        )
         if idempotent is None:
             idempotent = method.upper() in _IDEMPOTENT_METHODS
         return send_with_retry(
@@ -358,11 +361,11 @@ class FhirClient:
 
     def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET ``path`` (bypassing server-side caches); raise ``TransactionRejected`` on errors."""
-        response = self.request("GET", path, params=params,
-                                headers={"Cache-Control": "no-cache"})
+        response = self.request("GET", path, params=params, headers={"Cache-Control": "no-cache"})
         if response.status_code >= 400:
-            raise TransactionRejected(response.status_code, _reason(response),
-                                      _json_or_none(response), 1)
+            raise TransactionRejected(
+                response.status_code, _reason(response), _json_or_none(response), 1
+            )
         return response.json()
 
     def post_transaction(self, bundle: Mapping[str, Any]) -> TransactionResult:
@@ -374,13 +377,13 @@ class FhirClient:
         """
         attempts = Attempts()
         started = self._clock()
-        response = self.request("POST", "", json=bundle, idempotent=is_idempotent(bundle),
-                                attempts=attempts)
+        response = self.request(
+            "POST", "", json=bundle, idempotent=is_idempotent(bundle), attempts=attempts
+        )
         elapsed = self._clock() - started
         body = _json_or_none(response)
         if response.status_code >= 300:  # redirects are not followed: a POST must not move
-            raise TransactionRejected(response.status_code, _reason(response), body,
-                                      attempts.count)
+            raise TransactionRejected(response.status_code, _reason(response), body, attempts.count)
         if not isinstance(body, Mapping) or body.get("resourceType") != "Bundle":
             raise BadResponse(
                 f"the server answered HTTP {response.status_code} but not with a Bundle"
@@ -436,8 +439,12 @@ class FhirClient:
             method = str(req.get("method", "")).upper()
             kind, how = classify_entry(method, res, arrived_after)
             location = res.get("location") if isinstance(res.get("location"), str) else None
-            if (how == "assumed" and self.verify_unchanged and location
-                    and arrived_after is not None):
+            if (
+                how == "assumed"
+                and self.verify_unchanged
+                and location
+                and arrived_after is not None
+            ):
                 modified = self._last_updated(location)
                 if modified is not None:
                     kind, how = classify_entry(method, res, arrived_after, modified)
@@ -477,9 +484,15 @@ class ClientOptions:
     max_connections: int = 10
 
     def build(self, transport: httpx.BaseTransport | None = None) -> FhirClient:
-        return FhirClient(self.base_url, auth=self.auth, timeouts=self.timeouts,
-                          retry=self.retry, verify=self.verify,
-                          max_connections=self.max_connections, transport=transport)
+        return FhirClient(
+            self.base_url,
+            auth=self.auth,
+            timeouts=self.timeouts,
+            retry=self.retry,
+            verify=self.verify,
+            max_connections=self.max_connections,
+            transport=transport,
+        )
 
 
 def sends_credentials_in_clear(base_url: str, has_auth: bool) -> bool:

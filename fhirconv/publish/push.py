@@ -36,8 +36,9 @@ ProgressCallback = Callable[[StudyResult, int, int], None]
 
 
 def _failed(loaded: LoadedBundle | BundleLoadError, message: str) -> StudyResult:
-    return StudyResult(study=loaded.study, source=loaded.source.label, status="failed",
-                       error=message)
+    return StudyResult(
+        study=loaded.study, source=loaded.source.label, status="failed", error=message
+    )
 
 
 def plan_one(loaded: LoadedBundle) -> StudyResult:
@@ -45,8 +46,13 @@ def plan_one(loaded: LoadedBundle) -> StudyResult:
     problems = check_bundle(loaded.bundle)
     if problems:
         return _failed(loaded, "; ".join(problems))
-    return StudyResult(study=loaded.study, source=loaded.source.label, status="planned",
-                       planned=plan(loaded.bundle), idempotent=is_idempotent(loaded.bundle))
+    return StudyResult(
+        study=loaded.study,
+        source=loaded.source.label,
+        status="planned",
+        planned=plan(loaded.bundle),
+        idempotent=is_idempotent(loaded.bundle),
+    )
 
 
 def push_one(loaded: LoadedBundle, client: FhirClient) -> StudyResult:
@@ -55,16 +61,18 @@ def push_one(loaded: LoadedBundle, client: FhirClient) -> StudyResult:
     if problems:
         return _failed(loaded, "not sent: " + "; ".join(problems))
     idempotent = is_idempotent(loaded.bundle)
-    base = StudyResult(study=loaded.study, source=loaded.source.label, status="pushed",
-                       idempotent=idempotent)
+    base = StudyResult(
+        study=loaded.study, source=loaded.source.label, status="pushed", idempotent=idempotent
+    )
     started = time.monotonic()
     try:
         result = client.post_transaction(loaded.bundle)
     except TransactionRejected as exc:
         base.status = "failed"
         base.attempts = exc.attempts
-        base.issues = explain_http_error(exc.status_code, exc.reason, exc.body, loaded.bundle,
-                                         loaded.study)
+        base.issues = explain_http_error(
+            exc.status_code, exc.reason, exc.body, loaded.bundle, loaded.study
+        )
         base.error = str(exc)
     except OutcomeUnknown as exc:
         base.status, base.attempts, base.outcome_unknown = "failed", exc.attempts, True
@@ -72,8 +80,9 @@ def push_one(loaded: LoadedBundle, client: FhirClient) -> StudyResult:
     except RetriesExhausted as exc:
         base.status, base.attempts, base.error = "failed", exc.attempts, str(exc)
         if exc.status_code is not None and parse_operation_outcome(exc.body):
-            base.issues = explain_http_error(exc.status_code, exc.reason, exc.body,
-                                             loaded.bundle, loaded.study)
+            base.issues = explain_http_error(
+                exc.status_code, exc.reason, exc.body, loaded.bundle, loaded.study
+            )
     except PublishError as exc:
         base.status, base.error = "failed", str(exc)
     except Exception as exc:  # a bug must cost one study, not the whole push
@@ -93,12 +102,12 @@ def push_one(loaded: LoadedBundle, client: FhirClient) -> StudyResult:
                 issues = [i for i in entry.issues if i.is_error] or list(entry.issues)
                 reports = explain(issues, loaded.bundle, loaded.study)
                 if not reports:
-                    reports = explain_http_error(entry.status, "", None, loaded.bundle,
-                                                 loaded.study)
+                    reports = explain_http_error(
+                        entry.status, "", None, loaded.bundle, loaded.study
+                    )
                 for report in reports:
                     if report.entry_index is None:
-                        report = replace(report, entry_index=entry.index,
-                                         entry_ref=entry.ref)
+                        report = replace(report, entry_index=entry.index, entry_ref=entry.ref)
                     base.issues.append(report)
     base.elapsed = time.monotonic() - started
     return base
@@ -137,8 +146,9 @@ def push_bundles(
                 finish(seq, _failed(loaded, loaded.message))
             else:
                 finish(seq, plan_one(loaded))
-        return PushSummary([results[k] for k in sorted(results)], dry_run=True,
-                           elapsed=time.monotonic() - started)
+        return PushSummary(
+            [results[k] for k in sorted(results)], dry_run=True, elapsed=time.monotonic() - started
+        )
 
     window = 2 * concurrency
     in_flight: dict[Future[StudyResult], tuple[int, LoadedBundle]] = {}
@@ -157,8 +167,9 @@ def push_bundles(
             for future in in_flight:
                 future.cancel()
             raise
-    return PushSummary([results[k] for k in sorted(results)], dry_run=False,
-                       elapsed=time.monotonic() - started)
+    return PushSummary(
+        [results[k] for k in sorted(results)], dry_run=False, elapsed=time.monotonic() - started
+    )
 
 
 def _collect(

@@ -38,12 +38,20 @@ class StudyResult:
     def entry_count(self) -> int:
         if self.status == "planned":
             return len(self.planned)
-        return (len(self.created) + len(self.updated) + len(self.unchanged)
-                + len(self.deleted) + len(self.other))
+        return (
+            len(self.created)
+            + len(self.updated)
+            + len(self.unchanged)
+            + len(self.deleted)
+            + len(self.other)
+        )
 
     def counts(self) -> str:
-        parts = [f"created {len(self.created)}", f"updated {len(self.updated)}",
-                 f"unchanged {len(self.unchanged)}"]
+        parts = [
+            f"created {len(self.created)}",
+            f"updated {len(self.updated)}",
+            f"unchanged {len(self.unchanged)}",
+        ]
         if self.deleted:
             parts.append(f"deleted {len(self.deleted)}")
         if self.other:
@@ -112,8 +120,10 @@ class PushSummary:
         n = len(self.studies)
         if self.dry_run:
             entries = sum(s.entry_count for s in self.succeeded)
-            line = (f"Dry run: {len(self.succeeded)} of {n} studies would be sent "
-                    f"({entries} entries); nothing was sent")
+            line = (
+                f"Dry run: {len(self.succeeded)} of {n} studies would be sent "
+                f"({entries} entries); nothing was sent"
+            )
             if self.failed:
                 line += f"; {len(self.failed)} cannot be sent"
             return [line]

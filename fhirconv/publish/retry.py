@@ -68,8 +68,14 @@ class RetryPolicy:
 class RetriesExhausted(PublishError):
     """Every allowed attempt failed with a retryable problem; ``last`` says what the last was."""
 
-    def __init__(self, message: str, *, attempts: int, status_code: int | None,
-                 last: httpx.Response | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        status_code: int | None,
+        last: httpx.Response | None = None,
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts
         self.status_code = status_code
