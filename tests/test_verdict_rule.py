@@ -248,3 +248,31 @@ def test_a_conditional_clause_never_decides() -> None:
 def test_missing_data_is_possibly_eligible_never_eligible() -> None:
     result = verdict(inclusion("Hemoglobin >= 10 g/dL"))
     assert result.verdict == "possibly-eligible"
+
+
+# --- recency, shared units, medication use --------------------------------------------------------
+
+
+def test_a_result_older_than_the_current_window_never_decides() -> None:
+    text = exclusion("Serum creatinine > 2 mg/dL")
+    stale = lab("cr", "2160-0", 3.1, "mg/dL", "2024-12-01")  # 182 days before the as-of date
+    result = verdict(text, stale)
+    assert outcome(result, "Serum creatinine").result == "unknown"
+    assert "older than" in outcome(result, "Serum creatinine").reason
+    assert result.verdict == "possibly-eligible"
+
+
+def test_a_bound_written_without_its_unit_borrows_the_next_bounds_unit() -> None:
+    text = exclusion("Pulse < 45 or > 110 beats/min")
+    slow = lab("hr", "8867-4", 40, "/min", "2025-05-20")
+    normal = lab("hr", "8867-4", 72, "/min", "2025-05-20")
+    assert verdict(text, slow).verdict == "ineligible"
+    assert outcome(verdict(text, normal), "Pulse").result == "not-met"
+
+
+def test_current_use_of_a_named_drug_is_read_whole_among_alternatives() -> None:
+    text = exclusion("Concomitant use of warfarin, or of any other anticoagulant")
+    on_warfarin = statement("w", "11289", "warfarin", 5)
+    result = verdict(text, on_warfarin)
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Concomitant use").evidence == ["w"]

@@ -257,6 +257,16 @@ _FILLER = frozenset(
         "concentrations",
         "screening",
         "present",
+        "assessment",
+        "assessments",
+        # taking a medicine now is what a medication item means; a result is current when it is
+        # recent enough for the matcher to use it (fhirconv.match.evaluate: CURRENT_DAYS)
+        "current",
+        "currently",
+        "use",
+        "concurrent",
+        "concomitant",
+        "ongoing",
         "time",
         "signing",
         "sign",
@@ -845,7 +855,7 @@ _SEX_WORD = re.compile(
 # ("uncontrolled", "on dialysis") only qualifies its own clause, whose content words already keep
 # that clause from being whole.
 _MODIFIER = re.compile(
-    r"\b(?:within|past|last|prior|previous(?:ly)?|preceding|ago|since|recent(?:ly)?|current(?:ly)?|"
+    r"\b(?:within|past|last|prior|previous(?:ly)?|preceding|ago|since|recent(?:ly)?|"
     r"if|unless|only|except|excluding|exclusion|other\s+than|apart\s+from|besides|when|whenever|"
     r"where|whereas|without|who|whose|whom|which|that|after|before|following|unable|not|no|"
     r"never|nor|"

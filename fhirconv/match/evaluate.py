@@ -42,6 +42,11 @@ _NOT_BREASTFEEDING = {"LA29253-4"}
 _ICD10 = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm")
 
 
+# A result with no window in its criterion is current for this long: older labs and vital signs
+# are not what a screening visit would use, so they never decide (nor meet) a criterion.
+CURRENT_DAYS = 90
+
+
 @dataclass(frozen=True)
 class Options:
     as_of: date
@@ -392,8 +397,9 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
         start = window.start(options.as_of)
         limit = window.describe()
     else:
-        start = options.as_of - timedelta(days=options.lookback_days)
-        limit = f"the {options.lookback_days}-day look-back"
+        days = min(options.lookback_days, CURRENT_DAYS)
+        start = options.as_of - timedelta(days=days)
+        limit = f"the {days}-day look-back"
     dated = [
         o
         for o in _observation_facts(record, c, options)
