@@ -16,16 +16,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
-from fhirconv.eligibility import vocab
+from fhirconv.eligibility import codec, model, vocab
 from fhirconv.eligibility.extract import ExtractedItem, extract_items
 from fhirconv.mapping import systems
 from fhirconv.model import Trial
 
 Json = dict[str, Any]
 
-# --- extension URLs -----------------------------------------------------------------------------
+# --- extension URLs (the same as fhirconv.eligibility.codec's) ----------------------------------
 
 SOURCE_CRITERION = systems.extension("eligibility-source-criterion")
 SOURCE_TEXT = systems.extension("eligibility-source-text")
@@ -820,7 +820,7 @@ def _masked(text: str, items: list[Item], extracted: list[ExtractedItem] | None 
     return _AGAINST_CRITERIA.sub(lambda found: " " * len(found.group()), "".join(chars))
 
 
-def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> str:
+def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> model.Coverage:
     """ "complete" when no content words are left outside the items, "partial" otherwise."""
     if not items:
         return "none"
@@ -1005,105 +1005,90 @@ def _name_then_definition(
 # --- FHIR ---------------------------------------------------------------------------------------
 
 
-def _quantity(value: float, item: Item) -> Json:
-    number: int | float = int(value) if float(value).is_integer() else value
-    quantity: Json = {"value": number}
+def _quantity(value: float, item: Item) -> model.Quantity:
     if item.ucum:
-        quantity.update(unit=item.unit or item.ucum, system=systems.UCUM, code=item.ucum)
-    elif item.unit:
-        quantity["unit"] = item.unit
-    return quantity
+        written = item.unit if item.unit and item.unit != item.ucum else None
+        return model.Quantity(value, item.ucum, written)
+    return model.Quantity(value, None, item.unit)
 
 
-def _duration(window: Window) -> Json:
-    number: int | float = int(window.value) if window.value.is_integer() else window.value
-    return {
-        "value": number,
-        "unit": _TIME_UNITS[window.ucum],
-        "system": systems.UCUM,
-        "code": window.ucum,
-    }
+def _code(coding: Json) -> model.Code:
+    return model.Code(str(coding["system"]), str(coding["code"]), coding.get("display"))
 
 
-def _value(item: Item) -> Json:
-    if item.kind in ("age", "observation", "dose") and isinstance(item.value, float):
-        if item.operator == "between" and item.value2 is not None:
-            return {
-                "valueRange": {
-                    "low": _quantity(item.value, item),
-                    "high": _quantity(item.value2, item),
-                }
-            }
-        quantity = _quantity(item.value, item)
-        if item.operator in ("<", "<=", ">", ">="):
-            quantity = {"value": quantity.pop("value"), "comparator": item.operator, **quantity}
-        return {"valueQuantity": quantity}
-    if item.kind == "sex":
-        code = "female" if item.value == "female" else "male"
-        coding = {"system": systems.ADMINISTRATIVE_GENDER, "code": code, "display": code.title()}
-        return {"valueCodeableConcept": {"coding": [coding], "text": code.title()}}
-    if item.kind == "pregnancy":
-        return {"valueCodeableConcept": {"coding": [PREGNANT], "text": "Pregnant"}}
-    if item.kind == "lactation":
-        return {
-            "valueCodeableConcept": {"coding": [BREASTFEEDING], "text": "Currently breastfeeding"}
-        }
-    return {"valueBoolean": True}
+def _concept(concept: Json) -> model.Concept:
+    return model.Concept(tuple(_code(c) for c in concept.get("coding", [])), concept.get("text"))
 
 
-def _characteristic(item: Item, criterion_id: str, number: int, exclude: bool) -> Json:
-    extensions: list[Json] = [
-        {"url": SOURCE_CRITERION, "valueString": criterion_id},
-        {"url": SOURCE_TEXT, "valueString": item.text},
-    ]
-    if item.window:
-        extensions.append(
-            {
-                "url": TIME_WINDOW,
-                "extension": [
-                    {"url": "operator", "valueCode": item.window.operator},
-                    {"url": "duration", "valueDuration": _duration(item.window)},
-                    {"url": "relation", "valueString": item.window.relation},
-                    {"url": "text", "valueString": item.window.text},
-                ],
-            }
-        )
-    if item.kind == "dose":
-        parts: list[Json] = [{"url": "per", "valueCode": "d"}]
-        if item.equivalent:
-            parts.append({"url": "equivalent-to", "valueCoding": item.equivalent})
-        extensions.append({"url": DOSE, "extension": parts})
-    if item.group:
-        extensions.append({"url": ALTERNATIVE_GROUP, "valueString": item.group})
-    if item.conjunction:
-        extensions.append({"url": CONJUNCTION_GROUP, "valueString": item.conjunction})
-    if item.history:
-        extensions.append({"url": HISTORY, "valueBoolean": True})
-    if item.qualifier:
-        extensions.append({"url": QUALIFIER, "valueString": item.qualifier})
-    if item.conditional:
-        extensions.append({"url": CONDITIONAL, "valueBoolean": True})
-    if item.whole_clause:
-        extensions.append({"url": ITEM_COVERAGE, "valueCode": "complete"})
-    if item.applies_to_sex:
-        extensions.append({"url": APPLIES_TO_SEX, "valueCode": item.applies_to_sex})
+def _kind(item: Item) -> model.ItemKind:
+    if item.kind == "observation":
+        return "observation"
+    if item.kind in ("age", "sex", "pregnancy", "lactation", "childbearing", "condition", "dose"):
+        return cast(model.ItemKind, item.kind)
+    return "medication"
+
+
+def to_model(item: Item, criterion_id: str, number: int, exclude: bool) -> model.Item:
+    """The typed model of one extracted item (see fhirconv.eligibility.model)."""
     assert item.code is not None or item.kind == "sex"
     code = item.code or {"coding": [SEX], "text": "Sex"}
-    return {
-        "id": f"{criterion_id}-item-{number}",
-        "extension": extensions,
-        "code": code,
-        **_value(item),
+    quantity = low = high = None
+    comparator: model.Comparator | None = None
+    value: model.Concept | None = None
+    if item.kind in ("age", "observation", "dose") and isinstance(item.value, float):
+        if item.operator == "between" and item.value2 is not None:
+            low, high = _quantity(item.value, item), _quantity(item.value2, item)
+        else:
+            quantity = _quantity(item.value, item)
+            if item.operator in ("<", "<=", ">", ">="):
+                comparator = cast(model.Comparator, item.operator)
+    elif item.kind == "sex":
+        sex = "female" if item.value == "female" else "male"
+        coding = {"system": systems.ADMINISTRATIVE_GENDER, "code": sex, "display": sex.title()}
+        value = model.Concept((_code(coding),), sex.title())
+    elif item.kind == "pregnancy":
+        value = model.Concept((_code(PREGNANT),), "Pregnant")
+    elif item.kind == "lactation":
+        value = model.Concept((_code(BREASTFEEDING),), "Currently breastfeeding")
+    window = item.window
+    return model.Item(
+        id=f"{criterion_id}-item-{number}",
+        kind=_kind(item),
+        concept=_concept(code),
+        source_text=item.text,
+        source_criterion=criterion_id,
         # "no …" in the text turns an excluded trait into a required absence and vice versa.
-        "exclude": exclude != item.negated,
-    }
+        exclude=exclude != item.negated,
+        comparator=comparator,
+        quantity=quantity,
+        low=low,
+        high=high,
+        value=value,
+        window=(
+            model.Window(window.operator, window.value, window.ucum, window.relation, window.text)
+            if window
+            else None
+        ),
+        per_day=item.kind == "dose",
+        equivalent_to=_code(item.equivalent) if item.equivalent else None,
+        alternative_group=item.group,
+        conjunction_group=item.conjunction,
+        history=item.history,
+        qualifier=item.qualifier,
+        conditional=item.conditional,
+        whole_clause=item.whole_clause,
+        applies_to_sex=item.applies_to_sex,
+    )
 
 
 @dataclass
 class CriterionResult:
-    coverage: str
-    characteristics: list[Json]
-    items: list[Item]
+    coverage: model.Coverage
+    items: tuple[model.Item, ...]
+
+    @property
+    def characteristics(self) -> list[Json]:
+        return [codec.encode_item(item) for item in self.items]
 
 
 # "Group A (healthy volunteers): ...", "Cohort 2:", "Part B -": criteria that differ by cohort.
@@ -1133,8 +1118,7 @@ def computable_characteristics(
     _group(text, items, exclude, criterion_id)
     coverage = _coverage(text, items, extracted)
     _clause_coverage(text, items, exclude)
-    characteristics = [
-        _characteristic(item, criterion_id, number, exclude)
-        for number, item in enumerate(items, start=1)
-    ]
-    return CriterionResult(coverage, characteristics, items)
+    typed = tuple(
+        to_model(item, criterion_id, number, exclude) for number, item in enumerate(items, start=1)
+    )
+    return CriterionResult(coverage, typed)
