@@ -16,16 +16,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
-from fhirconv.eligibility import vocab
+from fhirconv.eligibility import codec, model, vocab
 from fhirconv.eligibility.extract import ExtractedItem, extract_items
 from fhirconv.mapping import systems
 from fhirconv.model import Trial
 
 Json = dict[str, Any]
 
-# --- extension URLs -----------------------------------------------------------------------------
+# --- extension URLs (the same as fhirconv.eligibility.codec's) ----------------------------------
 
 SOURCE_CRITERION = systems.extension("eligibility-source-criterion")
 SOURCE_TEXT = systems.extension("eligibility-source-text")
@@ -37,8 +37,13 @@ CONDITIONAL = systems.extension("eligibility-conditional")
 QUALIFIER = systems.extension("eligibility-qualifier")
 HISTORY = systems.extension("eligibility-history")
 COVERAGE = systems.extension("eligibility-coverage")
+ITEM_COVERAGE = systems.extension("eligibility-item-coverage")
+APPLIES_TO_SEX = systems.extension("eligibility-applies-to-sex")
 
 CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
+# UCUM annotation for "2.5 × the upper limit of normal": the value is a multiple of the
+# Observation's own referenceRange.high.
+RELATIVE_TO_UPPER_LIMIT = "{xULN}"
 SCORE_CODES = systems.codes("eligibility-score")
 
 AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
@@ -97,6 +102,10 @@ class Item:
     group: str | None = None
     conjunction: str | None = None
     extra_spans: list[tuple[int, int]] = field(default_factory=list)
+    # The item (with its window and scope) is the whole of one alternative of an exclusion, or
+    # the whole of one requirement of an inclusion: it may decide alone (see _clause_coverage).
+    whole_clause: bool = False
+    applies_to_sex: str | None = None  # "QTcF > 450 ms (males)": only for this sex
 
 
 # --- patterns -----------------------------------------------------------------------------------
@@ -128,7 +137,9 @@ _AND = re.compile(r"\band\b", re.IGNORECASE)
 # Cues that an item holds only under conditions the text states: whole criterion …
 _CRITERION_EXCEPTION = re.compile(
     r"\b(?:unless|no\s+(?:minimum|maximum)|not\s+required|exempt\w*|waived|does\s+not\s+apply|"
-    r"with\s+the\s+exception|may\s+be\s+(?:included|enrolled|eligible)|are\s+allowed|is\s+allowed|"
+    r"with\s+the\s+exception|may\s+be\s+(?:included|enrolled|eligible)|"
+    # "(2 rechecks are allowed)": repeating a measurement is not an exception to the criterion
+    r"(?<!rechecks\s)(?<!retests\s)(?<!repeats\s)(?:are|is)\s+allowed|"
     r"permitted)\b",
     re.IGNORECASE,
 )
@@ -235,6 +246,27 @@ _FILLER = frozenset(
         "years",
         "yrs",
         "inclusive",
+        # what a result is called, and when it is taken: "HbA1c level at screening"
+        "level",
+        "levels",
+        "value",
+        "values",
+        "result",
+        "results",
+        "concentration",
+        "concentrations",
+        "screening",
+        "present",
+        "assessment",
+        "assessments",
+        # taking a medicine now is what a medication item means; a result is current when it is
+        # recent enough for the matcher to use it (fhirconv.match.evaluate: CURRENT_DAYS)
+        "current",
+        "currently",
+        "use",
+        "concurrent",
+        "concomitant",
+        "ongoing",
         "time",
         "signing",
         "sign",
@@ -475,6 +507,7 @@ def _from_extracted(
     items: list[Item] = []
     windows: list[ExtractedItem] = []
     previous: ExtractedItem | None = None
+    extracted = _shared_units(text, extracted)
     sexes = {i.value for i in extracted if i.kind == "sex"}
     reproductive = any(i.kind in ("pregnancy", "lactation", "childbearing") for i in extracted)
     for raw in extracted:
@@ -520,6 +553,26 @@ def _from_extracted(
     return items, windows
 
 
+_JOINED_BOUNDS = re.compile(r"[\s,]*(?:or|and|to|and/or)?[\s,]*", re.IGNORECASE)
+
+
+def _shared_units(text: str, extracted: list[ExtractedItem]) -> list[ExtractedItem]:
+    """ "SBP ≤ 100 or ≥ 140 mmHg": a bare bound takes the unit written once after the next bound
+    of the same analyte, when only "or"/"and"/"to"/"," stand between them."""
+    shared = list(extracted)
+    for index, (left, right) in enumerate(pairwise(extracted)):
+        if (
+            left.kind == right.kind == "threshold"
+            and left.unit is None
+            and right.ucum is not None
+            and left.name is not None
+            and left.name == right.name
+            and _JOINED_BOUNDS.fullmatch(text[left.span[1] : right.span[0]])
+        ):
+            shared[index] = left.model_copy(update={"unit": right.unit, "ucum": right.ucum})
+    return shared
+
+
 def _threshold_item(text: str, raw: ExtractedItem, previous: ExtractedItem | None) -> Item | None:
     """A lab, vital sign or score comparison with a code and a UCUM unit (or none)."""
     if not isinstance(raw.value, float):
@@ -533,11 +586,15 @@ def _threshold_item(text: str, raw: ExtractedItem, previous: ExtractedItem | Non
         and previous.name == raw.name
     ):
         code = previous.code  # "creatinine > 2.5 mg/dL or 221 µmol/L": same analyte
-    if code is None or (raw.unit is not None and raw.ucum is None):
-        return None  # no code, or a unit UCUM cannot express ("x ULN"): stays text
+    ucum = raw.ucum
+    if raw.unit == "x ULN":
+        # a multiple of the result's own reference-range upper limit: UCUM annotation {xULN}
+        ucum = RELATIVE_TO_UPPER_LIMIT
+    if code is None or (raw.unit is not None and ucum is None):
+        return None  # no code, or a unit UCUM cannot express: stays text
     item = Item(
         "observation", raw.span, raw.text, raw.negated, raw.operator, raw.value, raw.value2,
-        raw.ucum, raw.unit, _analyte_code(code, raw.name),
+        ucum, raw.unit, _analyte_code(code, raw.name),
     )  # fmt: skip
     name_at = text.rfind(raw.name, 0, raw.span[0]) if raw.name else -1
     if name_at >= 0 and raw.name:
@@ -683,11 +740,22 @@ def _mark_conditional(text: str, items: list[Item]) -> None:
                     item.conditional = True
 
 
+_ONE_OF = re.compile(
+    r"\b(?:(?:at\s+least\s+)?one\s+(?:or\s+more\s+)?of|any\s+(?:one\s+)?of|either)\b", re.IGNORECASE
+)
+
+
 def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> None:
     """Inclusion items joined by "or" (and lists of drugs) become alternatives; exclusion items
     joined by a plain "and" must all be present."""
     ordered = sorted(items, key=lambda i: i.span)
     groups = 0
+    if not exclude and _ONE_OF.search(text):
+        # "at least one of the following: A; B; C": every computable item is one route in
+        chosen = [i for i in ordered if i.kind not in ("age", "sex")]
+        for item in chosen:
+            item.group = f"{criterion_id}-any-1"
+        return
     for left, right in pairwise(ordered):
         between = text[left.span[1] : right.span[0]]
         if (
@@ -715,21 +783,48 @@ def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> No
                 groups += 1
                 left.conjunction = f"{criterion_id}-all-{groups}"
             right.conjunction = left.conjunction
+        elif (
+            left.kind == "condition"
+            and right.kind == "observation"
+            and not re.search(r"[,;(]|\bor\b", between, re.IGNORECASE)
+        ):
+            # "heart failure with NYHA class III–IV": the disease only with that grade
+            if left.conjunction is None:
+                groups += 1
+                left.conjunction = f"{criterion_id}-all-{groups}"
+            right.conjunction = left.conjunction
 
 
-def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> str:
-    """ "complete" when no content words are left outside the items, "partial" otherwise."""
-    if not items:
-        return "none"
+_NEGATION_BEFORE = re.compile(
+    r"\b(?:no|not|without|free\s+of|absence\s+of|never)\b(?:\s+\w+){0,3}?\s*$", re.IGNORECASE
+)
+
+
+def _masked(text: str, items: list[Item], extracted: list[ExtractedItem] | None = None) -> str:
+    """The text with every item's words (value, name, window, negation cue, sex scope) blanked,
+    offsets kept."""
     spans = [i.span for i in items] + [i.name_span for i in items if i.name_span]
-    spans += [i.window.span for i in items if i.window]
-    spans += [r.span for r in extracted if r.kind in ("sex",)]
+    spans += [i.window.span for i in items if i.window] + [s for i in items for s in i.extra_spans]
+    spans += [r.span for r in extracted or [] if r.kind in ("sex",)]
+    spans += [found.span() for found in _SEX_SCOPE.finditer(text)]
+    for item in items:
+        if item.negated:
+            start = min(item.span[0], (item.name_span or item.span)[0])
+            cue = _NEGATION_BEFORE.search(text, 0, start)
+            if cue:
+                spans.append(cue.span())
     chars = list(text)
     for start, end in spans:
         for index in range(start, min(end, len(chars))):
             chars[index] = " "
-    rest = "".join(chars)
-    rest = _AGAINST_CRITERIA.sub(" ", rest)
+    return _AGAINST_CRITERIA.sub(lambda found: " " * len(found.group()), "".join(chars))
+
+
+def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> model.Coverage:
+    """ "complete" when no content words are left outside the items, "partial" otherwise."""
+    if not items:
+        return "none"
+    rest = _masked(text, items, extracted)
 
     def content(words_of: str) -> list[str]:
         words = re.findall(r"[A-Za-zµ]+", words_of)
@@ -738,122 +833,276 @@ def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> s
     leftover = content(rest)
     if not leftover:
         return "complete"
-    # "IgA deficiency (serum IgA < 10 mg/dL)": a short name defined by the items in brackets.
-    inside = [(m.start(), m.end()) for m in re.finditer(r"\([^()]*\)", text)]
-    if inside and all(any(s <= i.span[0] < e for s, e in inside) for i in items):
-        outside = rest
-        for s, e in inside:
-            outside = outside[:s] + " " * (e - s) + outside[e:]
-        inner = "".join(rest[s:e] for s, e in inside)
-        if not content(inner) and len(content(outside)) <= 4:
-            return "complete"
+    # "IgA deficiency (serum IgA < 10 mg/dL)": a short name defined by the items after it.
+    if _name_then_definition(text, rest, items, 0) is not None:
+        return "complete"
     return "partial"
+
+
+_SEX_SCOPE = re.compile(
+    r"\(\s*(?:(?:for|in)\s+)?(?P<a>males?|men|boys|females?|women|girls)(?:\s+only)?\s*\)"
+    r"|\b(?:for|in)\s+(?P<b>males?|men|boys|females?|women|girls)\b",
+    re.IGNORECASE,
+)
+_SEX_WORD = re.compile(
+    r"\b(?:males?|men|boys|females?|women|girls|childbearing|child-bearing|pregnan\w*|"
+    r"lactat\w*|breast\W?feed\w*|menopaus\w*|postmenopaus\w*|premenopaus\w*|contracept\w*)\b",
+    re.IGNORECASE,
+)
+# Words that may change the meaning of a clause the items do not reach: a window, a population,
+# a condition, a negation. Any one of them left outside the items keeps every item from deciding
+# alone (the criterion then decides only when its coverage is complete). A treatment state
+# ("uncontrolled", "on dialysis") only qualifies its own clause, whose content words already keep
+# that clause from being whole.
+_MODIFIER = re.compile(
+    r"\b(?:within|past|last|prior|previous(?:ly)?|preceding|ago|since|recent(?:ly)?|"
+    r"if|unless|only|except|excluding|exclusion|other\s+than|apart\s+from|besides|when|whenever|"
+    r"where|whereas|without|who|whose|whom|which|that|after|before|following|unable|not|no|"
+    r"never|nor|"
+    r"all\s+of|both|aged?|years?|months?|weeks?|days?|candidates?|eligible|allowed|permitted|"
+    r"acceptable)\b",
+    re.IGNORECASE,
+)
+_ANY_OF = re.compile(
+    r"\b(?:any\s+(?:one\s+)?of\s+the\s+following|one\s+(?:or\s+more\s+)?of\s+the\s+following|"
+    r"including,?\s+but\s+not\s+limited\s+to|including|such\s+as)\b",
+    re.IGNORECASE,
+)
+_EXAMPLES = re.compile(
+    r"\b(?:including|includes?|such\s+as|e\.\s?g\.|for\s+example|like|especially)\b|\betc\b",
+    re.IGNORECASE,
+)
+_ALTERNATIVE_LEAD = re.compile(
+    r"\b(?:one\s+of|any\s+of|either|at\s+least\s+(?:one|two|\d)|or)\b|/", re.IGNORECASE
+)
+
+
+def _top_level_clauses(text: str, separators: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Spans of the text between separators found outside brackets."""
+    depth = 0
+    cuts: list[tuple[int, int]] = []
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            found = separators.match(text, position)
+            if found and found.end() > position:
+                cuts.append((found.start(), found.end()))
+                position = found.end()
+                continue
+        position += 1
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for cut_start, cut_end in cuts:
+        spans.append((start, cut_start))
+        start = cut_end
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+_EXCLUSION_SEPARATORS = re.compile(
+    r"[;:\n]|,\s*|\s+(?:and/)?or\s+|\.(?=\s|$)(?<!\d\.)|\s+[a-h][.)]\s+", re.IGNORECASE
+)
+_INCLUSION_SEPARATORS = re.compile(r"[;:\n]|\.(?=\s|$)(?<!\d\.)")
+
+
+def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
+    """Mark the items that capture a whole clause of the criterion on their own.
+
+    An exclusion is a list of alternatives ("A, B or C"): an item that is the whole of one
+    alternative excludes by itself. An inclusion is a list of requirements ("A; B"): an item that
+    is the whole of one requirement fails it by itself. This is allowed only when nothing outside
+    the items could change their meaning: no window, population, condition, treatment state,
+    negation or sex/pregnancy word is left over anywhere in the criterion, and (for inclusions)
+    no "or"/"one of" that would make the clauses alternatives.
+    """
+    if not items:
+        return
+    rest = _masked(text, items)
+    if exclude:
+        rest = _ANY_OF.sub(lambda found: " " * len(found.group()), rest)
+    clauses = _top_level_clauses(text, _EXCLUSION_SEPARATORS if exclude else _INCLUSION_SEPARATORS)
+    for start, end in clauses:
+        scope = next((m for m in _SEX_SCOPE.finditer(text, start, end)), None)
+        if scope:
+            word = (scope.group("a") or scope.group("b")).lower()
+            sex = "male" if word in ("male", "males", "man", "men", "boys") else "female"
+            for item in items:
+                if start <= item.span[0] < end:
+                    item.applies_to_sex = sex
+    if any(i.window for i in items) and not all(i.window for i in items):
+        return  # a window written once may be meant for every item
+    whole: list[list[Item]] = []
+    outside = list(rest)
+    lead_in = False  # a clause before with words but no items: "Diseases of the eye: …"
+    for start, end in clauses:
+        inside = [i for i in items if start <= i.span[0] < end]
+        if not inside:
+            lead_in = lead_in or (
+                bool(_content_words(rest[start:end])) and text[end : end + 1] == ":"
+            )
+            continue
+        if (lead_in or _EXAMPLES.search(text)) and any(
+            i.kind in ("condition", "medication") for i in inside
+        ):
+            continue  # a disease or drug named as an example of something wider
+        if not _content_words(rest[start:end]):
+            whole.append(inside)
+            continue
+        head = _name_then_definition(text[start:end], rest[start:end], inside, start)
+        if head is not None:
+            # the name ("uncontrolled hypertension") is what the items define: its words are theirs
+            for index in range(start + head[0], start + head[1]):
+                outside[index] = " "
+            whole.append(inside)
+    left = "".join(outside)
+    if _MODIFIER.search(left) or _SEX_WORD.search(left):
+        return
+    if not exclude and _ALTERNATIVE_LEAD.search(left):
+        return
+    for inside in whole:
+        for item in inside:
+            item.whole_clause = True
+
+
+def _content_words(words_of: str) -> list[str]:
+    words = re.findall(r"[A-Za-zµ]+", words_of)
+    return [w for w in words if w.lower() not in _FILLER and len(w) > 1]
+
+
+_DEFINITION_OPENS = re.compile(
+    r"(?P<head>[^():]*?)\s*(?:\(\s*(?:(?:defined\s+(?:as|by)|i\.?\s?e\.?|namely)\s*,?\s*)?|:|\s-)"
+    r"\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _name_then_definition(
+    clause: str, rest: str, items: list[Item], offset: int
+) -> tuple[int, int] | None:
+    """ "renal failure (eGFR < 30 mL/min)", "Poor kidney function: creatinine > 2 mg/dL": a short
+    name (at most four words) written before the items that define it and nothing after them.
+    Returns the span of the name within the clause."""
+    first = min(i.span[0] for i in items) - offset
+    last = max(max(i.span[1], i.window.span[1] if i.window else 0) for i in items) - offset
+    before, after = rest[:first], rest[last:]
+    if _content_words(re.sub(r"[()]", " ", after)):
+        return None
+    opened = _DEFINITION_OPENS.match(before)
+    if (
+        opened is None
+        or not 0 < len(_content_words(opened.group("head"))) <= 4
+        or _content_words(before[opened.end() :])
+    ):
+        return None
+    return opened.span("head")
 
 
 # --- FHIR ---------------------------------------------------------------------------------------
 
 
-def _quantity(value: float, item: Item) -> Json:
-    number: int | float = int(value) if float(value).is_integer() else value
-    quantity: Json = {"value": number}
+def _quantity(value: float, item: Item) -> model.Quantity:
     if item.ucum:
-        quantity.update(unit=item.unit or item.ucum, system=systems.UCUM, code=item.ucum)
-    elif item.unit:
-        quantity["unit"] = item.unit
-    return quantity
+        written = item.unit if item.unit and item.unit != item.ucum else None
+        return model.Quantity(value, item.ucum, written)
+    return model.Quantity(value, None, item.unit)
 
 
-def _duration(window: Window) -> Json:
-    number: int | float = int(window.value) if window.value.is_integer() else window.value
-    return {
-        "value": number,
-        "unit": _TIME_UNITS[window.ucum],
-        "system": systems.UCUM,
-        "code": window.ucum,
-    }
+def _code(coding: Json) -> model.Code:
+    return model.Code(str(coding["system"]), str(coding["code"]), coding.get("display"))
 
 
-def _value(item: Item) -> Json:
-    if item.kind in ("age", "observation", "dose") and isinstance(item.value, float):
-        if item.operator == "between" and item.value2 is not None:
-            return {
-                "valueRange": {
-                    "low": _quantity(item.value, item),
-                    "high": _quantity(item.value2, item),
-                }
-            }
-        quantity = _quantity(item.value, item)
-        if item.operator in ("<", "<=", ">", ">="):
-            quantity = {"value": quantity.pop("value"), "comparator": item.operator, **quantity}
-        return {"valueQuantity": quantity}
-    if item.kind == "sex":
-        code = "female" if item.value == "female" else "male"
-        coding = {"system": systems.ADMINISTRATIVE_GENDER, "code": code, "display": code.title()}
-        return {"valueCodeableConcept": {"coding": [coding], "text": code.title()}}
-    if item.kind == "pregnancy":
-        return {"valueCodeableConcept": {"coding": [PREGNANT], "text": "Pregnant"}}
-    if item.kind == "lactation":
-        return {
-            "valueCodeableConcept": {"coding": [BREASTFEEDING], "text": "Currently breastfeeding"}
-        }
-    return {"valueBoolean": True}
+def _concept(concept: Json) -> model.Concept:
+    return model.Concept(tuple(_code(c) for c in concept.get("coding", [])), concept.get("text"))
 
 
-def _characteristic(item: Item, criterion_id: str, number: int, exclude: bool) -> Json:
-    extensions: list[Json] = [
-        {"url": SOURCE_CRITERION, "valueString": criterion_id},
-        {"url": SOURCE_TEXT, "valueString": item.text},
-    ]
-    if item.window:
-        extensions.append(
-            {
-                "url": TIME_WINDOW,
-                "extension": [
-                    {"url": "operator", "valueCode": item.window.operator},
-                    {"url": "duration", "valueDuration": _duration(item.window)},
-                    {"url": "relation", "valueString": item.window.relation},
-                    {"url": "text", "valueString": item.window.text},
-                ],
-            }
-        )
-    if item.kind == "dose":
-        parts: list[Json] = [{"url": "per", "valueCode": "d"}]
-        if item.equivalent:
-            parts.append({"url": "equivalent-to", "valueCoding": item.equivalent})
-        extensions.append({"url": DOSE, "extension": parts})
-    if item.group:
-        extensions.append({"url": ALTERNATIVE_GROUP, "valueString": item.group})
-    if item.conjunction:
-        extensions.append({"url": CONJUNCTION_GROUP, "valueString": item.conjunction})
-    if item.history:
-        extensions.append({"url": HISTORY, "valueBoolean": True})
-    if item.qualifier:
-        extensions.append({"url": QUALIFIER, "valueString": item.qualifier})
-    if item.conditional:
-        extensions.append({"url": CONDITIONAL, "valueBoolean": True})
+def _kind(item: Item) -> model.ItemKind:
+    if item.kind == "observation":
+        return "observation"
+    if item.kind in ("age", "sex", "pregnancy", "lactation", "childbearing", "condition", "dose"):
+        return cast(model.ItemKind, item.kind)
+    return "medication"
+
+
+def to_model(item: Item, criterion_id: str, number: int, exclude: bool) -> model.Item:
+    """The typed model of one extracted item (see fhirconv.eligibility.model)."""
     assert item.code is not None or item.kind == "sex"
     code = item.code or {"coding": [SEX], "text": "Sex"}
-    return {
-        "id": f"{criterion_id}-item-{number}",
-        "extension": extensions,
-        "code": code,
-        **_value(item),
+    quantity = low = high = None
+    comparator: model.Comparator | None = None
+    value: model.Concept | None = None
+    if item.kind in ("age", "observation", "dose") and isinstance(item.value, float):
+        if item.operator == "between" and item.value2 is not None:
+            low, high = _quantity(item.value, item), _quantity(item.value2, item)
+        else:
+            quantity = _quantity(item.value, item)
+            if item.operator in ("<", "<=", ">", ">="):
+                comparator = cast(model.Comparator, item.operator)
+    elif item.kind == "sex":
+        sex = "female" if item.value == "female" else "male"
+        coding = {"system": systems.ADMINISTRATIVE_GENDER, "code": sex, "display": sex.title()}
+        value = model.Concept((_code(coding),), sex.title())
+    elif item.kind == "pregnancy":
+        value = model.Concept((_code(PREGNANT),), "Pregnant")
+    elif item.kind == "lactation":
+        value = model.Concept((_code(BREASTFEEDING),), "Currently breastfeeding")
+    window = item.window
+    return model.Item(
+        id=f"{criterion_id}-item-{number}",
+        kind=_kind(item),
+        concept=_concept(code),
+        source_text=item.text,
+        source_criterion=criterion_id,
         # "no …" in the text turns an excluded trait into a required absence and vice versa.
-        "exclude": exclude != item.negated,
-    }
+        exclude=exclude != item.negated,
+        comparator=comparator,
+        quantity=quantity,
+        low=low,
+        high=high,
+        value=value,
+        window=(
+            model.Window(window.operator, window.value, window.ucum, window.relation, window.text)
+            if window
+            else None
+        ),
+        per_day=item.kind == "dose",
+        equivalent_to=_code(item.equivalent) if item.equivalent else None,
+        alternative_group=item.group,
+        conjunction_group=item.conjunction,
+        history=item.history,
+        qualifier=item.qualifier,
+        conditional=item.conditional,
+        whole_clause=item.whole_clause,
+        applies_to_sex=item.applies_to_sex,
+    )
 
 
 @dataclass
 class CriterionResult:
-    coverage: str
-    characteristics: list[Json]
-    items: list[Item]
+    coverage: model.Coverage
+    items: tuple[model.Item, ...]
+
+    @property
+    def characteristics(self) -> list[Json]:
+        return [codec.encode_item(item) for item in self.items]
+
+
+# "Group A (healthy volunteers): ...", "Cohort 2:", "Part B -": criteria that differ by cohort.
+COHORT_HEADING = re.compile(
+    r"^[\s*#-]*(?:group|cohort|arm|part|population)\s+(?:[A-Z]|\d{1,2}|[IVX]{1,4})\b[^\n]{0,80}[:)]",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def computable_characteristics(
-    text: str, exclude: bool, criterion_id: str, trial: Trial
+    text: str, exclude: bool, criterion_id: str, trial: Trial, by_cohort: bool = False
 ) -> CriterionResult:
-    """Computable characteristics for one criterion's text and its coverage code."""
+    """Computable characteristics for one criterion's text and its coverage code. `by_cohort`:
+    the criteria section is split by cohort (`COHORT_HEADING`), so no item is decisive alone."""
     extracted = extract_items(text, exclude=exclude)
     items, windows = _from_extracted(text, extracted)
     concepts = _condition_concepts(trial, trial.eligibility.criteria or text)
@@ -863,10 +1112,13 @@ def computable_characteristics(
     items.sort(key=lambda i: i.span)
     _attach_windows(text, items, windows)
     _mark_conditional(text, items)
+    if by_cohort:
+        for item in items:
+            item.conditional = True
     _group(text, items, exclude, criterion_id)
     coverage = _coverage(text, items, extracted)
-    characteristics = [
-        _characteristic(item, criterion_id, number, exclude)
-        for number, item in enumerate(items, start=1)
-    ]
-    return CriterionResult(coverage, characteristics, items)
+    _clause_coverage(text, items, exclude)
+    typed = tuple(
+        to_model(item, criterion_id, number, exclude) for number, item in enumerate(items, start=1)
+    )
+    return CriterionResult(coverage, typed)

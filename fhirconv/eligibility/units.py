@@ -4,7 +4,10 @@ Dimensional conversions go through pint, with each UCUM code mapped to a pint ex
 `mappings/eligibility-units.csv`. Mass ↔ substance (molar) conversions need the analyte's molar
 mass from `mappings/eligibility-analytes.csv`. HbA1c % (NGSP/DCCT) ↔ mmol/mol (IFCC) uses the
 IFCC–NGSP master equation NGSP = 0.09148 × IFCC + 2.152 (Hoelzel W et al., Clin Chem
-2004;50:166–174). Anything else is not convertible: `convert` returns None, never a guess.
+2004;50:166–174), and a HbA1c fraction (UCUM "1": 0.066) is 6.6 %. An analyte is any LOINC code of
+its equivalence group (`mappings/loinc-groups.csv`). International units get their own pint
+dimension: µIU/mL ↔ mIU/L converts, IU ↔ mass never does. Anything else is not convertible:
+`convert` returns None, never a guess.
 """
 
 from __future__ import annotations
@@ -58,16 +61,34 @@ def ucum_for_written_unit(written: str) -> str | None:
 
 
 @cache
+def _equivalent_loinc() -> dict[str, frozenset[str]]:
+    """LOINC code → every code of its equivalence group (mappings/loinc-groups.csv)."""
+    groups: dict[str, set[str]] = {}
+    for row in load_csv("loinc-groups.csv"):
+        groups.setdefault(row["group"], set()).add(row["loinc"])
+    return {code: frozenset(codes) for codes in groups.values() for code in codes}
+
+
+def _same_analyte(loinc: str) -> frozenset[str]:
+    return _equivalent_loinc().get(loinc, frozenset({loinc}))
+
+
+@cache
 def _molar_masses() -> dict[str, float]:
-    return {
-        row["loinc"]: float(row["molar_mass_g_per_mol"])
-        for row in load_csv("eligibility-analytes.csv")
-        if row["loinc"] and row["molar_mass_g_per_mol"]
-    }
+    masses: dict[str, float] = {}
+    for row in load_csv("eligibility-analytes.csv"):
+        if row["loinc"] and row["molar_mass_g_per_mol"]:
+            for code in _same_analyte(row["loinc"]):
+                masses.setdefault(code, float(row["molar_mass_g_per_mol"]))
+    for row in load_csv("loinc-groups.csv"):
+        if row["molar_mass_g_per_mol"]:
+            masses.setdefault(row["loinc"], float(row["molar_mass_g_per_mol"]))
+    return masses
 
 
 def analyte_molar_mass(loinc: str) -> float | None:
-    """Molar mass (g/mol) of an analyte from the table, None when it has none."""
+    """Molar mass (g/mol) of an analyte (any LOINC code of its equivalence group), None when the
+    table has none."""
     return _molar_masses().get(loinc)
 
 
@@ -75,7 +96,11 @@ def analyte_molar_mass(loinc: str) -> float | None:
 def _registry() -> Any:
     import pint
 
-    return pint.UnitRegistry()
+    registry: Any = pint.UnitRegistry()
+    # International units measure biological activity, defined per substance: their own
+    # dimension lets µIU/mL become mIU/L but never a mass.
+    registry.define("international_unit = [international_unit]")
+    return registry
 
 
 def _quantity(value: float, ucum: str) -> Any:
@@ -96,11 +121,16 @@ def convert(
     """
     if from_ucum == to_ucum:
         return value
-    if analyte_code == _HBA1C_LOINC:
-        if (from_ucum, to_ucum) == ("%", "mmol/mol"):
-            return (value - _NGSP_INTERCEPT) / _NGSP_SLOPE
-        if (from_ucum, to_ucum) == ("mmol/mol", "%"):
-            return value * _NGSP_SLOPE + _NGSP_INTERCEPT
+    ratio_units = {"%", "1", "mmol/mol"}
+    if analyte_code is not None and _HBA1C_LOINC in _same_analyte(analyte_code):
+        if from_ucum == "mmol/mol" and to_ucum in ratio_units:
+            percent = value * _NGSP_SLOPE + _NGSP_INTERCEPT
+            return convert(percent, "%", to_ucum)
+        if to_ucum == "mmol/mol" and from_ucum in ratio_units:
+            as_percent = convert(value, from_ucum, "%")
+            return None if as_percent is None else (as_percent - _NGSP_INTERCEPT) / _NGSP_SLOPE
+    elif "mmol/mol" in (from_ucum, to_ucum) and {from_ucum, to_ucum} <= ratio_units:
+        return None  # mmol/mol vs % is HbA1c IFCC vs NGSP, not a plain ratio: needs the analyte
     source = _quantity(value, from_ucum)
     target = _quantity(1.0, to_ucum)
     if source is None or target is None:

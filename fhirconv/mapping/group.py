@@ -14,8 +14,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from fhirconv.eligibility.characteristics import COVERAGE, computable_characteristics
+from fhirconv.eligibility import codec
+from fhirconv.eligibility.characteristics import COHORT_HEADING, computable_characteristics
 from fhirconv.eligibility.criteria import split_criteria
+from fhirconv.eligibility.model import Criterion
 from fhirconv.mapping import ids, systems
 from fhirconv.mapping.context import MappingContext
 from fhirconv.model import AgeLimit, Code
@@ -180,23 +182,21 @@ def criteria_characteristics(ctx: MappingContext) -> list[Json]:
     if not text:
         return []
     characteristics: list[Json] = []
+    by_cohort = COHORT_HEADING.search(text) is not None
     for number, criterion in enumerate(split_criteria(text), start=1):
-        kind = "exclusion-criterion" if criterion.exclude else "inclusion-criterion"
-        display = "Exclusion criterion" if criterion.exclude else "Inclusion criterion"
         criterion_id = f"criterion-{number}"
         computable = computable_characteristics(
-            criterion.text, criterion.exclude, criterion_id, ctx.trial
+            criterion.text, criterion.exclude, criterion_id, ctx.trial, by_cohort
         )
-        characteristics.append(
-            {
-                "id": criterion_id,
-                "extension": [{"url": COVERAGE, "valueCode": computable.coverage}],
-                "code": characteristic_code(kind, display),
-                "valueCodeableConcept": {"text": criterion.text},
-                "exclude": criterion.exclude,
-            }
+        characteristics += codec.encode(
+            Criterion(
+                criterion_id,
+                criterion.text,
+                criterion.exclude,
+                computable.coverage,
+                computable.items,
+            )
         )
-        characteristics += computable.characteristics
     return characteristics
 
 

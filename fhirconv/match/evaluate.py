@@ -21,7 +21,9 @@ from fhirconv.eligibility import characteristics as ch
 from fhirconv.eligibility import vocab
 from fhirconv.eligibility.units import convert, ucum_for_written_unit
 from fhirconv.mapping import systems
+from fhirconv.match import concepts
 from fhirconv.match import medications as meds
+from fhirconv.match.facts import ObservationFact, PatientFacts, facts_of
 from fhirconv.match.records import DateRange, PatientRecord, Study, add_duration, parse_date
 
 Json = dict[str, Any]
@@ -38,6 +40,11 @@ _NOT_PREGNANT = {"60001007", "LA26683-5"}
 _BREASTFEEDING = {"LA29252-6"}
 _NOT_BREASTFEEDING = {"LA29253-4"}
 _ICD10 = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm")
+
+
+# A result with no window in its criterion is current for this long: older labs and vital signs
+# are not what a screening visit would use, so they never decide (nor meet) a criterion.
+CURRENT_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -347,39 +354,105 @@ def _observation_value(
     return value, value, False, False, unit, written
 
 
+def _criterion_group(c: Json) -> str | None:
+    """The LOINC equivalence group of the characteristic's analyte ("creatinine-serum")."""
+    for coding in _codings(c.get("code")):
+        if coding.get("system") == systems.LOINC:
+            group = concepts.loinc_group(str(coding.get("code")))
+            if group:
+                return group
+    return None
+
+
+def _observation_facts(record: PatientRecord, c: Json, options: Options) -> list[ObservationFact]:
+    """Usable results answering the characteristic: any code of its LOINC group (panel components
+    included), or for a score without a LOINC code, a result named like it."""
+    facts = _facts(record, options)
+    group = _criterion_group(c)
+    if group:
+        return list(facts.observations_of(group))
+    found: list[ObservationFact] = []
+    for coding in _codings(c.get("code")):
+        found += facts.observations_with_code(str(coding.get("system")), str(coding.get("code")))
+    if found:
+        return found
+    score = next((vocab.score_by_code(str(x.get("code"))) for x in _codings(c.get("code"))), None)
+    if score is not None:
+        regex = vocab.phrase_regex(score.synonyms)
+        return [
+            o
+            for o in facts.observations
+            if o.usable
+            and regex
+            and regex.search(o.code_text)
+            and not re.search(r"\bclinical\b", o.code_text, re.I)
+        ]
+    return []
+
+
 def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
     name = (c.get("code") or {}).get("text") or "value"
-    candidates = [
-        o
-        for o in record.of_type("Observation")
-        if o.get("status") in _FINAL and _observation_matches(o, c)
-    ]
     window = _window(c)
-    inside, older, start = _current(candidates, window, options)
-    limit = (
-        window.describe()
-        if window and window.operator in ("<=", "<")
-        else f"the {options.lookback_days}-day look-back"
-    )
+    if window is not None and window.operator in ("<=", "<"):
+        start = window.start(options.as_of)
+        limit = window.describe()
+    else:
+        days = min(options.lookback_days, CURRENT_DAYS)
+        start = options.as_of - timedelta(days=days)
+        limit = f"the {days}-day look-back"
+    dated = [
+        o
+        for o in _observation_facts(record, c, options)
+        # a preliminary result may still change: it never decides
+        if o.status in _FINAL and o.when is not None and o.when.earliest <= options.as_of
+    ]
+    dated.sort(key=lambda o: o.when.latest if o.when else date.min, reverse=True)
+    inside = [o for o in dated if o.when and o.when.earliest >= start]
     if not inside:
-        if older:
-            when, newest = older[0]
+        if dated:
+            newest = dated[0]
             return Finding(
                 None,
-                f"latest {name} ({newest.get('id')}, {when}) is older than {limit} (from {start})",
-                [str(newest.get("id"))],
+                f"latest {name} ({newest.resource}, {newest.when}) is older than {limit}"
+                f" (from {start})",
+                [_id(newest.resource)],
             )
         return Finding(None, f"no final {name} result recorded")
-    when, observation = inside[0]
-    oid = str(observation.get("id") or "?")
-    value = _observation_value(observation)
-    if value is None:
+    fact = inside[0]
+    oid = _id(fact.resource)
+    when = fact.when
+    if fact.quantity is None:
         return Finding(None, f"{name} {oid} on {when} has no numeric value", [oid])
-    low, high, low_open, high_open, unit, written = value
+    quantity = fact.quantity
+    unit = quantity.unit
+    written = str(quantity)
+    inf = float("inf")
+    low, high = quantity.value, quantity.value
+    low_open = high_open = False
+    if quantity.comparator in ("<", "<="):
+        low, low_open, high_open = -inf, True, quantity.comparator == "<"
+    elif quantity.comparator in (">", ">="):
+        high, high_open, low_open = inf, True, quantity.comparator == ">"
     predicate = _Predicate(c)
-    analyte = next(
-        (x.get("code") for x in _codings(c.get("code")) if x.get("system") == systems.LOINC), None
-    )
+    if predicate.unit == ch.RELATIVE_TO_UPPER_LIMIT:
+        ratio = fact.times_upper_limit() if quantity.comparator is None else None
+        if ratio is None:
+            return Finding(
+                None,
+                f"{name} {written} on {when} has no reference-range upper limit to compare with"
+                f" {predicate.written}",
+                [oid],
+            )
+        low = high = ratio
+        written += f" (= {_fmt(ratio)} × ULN {fact.high})"
+        unit = predicate.unit
+    if predicate.unit is None and unit not in (None, "1") and not str(unit).startswith("{"):
+        # "platelets < 100,000" against 245 10*3/uL: a bare number has no scale to compare with.
+        return Finding(
+            None,
+            f"{name} {written} on {when}: the threshold {predicate.written} has no unit",
+            [oid],
+        )
     if predicate.unit and predicate.unit != unit:
         if unit is None:
             return Finding(
@@ -388,7 +461,7 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
                 [oid],
             )
         converted = [
-            v if v in (float("inf"), float("-inf")) else convert(v, unit, predicate.unit, analyte)
+            v if v in (inf, -inf) else convert(v, unit, predicate.unit, fact.loinc)
             for v in (low, high)
         ]
         if converted[0] is None or converted[1] is None:
@@ -401,12 +474,32 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
         if low == high:
             written += f" (= {_fmt(low)} {predicate.unit})"
     holds = predicate.test_interval(low, high, low_open, high_open)
+    label = name
     if holds is None:
         return Finding(
-            None, f"{name} {written} on {when} cannot be compared with {predicate.written}", [oid]
+            None, f"{label} {written} on {when} cannot be compared with {predicate.written}", [oid]
         )
     relation = "meets" if holds else "does not meet"
-    return Finding(holds, f"{name} {written} on {when} {relation} {predicate.written}", [oid])
+    return Finding(
+        holds, f"{label} {written} on {when} {relation} {predicate.written} [{oid}]", [oid]
+    )
+
+
+def _id(reference: str) -> str:
+    return reference.rsplit("/", 1)[-1]
+
+
+_FACTS: dict[int, tuple[PatientRecord, PatientFacts]] = {}
+
+
+def _facts(record: PatientRecord, options: Options) -> PatientFacts:
+    """The record's facts, built once per match() call."""
+    cached = _FACTS.get(id(record))
+    if cached is None or cached[0] is not record or cached[1].as_of != options.as_of:
+        _FACTS.clear()
+        cached = (record, facts_of(record, options.as_of))
+        _FACTS[id(record)] = cached
+    return cached[1]
 
 
 def _status_code(concept: object) -> str | None:
@@ -759,7 +852,24 @@ def _part(c: Json, criterion_exclude: bool, record: PatientRecord, options: Opti
     evaluate = _evaluator(c)
     if evaluate is None:
         return Finding(None, f"{(c.get('code') or {}).get('text') or 'item'}: not computable")
+    scope = _ext_value(c, ch.APPLIES_TO_SEX)
+    if scope:
+        gender = record.patient.get("gender")
+        if gender not in ("male", "female"):
+            return Finding(None, f"applies to {scope} patients only; sex not recorded")
+        if gender != scope:
+            # not this patient's rule: it neither excludes nor fails them
+            return Finding(not criterion_exclude, f"applies to {scope} patients only")
     finding = evaluate(record, c, options)
+    if (
+        evaluate is _condition
+        and finding.holds is False
+        and not criterion_exclude
+        and not c.get("exclude")
+    ):
+        # A required diagnosis recorded as resolved, refuted or outside a window is no proof the
+        # patient does not qualify (records are incomplete): never a reason to turn them away.
+        return Finding(None, f"{finding.reason}: needs review", finding.evidence)
     if finding.holds is not None and bool(c.get("exclude")) != criterion_exclude:
         finding = Finding(not finding.holds, finding.reason, finding.evidence)  # "no …" in the text
     qualifier = _ext_value(c, ch.QUALIFIER)
@@ -812,26 +922,38 @@ def _criterion(
         return CriterionOutcome(cid, text, exclude, "unknown", [], "not computable: needs review")
     group_url = ch.CONJUNCTION_GROUP if exclude else ch.ALTERNATIVE_GROUP
     units: dict[str, list[Finding]] = {}
+    unit_members: dict[str, list[Json]] = {}
     for number, item in enumerate(items):
-        key = _ext_value(item, group_url) or f"#{number}"
-        units.setdefault(str(key), []).append(_part(item, exclude, record, options))
+        key = str(_ext_value(item, group_url) or f"#{number}")
+        units.setdefault(key, []).append(_part(item, exclude, record, options))
+        unit_members.setdefault(key, []).append(item)
     # Inclusion: all units (each an "or" group); exclusion: any unit (each an "and" group).
     combined = [_combine(f, any_of=not exclude) for f in units.values()]
     overall = _combine(combined, any_of=exclude)
     evidence = list(dict.fromkeys(overall.evidence))
-    if exclude:
-        if overall.holds:
-            return CriterionOutcome(cid, text, exclude, "met", evidence, overall.reason)
-        if overall.holds is False and coverage == "complete":
-            return CriterionOutcome(cid, text, exclude, "not-met", evidence, overall.reason)
-    else:
-        if overall.holds is False:
-            return CriterionOutcome(cid, text, exclude, "not-met", evidence, overall.reason)
-        if overall.holds and coverage == "complete":
-            return CriterionOutcome(cid, text, exclude, "met", evidence, overall.reason)
+    # Only a criterion whose coded items capture its whole meaning decides, in either direction:
+    # a partial reading ("X of organic cause", "Y for diabetic patients") is never a verdict.
+    if overall.holds is not None and coverage == "complete":
+        result: Result = "met" if overall.holds else "not-met"
+        return CriterionOutcome(cid, text, exclude, result, evidence, overall.reason)
+    # A unit whose items each capture a whole clause (one alternative of an exclusion, one
+    # requirement of an inclusion) decides alone, in the direction that excludes.
+    for unit_items, unit_finding in zip(unit_members.values(), combined, strict=True):
+        if not all(_ext_value(item, ch.ITEM_COVERAGE) == "complete" for item in unit_items):
+            continue
+        if unit_finding.holds is exclude:
+            result = "met" if exclude else "not-met"
+            return CriterionOutcome(
+                cid,
+                text,
+                exclude,
+                result,
+                list(dict.fromkeys(unit_finding.evidence)),
+                f"{unit_finding.reason} (this clause is read whole)",
+            )
     reason = overall.reason
     if overall.holds is not None:
-        reason += "; the rest of the criterion is free text: needs review"
+        reason += "; the coded items capture only part of the criterion: needs review"
     return CriterionOutcome(cid, text, exclude, "unknown", evidence, reason)
 
 
@@ -851,6 +973,19 @@ def _structured_text(c: Json) -> str:
 
 def match(record: PatientRecord, study: Study, options: Options) -> MatchResult:
     outcomes: list[CriterionOutcome] = []
+    facts = _facts(record, options)
+    if facts.deceased:
+        when = f" on {facts.deceased_date}" if facts.deceased_date else ""
+        outcomes.append(
+            CriterionOutcome(
+                "deceased",
+                "The patient is alive (deceased patients are never candidates)",
+                False,
+                "not-met",
+                [record.id],
+                f"Patient.deceased[x]: died{when}",
+            )
+        )
     by_criterion: dict[str, list[Json]] = {}
     for c in study.characteristics:
         source = _ext_value(c, ch.SOURCE_CRITERION)

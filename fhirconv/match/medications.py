@@ -145,27 +145,47 @@ def _per_day(dosage: Json) -> float | None:
     return None
 
 
-def daily_dose_mg(use: MedicationUse) -> tuple[float | None, str]:
-    """Daily dose in mg of one medication use, or None and why not."""
-    dosages = use.resource.get("dosage") or use.resource.get("dosageInstruction") or []
+def daily_dose(resource: Json) -> tuple[float | None, str | None, str]:
+    """Daily dose of a MedicationStatement / MedicationRequest as (value, UCUM unit, ""), or
+    (None, None, why not). Several dosage lines add up when their units agree (mass units are
+    summed in mg)."""
+    label = f"{resource.get('resourceType')}/{resource.get('id') or '?'}"
+    dosages = resource.get("dosage") or resource.get("dosageInstruction") or []
     if not dosages:
-        return None, f"{use.label} has no dosage"
+        return None, None, f"{label} has no dosage"
     total = 0.0
+    total_unit: str | None = None
     for dosage in dosages:
         if dosage.get("asNeeded") or dosage.get("asNeededBoolean"):
-            return None, f"{use.label} is taken as needed"
+            return None, None, f"{label} is taken as needed"
         rates = dosage.get("doseAndRate") or []
         quantity = next((r.get("doseQuantity") for r in rates if r.get("doseQuantity")), None)
         if not isinstance(quantity, dict) or quantity.get("value") is None:
-            return None, f"{use.label} has no dose quantity"
+            return None, None, f"{label} has no dose quantity"
         unit = quantity.get("code") if quantity.get("system") in (None, UCUM) else None
         unit = unit or ucum_for_written_unit(str(quantity.get("unit") or ""))
-        milligrams = convert(float(quantity["value"]), unit, "mg") if unit else None
-        if milligrams is None:
+        if not unit:
             written = quantity.get("unit") or quantity.get("code") or "no unit"
-            return None, f"{use.label} dose unit {written!r} is not a mass"
+            return None, None, f"{label} dose unit {written!r} is not UCUM"
         per_day = _per_day(dosage)
         if per_day is None:
-            return None, f"{use.label} has no computable frequency"
-        total += milligrams * per_day
-    return total, ""
+            return None, None, f"{label} has no computable frequency"
+        value = float(quantity["value"])
+        milligrams = convert(value, unit, "mg")
+        if milligrams is not None:
+            value, unit = milligrams, "mg"
+        if total_unit not in (None, unit):
+            return None, None, f"{label} has dosage lines in {total_unit} and {unit}"
+        total += value * per_day
+        total_unit = unit
+    return total, total_unit, ""
+
+
+def daily_dose_mg(use: MedicationUse) -> tuple[float | None, str]:
+    """Daily dose in mg of one medication use, or None and why not."""
+    value, unit, why = daily_dose(use.resource)
+    if value is None:
+        return None, why.replace(f"{use.resource.get('resourceType')}/{use.id}", use.label)
+    if unit != "mg":
+        return None, f"{use.label} dose unit {unit!r} is not a mass"
+    return value, ""

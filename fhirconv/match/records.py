@@ -9,32 +9,39 @@ the Group its `enrollment` references.
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from fhirconv import errors
 from fhirconv.errors import InputError as ParseError
-from fhirconv.jsonio import json_documents
+from fhirconv.jsonio import json_documents, parse_json
 from fhirconv.mapping import systems
 
 Json = dict[str, Any]
 
 __all__ = [
     "DateRange",
+    "InputError",
     "PatientRecord",
     "Study",
     "add_duration",
+    "fhir_version_problem",
+    "input_files",
+    "iter_patients",
     "load_patients",
     "load_studies",
     "parse_date",
+    "patient_key",
     "read_resources",
 ]
 
 
-class InputError(ValueError):
-    """A file that is not FHIR JSON the matcher can read."""
+class InputError(errors.InputError):
+    """A file that is not FHIR R4 JSON the matcher can read; names the file (and line)."""
 
 
 # --- dates: partial FHIR dates as the range of days they may mean ---------------------------------
@@ -97,6 +104,27 @@ def add_duration(day: date, value: float, ucum: str, sign: int = 1) -> date:
 
 # --- reading files ------------------------------------------------------------------------------
 
+_NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+_PATIENT_TEXT = re.compile(rb'"resourceType"\s*:\s*"Patient"')
+_STUDY_TEXT = re.compile(rb'"resourceType"\s*:\s*"ResearchStudy"')
+
+
+def input_files(paths: Iterable[Path]) -> list[Path]:
+    """The files named, directories expanded to their .json / .ndjson / .jsonl files (sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix in (".json", *_NDJSON_SUFFIXES)
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path}: no such file or directory")
+    return files
+
 
 def _documents(path: Path) -> Iterator[Json]:
     """The JSON objects in a file: one document, the items of a JSON array, or NDJSON lines (a
@@ -116,21 +144,17 @@ def _documents(path: Path) -> Iterator[Json]:
 def read_resources(paths: Iterable[Path]) -> list[tuple[str | None, Json]]:
     """Every resource in the files, with its Bundle entry fullUrl when there is one."""
     found: list[tuple[str | None, Json]] = []
-    for path in paths:
-        files = (
-            sorted(p for p in path.rglob("*") if p.suffix in (".json", ".ndjson"))
-            if path.is_dir()
-            else [path]
-        )
-        for file in files:
-            for document in _documents(file):
-                found += list(_flatten(document))
+    for file in input_files(paths):
+        for document in _documents(file):
+            found += list(_flatten(document))
     return found
 
 
 def _flatten(document: Json) -> Iterator[tuple[str | None, Json]]:
     if document.get("resourceType") == "Bundle":
         for entry in document.get("entry", []) or []:
+            if not isinstance(entry, dict):
+                continue
             resource = entry.get("resource")
             if isinstance(resource, dict):
                 if resource.get("resourceType") == "Bundle":
@@ -141,9 +165,74 @@ def _flatten(document: Json) -> Iterator[tuple[str | None, Json]]:
         yield None, document
 
 
+# --- FHIR version ---------------------------------------------------------------------------------
+
+# Resource types that exist in R5 or STU3 but not in R4 (FHIR resource lists of each release).
+_NOT_R4_TYPES = {
+    "R5": frozenset(
+        {"ActorDefinition", "ArtifactAssessment", "ConditionDefinition", "DeviceDispense",
+         "DeviceUsage", "EncounterHistory", "FormularyItem", "GenomicStudy", "ImagingSelection",
+         "InventoryItem", "InventoryReport", "MedicationUsage", "NutritionIntake",
+         "NutritionProduct", "Permission", "Requirements", "SubscriptionTopic", "TestPlan",
+         "Transport"}
+    ),
+    "STU3": frozenset(
+        {"BodySite", "DataElement", "DeviceComponent", "EligibilityRequest", "EligibilityResponse",
+         "ExpansionProfile", "ImagingManifest", "ProcedureRequest", "ProcessRequest",
+         "ProcessResponse", "ReferralRequest", "Sequence", "ServiceDefinition"}
+    ),
+}  # fmt: skip
+_VERSION_IN_URL = re.compile(r"hl7\.org/fhir/(R5|R4B?|STU3|DSTU2|[1-5]\.\d)", re.I)
+_RELEASES = {"1.0": "DSTU2", "3.0": "STU3", "4.0": "R4", "4.3": "R4", "4.6": "R5", "5.0": "R5",
+             "R4B": "R4"}  # fmt: skip
+
+
+def _release(text: str) -> str:
+    return _RELEASES.get(text.upper() if text[0].isalpha() else text, text.upper())
+
+
+def fhir_version_problem(resource: Json) -> str | None:
+    """Why `resource` (or a Bundle) looks like FHIR other than R4, None when nothing says so.
+
+    Evidence, strongest first: a `fhirVersion` element or profile URL naming another release;
+    a resource type that R4 does not have; an element shaped as in R5 (`medication` as a
+    CodeableReference on medication resources) or STU3 (`clinicalStatus` as a plain code).
+    """
+    stated = resource.get("fhirVersion")
+    if isinstance(stated, str) and stated and not stated.startswith("4."):
+        return f"fhirVersion {stated}"
+    for profile in (resource.get("meta") or {}).get("profile", []) or []:
+        found = _VERSION_IN_URL.search(str(profile))
+        if found and _release(found.group(1)) != "R4":
+            return f"meta.profile {profile} is FHIR {_release(found.group(1))}"
+    kind = str(resource.get("resourceType") or "")
+    for release, types in _NOT_R4_TYPES.items():
+        if kind in types:
+            return f"{kind} is a FHIR {release} resource type, not R4"
+    if kind in ("MedicationRequest", "MedicationStatement", "MedicationAdministration") and (
+        isinstance(resource.get("medication"), dict)
+    ):
+        return f"{kind}.medication (a CodeableReference) is FHIR R5; R4 has medication[x]"
+    if kind in ("Condition", "AllergyIntolerance") and isinstance(
+        resource.get("clinicalStatus"), str
+    ):
+        return f"{kind}.clinicalStatus as a plain code is FHIR STU3; R4 has a CodeableConcept"
+    if kind == "Bundle":
+        for _, inner in _flatten(resource):
+            problem = fhir_version_problem(inner)
+            if problem:
+                return problem
+    return None
+
+
+def _not_r4(path: Path, where: str, problem: str) -> InputError:
+    return InputError(
+        f"{path}{where}: not FHIR R4 ({problem}); fhirconv match reads R4 only: convert the data "
+        "to R4 first"
+    )
+
+
 # --- patients -----------------------------------------------------------------------------------
-
-
 @dataclass
 class PatientRecord:
     patient: Json
@@ -165,50 +254,245 @@ class PatientRecord:
 
 
 _SUBJECT_FIELDS = ("subject", "patient", "beneficiary")
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/]+?)(?:/_history/[^/]*)?$")
 
 
-def load_patients(paths: Iterable[Path]) -> list[PatientRecord]:
-    resources = read_resources(paths)
+def patient_key(reference: str) -> str | None:
+    """The Patient id a reference points to: "Patient/7", "https://x/fhir/Patient/7",
+    "urn:uuid:7" → "7"; None for anything else."""
+    if reference.startswith("urn:uuid:"):
+        return reference[len("urn:uuid:") :]
+    found = _PATIENT_REFERENCE.search(reference)
+    return found.group(1) if found else None
+
+
+def _subject_of(resource: Json) -> str | None:
+    for name in _SUBJECT_FIELDS:
+        reference = resource.get(name)
+        if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
+            return str(reference["reference"])
+    return None
+
+
+def _names(full_url: str | None, resource: Json) -> list[str]:
+    """What references to this resource may say: "Type/id" and its Bundle fullUrl."""
+    names = [f"{resource.get('resourceType')}/{resource['id']}"] if resource.get("id") else []
+    if full_url:
+        names.append(full_url)
+    return names
+
+
+def _group(
+    pairs: list[tuple[str | None, Json]], extra: dict[str, list[Json]], shared: dict[str, Json]
+) -> list[PatientRecord]:
+    """Patients of one document, each with the resources that reference it (and any of `extra`,
+    resources read elsewhere for that patient id). A document with one Patient owns every
+    resource whose subject it cannot resolve."""
     keys: dict[str, PatientRecord] = {}
     records: list[PatientRecord] = []
-    shared: dict[str, Json] = {}
-    for full_url, resource in resources:
-        kind = resource.get("resourceType")
-        rid = resource.get("id")
-        names = [f"{kind}/{rid}"] if rid else []
-        if full_url:
-            names.append(full_url)
-        for name in names:
-            shared[name] = resource
-        if kind == "Patient":
+    local = dict(shared)
+    for full_url, resource in pairs:
+        for name in _names(full_url, resource):
+            local[name] = resource
+        if resource.get("resourceType") == "Patient":
             record = PatientRecord(resource)
             records.append(record)
-            for name in names:
+            for name in [*_names(full_url, resource), str(resource.get("id") or "")]:
                 keys[name] = record
-    if not records:
-        raise InputError("no Patient resource found")
-    for _, resource in resources:
+    for _, resource in pairs:
         if resource.get("resourceType") == "Patient":
             continue
+        reference = _subject_of(resource)
         owner: PatientRecord | None = None
-        for name in _SUBJECT_FIELDS:
-            ref = resource.get(name)
-            if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-                owner = keys.get(ref["reference"])
-                if owner is None and len(records) == 1:
-                    owner = records[0]
-                break
-        else:
-            if len(records) == 1 and resource.get("resourceType") != "Medication":
+        if reference is not None:
+            owner = keys.get(reference) or keys.get(patient_key(reference) or "")
+            if owner is None and len(records) == 1:
                 owner = records[0]
+        elif len(records) == 1 and resource.get("resourceType") != "Medication":
+            owner = records[0]
         if owner is not None:
             owner.resources.append(resource)
     for record in records:
-        record.by_reference = shared
+        record.resources += extra.get(record.id, [])
+        record.by_reference = local
         for resource in record.resources:
             for contained in resource.get("contained", []) or []:
                 if isinstance(contained, dict) and contained.get("id"):
                     record.by_reference[f"#{contained['id']}"] = contained
+    return records
+
+
+_Line = tuple[int, int, int]  # (file number, byte offset, length)
+
+
+class _NdjsonIndex:
+    """Where each patient's resources are in a set of NDJSON files: byte offsets, not resources.
+    Each line costs three 8-byte integers in an array, so memory grows with the number of lines
+    by little, and not with what they hold."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        self.patients = array("q")  # Patient lines, flattened triples
+        self.documents = array("q")  # lines that are whole Bundles
+        self.by_patient: dict[str, array[int]] = {}
+        self.shared: dict[str, Json] = {}  # Medication and other unowned look-ups
+        self.problems: list[InputError] = []
+
+    @staticmethod
+    def lines(flat: array[int]) -> Iterator[_Line]:
+        for start in range(0, len(flat), 3):
+            yield flat[start], flat[start + 1], flat[start + 2]
+
+    def read(self, line: _Line) -> Json:
+        number, offset, length = line
+        with self.files[number].open("rb") as handle:
+            handle.seek(offset)
+            item: Json = parse_json(handle.read(length))
+            return item
+
+
+def _index_ndjson(files: list[Path]) -> _NdjsonIndex:
+    index = _NdjsonIndex(files)
+    for number, path in enumerate(files):
+        entries: dict[str, array[int]] = {}  # patient id → lines of this file
+        patients = array("q")
+        documents = array("q")
+        shared: dict[str, Json] = {}
+        studies = 0
+        problem: InputError | None = None
+        with path.open("rb") as handle:
+            offset = 0
+            for line_number, raw in enumerate(handle, start=1):
+                line = (number, offset, len(raw))
+                offset += len(raw)
+                if not raw.strip():
+                    continue
+                try:
+                    item = parse_json(raw, first_line=line_number)
+                except ParseError as error:
+                    problem = InputError(f"{path}: line {line_number}: {error}")
+                    break
+                if not isinstance(item, dict):
+                    continue
+                version = fhir_version_problem(item)
+                if version:
+                    problem = _not_r4(path, f": line {line_number}", version)
+                    break
+                kind = item.get("resourceType")
+                if kind == "Bundle":
+                    documents.extend(line)
+                elif kind == "Patient":
+                    patients.extend(line)
+                elif kind == "ResearchStudy":
+                    studies += 1
+                else:
+                    reference = _subject_of(item)
+                    owner = patient_key(reference) if reference else None
+                    if owner:
+                        entries.setdefault(owner, array("q")).extend(line)
+                    elif item.get("id"):
+                        shared[f"{kind}/{item['id']}"] = item
+        if problem is None and studies and not patients and not documents:
+            problem = _study_as_patient(path)
+        if problem is not None:
+            index.problems.append(problem)
+            continue
+        index.patients.extend(patients)
+        index.documents.extend(documents)
+        index.shared.update(shared)
+        for owner, lines in entries.items():
+            index.by_patient.setdefault(owner, array("q")).extend(lines)
+    return index
+
+
+def _study_as_patient(path: Path) -> InputError:
+    return InputError(
+        f"{path}: holds a ResearchStudy and no Patient: this is a study, not patient data "
+        "(pass it with --study)"
+    )
+
+
+def iter_patients(paths: Iterable[Path]) -> Iterator[PatientRecord | InputError]:
+    """Patient records one at a time, and an `InputError` for each file that cannot be read
+    (the others still are).
+
+    JSON files (a Bundle, a resource, or an array) are read one file at a time; resources in a
+    JSON file holding no Patient (say, a Bundle of Medications or a patient's labs apart) are
+    kept and joined to their patient. NDJSON files, such as the one-file-per-resource-type
+    output of a Bulk Data `$export`, are indexed first: one pass records the byte offset of each
+    line under the Patient its subject names; then each Patient line is read with its own lines
+    only. Memory therefore grows with one patient's data plus a few integers per line, not with
+    the number of patients.
+    """
+    files = input_files(paths)
+    ndjson = [f for f in files if f.suffix in _NDJSON_SUFFIXES]
+    whole = [f for f in files if f.suffix not in _NDJSON_SUFFIXES]
+    extra: dict[str, list[Json]] = {}
+    shared: dict[str, Json] = {}
+    with_patients: list[Path] = []
+    for path in whole:
+        data = path.read_bytes()
+        if _PATIENT_TEXT.search(data):
+            with_patients.append(path)
+            continue
+        if _STUDY_TEXT.search(data):
+            yield _study_as_patient(path)
+            continue
+        try:
+            documents = list(_documents(path))
+        except (InputError, UnicodeDecodeError) as error:
+            yield error if isinstance(error, InputError) else InputError(f"{path}: {error}")
+            continue
+        for document in documents:
+            for full_url, resource in _flatten(document):
+                reference = _subject_of(resource)
+                owner = patient_key(reference) if reference else None
+                if owner:
+                    extra.setdefault(owner, []).append(resource)
+                else:
+                    for name in _names(full_url, resource):
+                        shared[name] = resource
+    index = _index_ndjson(ndjson)
+    shared.update(index.shared)
+    yield from index.problems
+    found = False
+    for path in with_patients:
+        try:
+            documents = list(_documents(path))
+        except (InputError, UnicodeDecodeError) as error:
+            yield error if isinstance(error, InputError) else InputError(f"{path}: {error}")
+            continue
+        for document in documents:
+            problem = fhir_version_problem(document)
+            if problem:
+                yield _not_r4(path, "", problem)
+                break
+            for record in _group(list(_flatten(document)), extra, shared):
+                found = True
+                yield record
+    for line in index.lines(index.documents):
+        for record in _group(list(_flatten(index.read(line))), extra, shared):
+            found = True
+            yield record
+    for line in index.lines(index.patients):
+        patient = index.read(line)
+        lines = index.by_patient.get(str(patient.get("id")), array("q"))
+        owned = [index.read(item) for item in index.lines(lines)]
+        pairs: list[tuple[str | None, Json]] = [(None, patient), *((None, r) for r in owned)]
+        for record in _group(pairs, extra, shared):
+            found = True
+            yield record
+    if not found:
+        yield InputError(f"no Patient resource found in {', '.join(map(str, files)) or 'no files'}")
+
+
+def load_patients(paths: Iterable[Path]) -> list[PatientRecord]:
+    """Every patient at once (small inputs and tests); the first unreadable file raises."""
+    records: list[PatientRecord] = []
+    for item in iter_patients(paths):
+        if isinstance(item, InputError):
+            raise item
+        records.append(item)
     return records
 
 
@@ -235,7 +519,23 @@ def _nct_id(study: Json) -> str:
 
 
 def load_studies(paths: Iterable[Path]) -> list[Study]:
-    resources = read_resources(paths)
+    """Every study in the files: Bundles from `fhirconv convert`, NDJSON (its `--format ndjson`
+    output, one file per resource type), single resources; directories are expanded. A file of
+    patient data, or of FHIR other than R4, is an error naming the file."""
+    resources: list[tuple[str | None, Json]] = []
+    for path in input_files(paths):
+        found = [pair for document in _documents(path) for pair in _flatten(document)]
+        kinds = {resource.get("resourceType") for _, resource in found}
+        if "Patient" in kinds and "ResearchStudy" not in kinds:
+            raise InputError(
+                f"{path}: holds Patient data and no ResearchStudy: this is a patient record, "
+                "not a study (pass patient files as arguments, studies with --study)"
+            )
+        for _, resource in found:
+            problem = fhir_version_problem(resource)
+            if problem:
+                raise _not_r4(path, "", problem)
+        resources += found
     groups: dict[str, Json] = {}
     for full_url, resource in resources:
         if resource.get("resourceType") == "Group":
@@ -254,5 +554,5 @@ def load_studies(paths: Iterable[Path]) -> list[Study]:
                 break
         studies.append(Study(_nct_id(resource), str(resource.get("title") or ""), resource, group))
     if not studies:
-        raise InputError("no ResearchStudy resource found")
+        raise InputError(f"no ResearchStudy resource found in {', '.join(map(str, paths))}")
     return studies
