@@ -912,7 +912,7 @@ def test_dead_server_stops_after_n_connection_failures(
     # The first three each tried 1 + 4 times; one still in flight gives up once it is stopping.
     assert 3 * 5 <= len(calls) <= 5 * len(failed)
     assert f"Pushed 0 of 50 studies, {len(failed)} FAILED, {50 - len(failed)} NOT SENT" in out
-    assert "Stopped early: the server could not be reached for 3 studies in a row" in out
+    assert "Stopped early: the server could not be reached for 3 bundles in a row" in out
     assert "could not connect" in out
     assert "NOT SENT" not in "\n".join(line for line in out.splitlines()
                                        if line.startswith("NCT"))  # listed once, not per line

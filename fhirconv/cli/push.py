@@ -175,7 +175,7 @@ def push(
         int,
         typer.Option(
             min=1,
-            help="Stop after this many studies in a row could not reach the server (each "
+            help="Stop after this many bundles in a row could not reach the server (each "
             "after its retries); the rest are reported as not sent.",
             metavar="N",
         ),

@@ -9,8 +9,9 @@ not yet sent is reported ``not-sent`` with the reason:
 * the server refused our credentials (HTTP 401/403, or a SMART token endpoint refusing us):
   at once, with a hint about the authentication options;
 * the TLS connection cannot be set up (certificate verification): at once;
-* ``max_connection_failures`` studies in a row whose last attempt never reached the server
-  (connection refused, connect timeout): the server is down or unreachable.
+* ``max_connection_failures`` bundles (studies, or batches of a bulk load) in a row whose last
+  attempt never reached the server (connection refused, connect timeout): the server is down
+  or unreachable.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Breaker:
         elif result.fault == "connection":
             self.in_a_row += 1
             if self.in_a_row >= self.rule.max_connection_failures:
-                self.reason = (f"the server could not be reached for {self.in_a_row} studies "
+                self.reason = (f"the server could not be reached for {self.in_a_row} bundles "
                                f"in a row (last: {result.error})")
         elif result.status in ("pushed", "failed"):
             self.in_a_row = 0
