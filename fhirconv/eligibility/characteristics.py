@@ -161,203 +161,7 @@ _AGAINST_CRITERIA = re.compile(
     r"[^.;]{0,120}?\b(?:criteria|classification|guidelines?|definition)\b(?:\s+(?:of|by|from|for)\s+[^.;]*)?",
     re.IGNORECASE,
 )
-_FILLER = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "from",
-        "by",
-        "with",
-        "and",
-        "or",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "must",
-        "should",
-        "will",
-        "shall",
-        "have",
-        "has",
-        "had",
-        "having",
-        "who",
-        "which",
-        "that",
-        "this",
-        "these",
-        "those",
-        "their",
-        "his",
-        "her",
-        "its",
-        "any",
-        "all",
-        "either",
-        "each",
-        "both",
-        "than",
-        "then",
-        "also",
-        "only",
-        "such",
-        "per",
-        "who",
-        "whom",
-        "whose",
-        "patient",
-        "patients",
-        "subject",
-        "subjects",
-        "participant",
-        "participants",
-        "individual",
-        "individuals",
-        "person",
-        "persons",
-        "people",
-        "adult",
-        "adults",
-        "man",
-        "men",
-        "woman",
-        "women",
-        "male",
-        "males",
-        "female",
-        "females",
-        "aged",
-        "age",
-        "ages",
-        "old",
-        "year",
-        "years",
-        "yrs",
-        "inclusive",
-        # what a result is called, and when it is taken: "HbA1c level at screening"
-        "level",
-        "levels",
-        "value",
-        "values",
-        "result",
-        "results",
-        "concentration",
-        "concentrations",
-        "screening",
-        "present",
-        "assessment",
-        "assessments",
-        # taking a medicine now is what a medication item means; a result is current when it is
-        # recent enough for the matcher to use it (fhirconv.match.evaluate: CURRENT_DAYS)
-        "current",
-        "currently",
-        "use",
-        "concurrent",
-        "concomitant",
-        "ongoing",
-        "time",
-        "signing",
-        "sign",
-        "icf",
-        "informed",
-        "consent",
-        "form",
-        "diagnosis",
-        "diagnosed",
-        "confirmed",
-        "documented",
-        "known",
-        "current",
-        "currently",
-        "present",
-        "presence",
-        "screening",
-        "screened",
-        "during",
-        "period",
-        "visit",
-        "baseline",
-        "level",
-        "levels",
-        "value",
-        "values",
-        "serum",
-        "plasma",
-        "blood",
-        "score",
-        "total",
-        "result",
-        "results",
-        "test",
-        "tests",
-        "measured",
-        "measurement",
-        "defined",
-        "definition",
-        "evidence",
-        "history",
-        "diagnostic",
-        "clinical",
-        "prior",
-        "previous",
-        "before",
-        "within",
-        "equivalent",
-        "day",
-        "days",
-        "daily",
-        "dose",
-        "doses",
-        "dosage",
-        "mg",
-        "stable",
-        "least",
-        "most",
-        "more",
-        "less",
-        "greater",
-        "lower",
-        "higher",
-        "over",
-        "under",
-        "above",
-        "below",
-        "equal",
-        "≥",
-        "≤",
-        ">",
-        "<",
-        "e",
-        "g",
-        "eg",
-        "ie",
-        "etc",
-        "including",
-        "include",
-        "includes",
-        "following",
-        "be",
-        "being",
-        "you",
-        "your",
-        "study",
-        "trial",
-        "may",
-        "can",
-    ]
-)
+_FILLER = frozenset(vocab.words("filler"))
 
 # --- vocabularies built per trial -----------------------------------------------------------------
 
@@ -740,9 +544,7 @@ def _mark_conditional(text: str, items: list[Item]) -> None:
                     item.conditional = True
 
 
-_ONE_OF = re.compile(
-    r"\b(?:(?:at\s+least\s+)?one\s+(?:or\s+more\s+)?of|any\s+(?:one\s+)?of|either)\b", re.IGNORECASE
-)
+_ONE_OF = vocab.word_regex("one-of")
 
 
 def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> None:
@@ -844,37 +646,16 @@ _SEX_SCOPE = re.compile(
     r"|\b(?:for|in)\s+(?P<b>males?|men|boys|females?|women|girls)\b",
     re.IGNORECASE,
 )
-_SEX_WORD = re.compile(
-    r"\b(?:males?|men|boys|females?|women|girls|childbearing|child-bearing|pregnan\w*|"
-    r"lactat\w*|breast\W?feed\w*|menopaus\w*|postmenopaus\w*|premenopaus\w*|contracept\w*)\b",
-    re.IGNORECASE,
-)
+_SEX_WORD = vocab.word_regex("sex-word")
 # Words that may change the meaning of a clause the items do not reach: a window, a population,
 # a condition, a negation. Any one of them left outside the items keeps every item from deciding
 # alone (the criterion then decides only when its coverage is complete). A treatment state
 # ("uncontrolled", "on dialysis") only qualifies its own clause, whose content words already keep
 # that clause from being whole.
-_MODIFIER = re.compile(
-    r"\b(?:within|past|last|prior|previous(?:ly)?|preceding|ago|since|recent(?:ly)?|"
-    r"if|unless|only|except|excluding|exclusion|other\s+than|apart\s+from|besides|when|whenever|"
-    r"where|whereas|without|who|whose|whom|which|that|after|before|following|unable|not|no|"
-    r"never|nor|"
-    r"all\s+of|both|aged?|years?|months?|weeks?|days?|candidates?|eligible|allowed|permitted|"
-    r"acceptable)\b",
-    re.IGNORECASE,
-)
-_ANY_OF = re.compile(
-    r"\b(?:any\s+(?:one\s+)?of\s+the\s+following|one\s+(?:or\s+more\s+)?of\s+the\s+following|"
-    r"including,?\s+but\s+not\s+limited\s+to|including|such\s+as)\b",
-    re.IGNORECASE,
-)
-_EXAMPLES = re.compile(
-    r"\b(?:including|includes?|such\s+as|e\.\s?g\.|for\s+example|like|especially)\b|\betc\b",
-    re.IGNORECASE,
-)
-_ALTERNATIVE_LEAD = re.compile(
-    r"\b(?:one\s+of|any\s+of|either|at\s+least\s+(?:one|two|\d)|or)\b|/", re.IGNORECASE
-)
+_MODIFIER = vocab.word_regex("modifier")
+_ANY_OF = vocab.word_regex("list-lead-in")
+_EXAMPLES = vocab.word_regex("examples")
+_ALTERNATIVE_LEAD = vocab.word_regex("alternative")
 
 
 def _top_level_clauses(text: str, separators: re.Pattern[str]) -> list[tuple[int, int]]:
@@ -962,7 +743,7 @@ def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
     left = "".join(outside)
     if _MODIFIER.search(left) or _SEX_WORD.search(left):
         return
-    if not exclude and _ALTERNATIVE_LEAD.search(left):
+    if not exclude and (_ALTERNATIVE_LEAD.search(left) or "/" in left):
         return
     for inside in whole:
         for item in inside:
