@@ -585,12 +585,11 @@ def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> No
                 groups += 1
                 left.conjunction = f"{criterion_id}-all-{groups}"
             right.conjunction = left.conjunction
-        elif (
-            left.kind == "condition"
-            and right.kind == "observation"
-            and not re.search(r"[,;(]|\bor\b", between, re.IGNORECASE)
+        elif {left.kind, right.kind} == {"condition", "observation"} and not re.search(
+            r"[,;]|\bor\b|defined|i\.\s?e\.", between, re.IGNORECASE
         ):
-            # "heart failure with NYHA class III–IV": the disease only with that grade
+            # "heart failure with NYHA class III–IV", "NYHA class IV heart failure", "heart
+            # failure (NYHA II or above)": the disease only with that grade
             if left.conjunction is None:
                 groups += 1
                 left.conjunction = f"{criterion_id}-all-{groups}"
@@ -627,6 +626,9 @@ def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> m
     if not items:
         return "none"
     rest = _masked(text, items, extracted)
+    events = [i for i in items if i.kind in ("condition", "medication", "dose")]
+    if any(i.window for i in events) and not all(i.window for i in events):
+        return "partial"  # "MI or stroke within 6 months": the window may be meant for both
 
     def content(words_of: str) -> list[str]:
         words = re.findall(r"[A-Za-zµ]+", words_of)
@@ -717,6 +719,8 @@ def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
                     item.applies_to_sex = sex
     if any(i.window for i in items) and not all(i.window for i in items):
         return  # a window written once may be meant for every item
+    if any(i.kind in ("sex", "pregnancy", "lactation", "childbearing") for i in items):
+        return  # "Males suffering from …": a population, decided only as a whole criterion
     whole: list[list[Item]] = []
     outside = list(rest)
     lead_in = False  # a clause before with words but no items: "Diseases of the eye: …"
@@ -768,6 +772,8 @@ def _name_then_definition(
     """ "renal failure (eGFR < 30 mL/min)", "Poor kidney function: creatinine > 2 mg/dL": a short
     name (at most four words) written before the items that define it and nothing after them.
     Returns the span of the name within the clause."""
+    if any(i.kind in ("condition", "medication") for i in items):
+        return None  # "active medical problems (HIV, cancer, …)": examples, not a definition
     first = min(i.span[0] for i in items) - offset
     last = max(max(i.span[1], i.window.span[1] if i.window else 0) for i in items) - offset
     before, after = rest[:first], rest[last:]

@@ -178,5 +178,6 @@ def words(list_name: str) -> tuple[str, ...]:
 
 @cache
 def word_regex(list_name: str) -> re.Pattern[str]:
-    """A case-insensitive regex matching any phrase of a word list between word boundaries."""
-    return re.compile(rf"\b(?:{'|'.join(words(list_name))})\b", re.IGNORECASE)
+    """A case-insensitive regex matching any phrase of a word list, not inside a word ("e.g."
+    ends in a dot, so word boundaries would miss it)."""
+    return re.compile(rf"(?<!\w)(?:{'|'.join(words(list_name))})(?!\w)", re.IGNORECASE)
