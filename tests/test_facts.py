@@ -309,3 +309,17 @@ def test_every_synthea_and_match_dev_patient_reads_into_facts() -> None:
             deceased += facts.deceased
             assert all(c.resource.startswith("Condition/") for c in facts.conditions)
     assert panels > 0 and creatinine_38483 > 0 and deceased > 0
+
+
+@pytest.mark.parametrize("status", ["preliminary", "registered", "cancelled", "unknown"])
+def test_only_final_amended_or_corrected_results_are_usable(status: str) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "id": "h",
+        "status": status,
+        "code": _coded(LOINC, "718-7"),
+        "effectiveDateTime": "2026-11-20",
+        "valueQuantity": _quantity(13.1, "g/dL"),
+    }
+    assert _facts(observation).observations_of("hemoglobin") == ()
+    assert _facts({**observation, "status": "amended"}).observations_of("hemoglobin")

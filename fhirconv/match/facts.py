@@ -11,7 +11,7 @@ the record gives no date) and a short human `label`, so a verdict can cite its e
   LOINC equivalence group (`mappings/loinc-groups.csv`: 2160-0, 14682-9 and 38483-4 are all
   "creatinine-serum"); `quantity` is the value with its UCUM unit and `value_in(ucum)` converts
   it (pint; mass ↔ molar via the analyte's molar mass; HbA1c % ↔ mmol/mol). `usable` is False
-  for statuses other than final / amended / corrected / preliminary.
+  for statuses other than final / amended / corrected (a preliminary result never decides).
 - `ConditionFact`: `mesh` = MeSH descriptors (7-character form) the SNOMED CT / ICD-10 codes map
   to, with ancestors. `counts` is False for refuted / entered-in-error conditions: they must
   never be used. `active` is the clinical status (active / recurrence / relapse) with no
@@ -59,7 +59,7 @@ Json = dict[str, Any]
 Code = tuple[str, str]  # (system, code)
 
 UCUM = "http://unitsofmeasure.org"
-_USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
+_USABLE_OBSERVATION = frozenset({"final", "amended", "corrected"})
 _IGNORED_STATUS = frozenset({"entered-in-error", "not-done", "cancelled"})
 _ACTIVE_CONDITION = frozenset({"active", "recurrence", "relapse"})
 # A MedicationRequest with no end date and no supply duration is taken as current for this long
