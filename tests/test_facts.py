@@ -12,6 +12,7 @@ from fhirconv.match.concepts import (
     LOINC,
     SNOMED,
     condition_mesh,
+    condition_mesh_direct,
     loinc_group,
     normal_mesh,
 )
@@ -132,6 +133,7 @@ def test_refuted_condition_never_counts_and_hierarchy_reaches_ancestors() -> Non
     found = facts.conditions_with_mesh("D000003924")
     assert [c.resource for c in found] == ["Condition/dm"]
     assert found[0].active and found[0].onset is not None
+    assert found[0].mesh_direct == {"D003924"}
     assert not next(c for c in facts.conditions if c.resource == "Condition/ruled-out").counts
 
 
@@ -278,6 +280,7 @@ def test_condition_hierarchy_from_the_crosswalk() -> None:
     assert "D003704" in condition_mesh(SNOMED, "26929004")
     assert "D051436" in condition_mesh(ICD10CM, "N18.30")
     assert {"D003924", "D003920"} <= condition_mesh(SNOMED, "44054006")
+    assert condition_mesh_direct(SNOMED, "44054006") == {"D003924"}
 
 
 def test_a_code_shared_by_several_diseases_means_only_what_they_share() -> None:

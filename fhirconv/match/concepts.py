@@ -24,6 +24,7 @@ __all__ = [
     "SNOMED",
     "analyte_group",
     "condition_mesh",
+    "condition_mesh_direct",
     "group_codes",
     "group_loinc_codes",
     "loinc_group",
@@ -207,3 +208,12 @@ def condition_mesh(system: str, code: str) -> frozenset[str]:
         for mesh in candidates:
             found |= mesh_ancestors(mesh)
     return frozenset(found)
+
+
+@cache
+def condition_mesh_direct(system: str, code: str) -> frozenset[str]:
+    """The most specific of `condition_mesh(system, code)`: the descriptors no other one in the
+    set lies below (for SNOMED CT 44054006, Diabetes Mellitus, Type 2 alone)."""
+    meaning = condition_mesh(system, code)
+    above = {a for m in meaning for a in mesh_ancestors(m) if a != m}
+    return frozenset(meaning - above)

@@ -13,9 +13,9 @@ the record gives no date) and a short human `label`, so a verdict can cite its e
   it (pint; mass ↔ molar via the analyte's molar mass; HbA1c % ↔ mmol/mol). `usable` is False
   for statuses other than final / amended / corrected (a preliminary result never decides).
 - `ConditionFact`: `mesh` = MeSH descriptors (7-character form) the SNOMED CT / ICD-10 codes map
-  to, with ancestors. `counts` is False for refuted / entered-in-error conditions: they must
-  never be used. `active` is the clinical status (active / recurrence / relapse) with no
-  abatement on or before the as-of date.
+  to, with ancestors; `mesh_direct` = the most specific of them. `counts` is False for refuted /
+  entered-in-error conditions: they must never be used. `active` is the clinical status
+  (active / recurrence / relapse) with no abatement on or before the as-of date.
 - `MedicationFact`: a MedicationStatement or MedicationRequest with its ingredients (RxNorm code
   and name), ATC classes, period, `current` on the as-of date (see `_current` for the rule:
   stopped/completed/ended courses and requests older than their supply are not current), route,
@@ -121,7 +121,8 @@ class ConditionFact:
     label: str
     when: DateRange | None  # onset, else the date it was recorded
     codes: frozenset[Code]
-    mesh: frozenset[str]
+    mesh: frozenset[str]  # every descriptor the condition is, ancestors included
+    mesh_direct: frozenset[str]  # the most specific of them (what the codes name)
     text: str
     clinical_status: str | None
     verification_status: str | None
@@ -399,8 +400,10 @@ def _observations(resource: Json) -> list[ObservationFact]:
 def _condition(resource: Json, as_of: date) -> ConditionFact:
     codes = _codes(resource.get("code"))
     mesh: set[str] = set()
+    direct: set[str] = set()
     for system, code in codes:
         mesh |= concepts.condition_mesh(system, code)
+        direct |= concepts.condition_mesh_direct(system, code)
     clinical = _status(resource.get("clinicalStatus"))
     verification = _status(resource.get("verificationStatus"))
     onset = _when(resource, "onset")
@@ -424,6 +427,9 @@ def _condition(resource: Json, as_of: date) -> ConditionFact:
         when=onset or recorded,
         codes=codes,
         mesh=frozenset(mesh),
+        mesh_direct=frozenset(
+            direct - {a for m in direct for a in concepts.mesh_ancestors(m) if a != m}
+        ),
         text=text,
         clinical_status=clinical,
         verification_status=verification,
