@@ -326,3 +326,36 @@ def test_only_final_amended_or_corrected_results_are_usable(status: str) -> None
     }
     assert _facts(observation).observations_of("hemoglobin") == ()
     assert _facts({**observation, "status": "amended"}).observations_of("hemoglobin")
+
+
+def _taking(key: str, text: str, route: str | None = None) -> Json:
+    statement: Json = {
+        "resourceType": "MedicationStatement",
+        "id": key,
+        "status": "active",
+        "medicationCodeableConcept": {"text": text},
+        "effectivePeriod": {"start": "2026-02-01"},
+    }
+    if route:
+        statement["dosage"] = [{"route": {"text": route}}]
+    return statement
+
+
+def test_drug_classes_follow_the_route_and_combinations_name_every_ingredient() -> None:
+    facts = _facts(
+        _taking("eye", "timolol maleate 0.25 % eye drops"),
+        _taking("pill", "timolol 10 MG tablet", route="by mouth"),
+        _taking("combo", "Hydrocodone-free tablet: acetaminophen 300 MG / oxycodone 10 MG"),
+        _taking("puffer", "budesonide 200 MCG/ACTUAT inhaler"),
+        _taking("pen", "Humalog (insulin lispro) 100 units/mL pen"),
+    )
+    by_id = {m.resource.split("/")[1]: m for m in facts.medications}
+    assert by_id["eye"].classes == {"S01ED01"} and not by_id["eye"].in_class("C07")
+    assert by_id["pill"].in_class("C07")
+    assert set(by_id["combo"].names) == {"acetaminophen", "oxycodone"}
+    assert by_id["combo"].ingredients == {"161", "7804"}
+    assert by_id["puffer"].classes == {"R03BA02"}
+    assert by_id["pen"].in_class("A10AB")  # a fast-acting (mealtime) insulin
+    assert [m.resource for m in facts.medications_with(atc_class="C07")] == [
+        "MedicationStatement/pill"
+    ]

@@ -30,9 +30,11 @@ the record gives no date) and a short human `label`, so a verdict can cite its e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from typing import Any, Literal
 
 from fhirconv.eligibility import vocab
@@ -507,10 +509,58 @@ def _current(
     return start.latest + timedelta(days=round(supply)) >= as_of
 
 
+@cache
+def _medication_patterns() -> tuple[tuple[vocab.Medication, re.Pattern[str]], ...]:
+    found = []
+    for medication in vocab.medications():
+        pattern = vocab.phrase_regex(medication.synonyms)
+        if pattern is not None:
+            found.append((medication, pattern))
+    return tuple(found)
+
+
+def _ingredients(concept: Json) -> list[vocab.Medication]:
+    """Every table ingredient the concept names: by RxNorm ingredient code, then by name in its
+    text and displays (a combination product names several)."""
+    found: list[vocab.Medication] = []
+    first = identify(concept)
+    if first is not None:
+        found.append(first)
+    words = " ".join(
+        [str(concept.get("text") or "")]
+        + [str(c.get("display") or "") for c in concept.get("coding", []) or []]
+    )
+    for medication, pattern in _medication_patterns():
+        if medication not in found and pattern.search(words):
+            found.append(medication)
+    return found
+
+
+# ATC classifies by route: an ingredient with route-specific codes keeps those of the record's
+# route (timolol eye drops are S01ED01, not the beta-blocker C07AA06; an inhaled corticosteroid is
+# R03BA, not a systemic one). Words are looked for in the route and the product text.
+_ROUTE_FAMILIES = (
+    (re.compile(r"ophthalm|\beye\b|intraocular|conjunctival", re.I), ("S01",)),
+    (re.compile(r"inhal|actuat|nebuli[sz]|respiratory", re.I), ("R03",)),
+    (re.compile(r"nasal", re.I), ("R01",)),
+    (re.compile(r"topical|cutaneous|transdermal|cream|ointment|\bgel\b|lotion", re.I), ("D",)),
+)
+_LOCAL_FAMILIES = ("S01", "R03", "R01", "D")
+
+
+def _route_classes(classes: set[str], words: str) -> set[str]:
+    for pattern, families in _ROUTE_FAMILIES:
+        if pattern.search(words):
+            kept = {c for c in classes if c.startswith(families)}
+            return kept or classes
+    systemic = {c for c in classes if not c.startswith(_LOCAL_FAMILIES)}
+    return systemic or classes
+
+
 def _medication(resource: Json, record: PatientRecord, as_of: date) -> MedicationFact:
     concept = _medication_concept(resource, record)
     codes = _codes(concept)
-    entry = identify(concept)
+    entries = _ingredients(concept)
     kind: Literal["statement", "request"] = (
         "request" if resource.get("resourceType") == "MedicationRequest" else "statement"
     )
@@ -524,10 +574,9 @@ def _medication(resource: Json, record: PatientRecord, as_of: date) -> Medicatio
         start = parse_date(period.get("start")) or parse_date(resource.get("effectiveDateTime"))
         end = parse_date(period.get("end"))
     ingredients = {code for system, code in codes if system == vocab.RXNORM}
-    if entry is not None and entry.rxnorm:
-        ingredients.add(entry.rxnorm)
+    ingredients |= {entry.rxnorm for entry in entries if entry.rxnorm}
     text = _text(concept) or "medication"
-    names = (entry.name,) if entry else (text,)
+    names = tuple(entry.name for entry in entries) or (text,)
     dosages = [
         d
         for d in resource.get("dosage") or resource.get("dosageInstruction") or []
@@ -556,7 +605,9 @@ def _medication(resource: Json, record: PatientRecord, as_of: date) -> Medicatio
         codes=codes,
         ingredients=frozenset(ingredients),
         names=names,
-        classes=frozenset(entry.classes) if entry else frozenset(),
+        classes=frozenset(
+            _route_classes({c for e in entries for c in e.classes}, f"{route_text or ''} {text}")
+        ),
         status=status,
         intent=str(resource["intent"]) if resource.get("intent") else None,
         start=start,
