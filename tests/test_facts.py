@@ -359,3 +359,38 @@ def test_drug_classes_follow_the_route_and_combinations_name_every_ingredient() 
     assert [m.resource for m in facts.medications_with(atc_class="C07")] == [
         "MedicationStatement/pill"
     ]
+
+
+def test_a_malformed_resource_is_a_problem_not_a_lost_patient() -> None:
+    broken = {
+        "resourceType": "MedicationStatement",
+        "id": "odd",
+        "status": "active",
+        "medicationCodeableConcept": {"coding": "8640"},  # a string where FHIR has a list
+        "effectivePeriod": "2026",
+        "dosage": [{"timing": {"repeat": {"frequency": "twice"}}, "doseAndRate": 5}],
+    }
+    odd_lab = {
+        "resourceType": "Observation",
+        "id": "odd-lab",
+        "status": "final",
+        "code": _coded(LOINC, "718-7"),
+        "referenceRange": [{"high": _quantity(15.5, "g/dL")}],
+        "valueQuantity": {"value": [13], "unit": "g/dL"},
+        "component": 7,
+    }
+    good = {
+        "resourceType": "Observation",
+        "id": "good",
+        "status": "final",
+        "code": _coded(LOINC, "718-7"),
+        "effectiveDateTime": "2026-11-20",
+        "valueQuantity": _quantity(13.2, "g/dL"),
+    }
+    facts = _facts(broken, odd_lab, good)
+    assert [o.resource for o in facts.observations_of("hemoglobin") if o.quantity] == [
+        "Observation/good"
+    ]
+    assert all(isinstance(p, str) for p in facts.problems)
+    (medication,) = facts.medications
+    assert medication.daily_dose is None and "not readable" in medication.dose_note

@@ -25,17 +25,19 @@ the record gives no date) and a short human `label`, so a verdict can cite its e
   look-ups: `observations_of(group)`, `conditions_with_mesh(id)`, `conditions_with_code(...)`,
   `medications_with(ingredient=…, atc_class=…)`, `procedures_with_code(...)`, `allergies_to(...)`.
 
-`facts_of(record, as_of)` builds a `PatientFacts` from a `PatientRecord`.
+`facts_of(record, as_of)` builds a `PatientFacts` from a `PatientRecord`. A resource with a
+malformed element (a list where FHIR has one value, text where it has a number) gives no fact and
+is listed in `PatientFacts.problems`; the rest of the record still counts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fhirconv.eligibility import vocab
 from fhirconv.eligibility.units import convert, ucum_for_written_unit
@@ -218,6 +220,9 @@ class PatientFacts:
     procedures: tuple[ProcedureFact, ...]
     allergies: tuple[AllergyFact, ...]
     immunizations: tuple[ImmunizationFact, ...]
+    # Resources that could not be read (a malformed element), each "Type/id: why"; they give no
+    # fact, and the rest of the record still counts.
+    problems: tuple[str, ...] = ()
 
     def observations_of(self, group: str) -> tuple[ObservationFact, ...]:
         """Usable results of a LOINC group, newest first (undated last)."""
@@ -269,12 +274,21 @@ def _newest_first(fact: ObservationFact) -> tuple[bool, int]:
 # --- reading -------------------------------------------------------------------------------------
 
 
+def _items(value: object) -> list[Any]:
+    """A repeating element as a list; anything else (a malformed scalar) as no items."""
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: object) -> Json:
+    return value if isinstance(value, dict) else {}
+
+
 def _codes(concept: object) -> frozenset[Code]:
     if not isinstance(concept, dict):
         return frozenset()
     return frozenset(
         (str(c.get("system") or ""), str(c["code"]).strip())
-        for c in concept.get("coding", []) or []
+        for c in _items(concept.get("coding"))
         if isinstance(c, dict) and c.get("code")
     )
 
@@ -284,7 +298,7 @@ def _text(concept: object) -> str:
         return ""
     if concept.get("text"):
         return str(concept["text"])
-    for coding in concept.get("coding", []) or []:
+    for coding in _items(concept.get("coding")):
         if isinstance(coding, dict) and coding.get("display"):
             return str(coding["display"])
     return ""
@@ -351,7 +365,7 @@ def _observation(
     if text is None and part.get("valueCodeableConcept"):
         text = _text(part.get("valueCodeableConcept")) or None
     low = high = None
-    for reference_range in part.get("referenceRange", []) or []:
+    for reference_range in _items(part.get("referenceRange")):
         if isinstance(reference_range, dict):
             low = low or _quantity(reference_range.get("low"))
             high = high or _quantity(reference_range.get("high"))
@@ -390,7 +404,7 @@ def _observations(resource: Json) -> list[ObservationFact]:
     # `issued` (when the result was released) stands in for a missing clinically relevant time.
     when = _when(resource, "effective") or parse_date(resource.get("issued"))
     found: list[ObservationFact] = []
-    components = [c for c in resource.get("component", []) or [] if isinstance(c, dict)]
+    components = [c for c in _items(resource.get("component")) if isinstance(c, dict)]
     has_value = any(key.startswith("value") for key in resource)
     if has_value or not components:
         found.append(_observation(resource, resource, None, when))
@@ -435,9 +449,7 @@ def _condition(resource: Json, as_of: date) -> ConditionFact:
         text=text,
         clinical_status=clinical,
         verification_status=verification,
-        category=frozenset(
-            code for c in resource.get("category", []) or [] for _, code in _codes(c)
-        ),
+        category=frozenset(code for c in _items(resource.get("category")) for _, code in _codes(c)),
         onset=onset,
         abatement=abatement,
         recorded=recorded,
@@ -455,12 +467,12 @@ def _medication_concept(resource: Json, record: PatientRecord) -> Json:
         reference = resource.get("medicationReference")
         display = reference.get("display") if isinstance(reference, dict) else None
         return {"text": display} if display else {}
-    merged: Json = dict(medication.get("code") or {})
-    codings = list(merged.get("coding", []) or [])
+    merged: Json = dict(_mapping(medication.get("code")))
+    codings = list(_items(merged.get("coding")))
     texts = [str(merged.get("text") or "")]
-    for ingredient in medication.get("ingredient", []) or []:
-        item = ingredient.get("itemCodeableConcept") or {}
-        codings += item.get("coding", []) or []
+    for ingredient in _items(medication.get("ingredient")):
+        item = _mapping(_mapping(ingredient).get("itemCodeableConcept"))
+        codings += _items(item.get("coding"))
         texts.append(str(item.get("text") or ""))
     merged["coding"] = codings
     merged["text"] = " / ".join(t for t in texts if t)
@@ -499,7 +511,7 @@ def _current(
         return True
     if start is None:
         return False  # an undated order says nothing about today
-    dispense = resource.get("dispenseRequest") or {}
+    dispense = _mapping(resource.get("dispenseRequest"))
     supply = _days(dispense.get("expectedSupplyDuration"))
     if supply is not None:
         repeats = dispense.get("numberOfRepeatsAllowed")
@@ -528,7 +540,11 @@ def _ingredients(concept: Json) -> list[vocab.Medication]:
         found.append(first)
     words = " ".join(
         [str(concept.get("text") or "")]
-        + [str(c.get("display") or "") for c in concept.get("coding", []) or []]
+        + [
+            str(c.get("display") or "")
+            for c in _items(concept.get("coding"))
+            if isinstance(c, dict)
+        ]
     )
     for medication, pattern in _medication_patterns():
         if medication not in found and pattern.search(words):
@@ -566,11 +582,11 @@ def _medication(resource: Json, record: PatientRecord, as_of: date) -> Medicatio
     )
     status = str(resource.get("status") or "")
     if kind == "request":
-        validity = (resource.get("dispenseRequest") or {}).get("validityPeriod") or {}
+        validity = _mapping(_mapping(resource.get("dispenseRequest")).get("validityPeriod"))
         start = parse_date(validity.get("start")) or parse_date(resource.get("authoredOn"))
         end = parse_date(validity.get("end"))
     else:
-        period = resource.get("effectivePeriod") or {}
+        period = _mapping(resource.get("effectivePeriod"))
         start = parse_date(period.get("start")) or parse_date(resource.get("effectiveDateTime"))
         end = parse_date(period.get("end"))
     ingredients = {code for system, code in codes if system == vocab.RXNORM}
@@ -579,7 +595,7 @@ def _medication(resource: Json, record: PatientRecord, as_of: date) -> Medicatio
     names = tuple(entry.name for entry in entries) or (text,)
     dosages = [
         d
-        for d in resource.get("dosage") or resource.get("dosageInstruction") or []
+        for d in _items(resource.get("dosage")) or _items(resource.get("dosageInstruction"))
         if isinstance(d, dict)
     ]
     route_codes: set[Code] = set()
@@ -591,8 +607,11 @@ def _medication(resource: Json, record: PatientRecord, as_of: date) -> Medicatio
         as_needed = as_needed or bool(
             dosage.get("asNeededBoolean") or dosage.get("asNeededCodeableConcept")
         )
-    value, unit, note = daily_dose(resource)
-    reasons = tuple(t for t in (_text(c) for c in resource.get("reasonCode", []) or []) if t)
+    try:
+        value, unit, note = daily_dose(resource)
+    except (TypeError, AttributeError, ValueError, KeyError) as error:
+        value, unit, note = None, None, f"dosage not readable ({type(error).__name__})"
+    reasons = tuple(t for t in (_text(c) for c in _items(resource.get("reasonCode"))) if t)
     current = _current(resource, status, start, end, as_of)
     label = f"{text} ({status or 'no status'}"
     label += f", from {start}" if start else ""
@@ -636,13 +655,13 @@ def _procedure(resource: Json) -> ProcedureFact:
         text=text,
         status=status,
         counts=status not in _IGNORED_STATUS,
-        reason=tuple(t for t in (_text(c) for c in resource.get("reasonCode", []) or []) if t),
+        reason=tuple(t for t in (_text(c) for c in _items(resource.get("reasonCode"))) if t),
     )
 
 
 def _allergy(resource: Json, as_of: date) -> AllergyFact:
     codes = set(_codes(resource.get("code")))
-    for reaction in resource.get("reaction", []) or []:
+    for reaction in _items(resource.get("reaction")):
         if isinstance(reaction, dict):
             codes |= _codes(reaction.get("substance"))
     clinical = _status(resource.get("clinicalStatus"))
@@ -658,7 +677,7 @@ def _allergy(resource: Json, as_of: date) -> AllergyFact:
         text=text,
         clinical_status=clinical,
         verification_status=verification,
-        category=frozenset(str(c) for c in resource.get("category", []) or []),
+        category=frozenset(str(c) for c in _items(resource.get("category"))),
         kind=str(resource["type"]) if resource.get("type") else None,
         criticality=str(resource["criticality"]) if resource.get("criticality") else None,
         counts=counts,
@@ -690,8 +709,23 @@ def _deceased(patient: Json) -> tuple[bool, DateRange | None]:
     return False, None
 
 
-def _flat(groups: Iterable[list[ObservationFact]]) -> tuple[ObservationFact, ...]:
-    return tuple(fact for group in groups for fact in group)
+Fact = TypeVar("Fact")
+
+
+def _read_each(
+    resources: list[Json], read: Callable[[Json], list[Fact]], problems: list[str]
+) -> tuple[Fact, ...]:
+    """Facts of each resource; a resource with a malformed element becomes a problem instead of
+    stopping the patient (FHIR validation would have rejected it; the rest still counts)."""
+    found: list[Fact] = []
+    for resource in resources:
+        try:
+            found += read(resource)
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError) as error:
+            problems.append(
+                f"{_reference(resource)}: not readable ({type(error).__name__}: {error})"
+            )
+    return tuple(found)
 
 
 def facts_of(record: PatientRecord, as_of: date) -> PatientFacts:
@@ -701,21 +735,31 @@ def facts_of(record: PatientRecord, as_of: date) -> PatientFacts:
     if deceased_date is not None and deceased_date.earliest > as_of:
         deceased, deceased_date = False, None  # dies after the evaluation date
     gender = patient.get("gender")
+    problems: list[str] = []
+    resources = [r for r in record.resources if isinstance(r, dict)]
+
+    def of_type(*kinds: str) -> list[Json]:
+        return [r for r in resources if r.get("resourceType") in kinds]
+
     return PatientFacts(
         id=record.id,
         resource=f"Patient/{record.id}",
         as_of=as_of,
-        gender=str(gender) if gender else None,
+        gender=str(gender) if isinstance(gender, str) and gender else None,
         birth_date=parse_date(patient.get("birthDate")),
         deceased=deceased,
         deceased_date=deceased_date,
-        observations=_flat(_observations(r) for r in record.of_type("Observation")),
-        conditions=tuple(_condition(r, as_of) for r in record.of_type("Condition")),
-        medications=tuple(
-            _medication(r, record, as_of)
-            for r in record.of_type("MedicationStatement", "MedicationRequest")
+        observations=_read_each(of_type("Observation"), _observations, problems),
+        conditions=_read_each(of_type("Condition"), lambda r: [_condition(r, as_of)], problems),
+        medications=_read_each(
+            of_type("MedicationStatement", "MedicationRequest"),
+            lambda r: [_medication(r, record, as_of)],
+            problems,
         ),
-        procedures=tuple(_procedure(r) for r in record.of_type("Procedure")),
-        allergies=tuple(_allergy(r, as_of) for r in record.of_type("AllergyIntolerance")),
-        immunizations=tuple(_immunization(r) for r in record.of_type("Immunization")),
+        procedures=_read_each(of_type("Procedure"), lambda r: [_procedure(r)], problems),
+        allergies=_read_each(
+            of_type("AllergyIntolerance"), lambda r: [_allergy(r, as_of)], problems
+        ),
+        immunizations=_read_each(of_type("Immunization"), lambda r: [_immunization(r)], problems),
+        problems=tuple(problems),
     )
