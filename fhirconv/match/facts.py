@@ -524,7 +524,7 @@ def _current(
 @cache
 def _medication_patterns() -> tuple[tuple[vocab.Medication, re.Pattern[str]], ...]:
     found = []
-    for medication in vocab.medications():
+    for medication in concepts.patient_medications():
         pattern = vocab.phrase_regex(medication.synonyms)
         if pattern is not None:
             found.append((medication, pattern))
@@ -538,6 +538,14 @@ def _ingredients(concept: Json) -> list[vocab.Medication]:
     first = identify(concept)
     if first is not None:
         found.append(first)
+    listed = _items(concept.get("coding"))
+    for coding in listed:
+        if isinstance(coding, dict) and coding.get("system") == vocab.RXNORM:
+            found += [
+                m
+                for m in concepts.patient_medications()
+                if m.rxnorm and m.rxnorm == str(coding.get("code")) and m not in found
+            ]
     words = " ".join(
         [str(concept.get("text") or "")]
         + [
