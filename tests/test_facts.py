@@ -12,6 +12,7 @@ from fhirconv.match.concepts import (
     LOINC,
     SNOMED,
     condition_mesh,
+    condition_mesh_direct,
     loinc_group,
     normal_mesh,
 )
@@ -132,6 +133,7 @@ def test_refuted_condition_never_counts_and_hierarchy_reaches_ancestors() -> Non
     found = facts.conditions_with_mesh("D000003924")
     assert [c.resource for c in found] == ["Condition/dm"]
     assert found[0].active and found[0].onset is not None
+    assert found[0].mesh_direct == {"D003924"}
     assert not next(c for c in facts.conditions if c.resource == "Condition/ruled-out").counts
 
 
@@ -278,6 +280,7 @@ def test_condition_hierarchy_from_the_crosswalk() -> None:
     assert "D003704" in condition_mesh(SNOMED, "26929004")
     assert "D051436" in condition_mesh(ICD10CM, "N18.30")
     assert {"D003924", "D003920"} <= condition_mesh(SNOMED, "44054006")
+    assert condition_mesh_direct(SNOMED, "44054006") == {"D003924"}
 
 
 def test_a_code_shared_by_several_diseases_means_only_what_they_share() -> None:
@@ -309,3 +312,85 @@ def test_every_synthea_and_match_dev_patient_reads_into_facts() -> None:
             deceased += facts.deceased
             assert all(c.resource.startswith("Condition/") for c in facts.conditions)
     assert panels > 0 and creatinine_38483 > 0 and deceased > 0
+
+
+@pytest.mark.parametrize("status", ["preliminary", "registered", "cancelled", "unknown"])
+def test_only_final_amended_or_corrected_results_are_usable(status: str) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "id": "h",
+        "status": status,
+        "code": _coded(LOINC, "718-7"),
+        "effectiveDateTime": "2026-11-20",
+        "valueQuantity": _quantity(13.1, "g/dL"),
+    }
+    assert _facts(observation).observations_of("hemoglobin") == ()
+    assert _facts({**observation, "status": "amended"}).observations_of("hemoglobin")
+
+
+def _taking(key: str, text: str, route: str | None = None) -> Json:
+    statement: Json = {
+        "resourceType": "MedicationStatement",
+        "id": key,
+        "status": "active",
+        "medicationCodeableConcept": {"text": text},
+        "effectivePeriod": {"start": "2026-02-01"},
+    }
+    if route:
+        statement["dosage"] = [{"route": {"text": route}}]
+    return statement
+
+
+def test_drug_classes_follow_the_route_and_combinations_name_every_ingredient() -> None:
+    facts = _facts(
+        _taking("eye", "timolol maleate 0.25 % eye drops"),
+        _taking("pill", "timolol 10 MG tablet", route="by mouth"),
+        _taking("combo", "Hydrocodone-free tablet: acetaminophen 300 MG / oxycodone 10 MG"),
+        _taking("puffer", "budesonide 200 MCG/ACTUAT inhaler"),
+        _taking("pen", "Humalog (insulin lispro) 100 units/mL pen"),
+    )
+    by_id = {m.resource.split("/")[1]: m for m in facts.medications}
+    assert by_id["eye"].classes == {"S01ED01"} and not by_id["eye"].in_class("C07")
+    assert by_id["pill"].in_class("C07")
+    assert set(by_id["combo"].names) == {"acetaminophen", "oxycodone"}
+    assert by_id["combo"].ingredients == {"161", "7804"}
+    assert by_id["puffer"].classes == {"R03BA02"}
+    assert by_id["pen"].in_class("A10AB")  # a fast-acting (mealtime) insulin
+    assert [m.resource for m in facts.medications_with(atc_class="C07")] == [
+        "MedicationStatement/pill"
+    ]
+
+
+def test_a_malformed_resource_is_a_problem_not_a_lost_patient() -> None:
+    broken = {
+        "resourceType": "MedicationStatement",
+        "id": "odd",
+        "status": "active",
+        "medicationCodeableConcept": {"coding": "8640"},  # a string where FHIR has a list
+        "effectivePeriod": "2026",
+        "dosage": [{"timing": {"repeat": {"frequency": "twice"}}, "doseAndRate": 5}],
+    }
+    odd_lab = {
+        "resourceType": "Observation",
+        "id": "odd-lab",
+        "status": "final",
+        "code": _coded(LOINC, "718-7"),
+        "referenceRange": [{"high": _quantity(15.5, "g/dL")}],
+        "valueQuantity": {"value": [13], "unit": "g/dL"},
+        "component": 7,
+    }
+    good = {
+        "resourceType": "Observation",
+        "id": "good",
+        "status": "final",
+        "code": _coded(LOINC, "718-7"),
+        "effectiveDateTime": "2026-11-20",
+        "valueQuantity": _quantity(13.2, "g/dL"),
+    }
+    facts = _facts(broken, odd_lab, good)
+    assert [o.resource for o in facts.observations_of("hemoglobin") if o.quantity] == [
+        "Observation/good"
+    ]
+    assert all(isinstance(p, str) for p in facts.problems)
+    (medication,) = facts.medications
+    assert medication.daily_dose is None and "not readable" in medication.dose_note

@@ -276,3 +276,44 @@ def test_current_use_of_a_named_drug_is_read_whole_among_alternatives() -> None:
     result = verdict(text, on_warfarin)
     assert result.verdict == "ineligible"
     assert outcome(result, "Concomitant use").evidence == ["w"]
+
+
+# --- found reading Synthea patients against corpus trials -----------------------------------------
+
+HEART_FAILURE = condition("hf", "84114007", "Heart failure")
+
+
+def test_a_disease_with_a_grade_needs_the_grade() -> None:
+    for text in (
+        "Heart failure of NYHA class III or IV",
+        "NYHA class III-IV heart failure",
+        "Congestive heart failure (NYHA class II or higher)",
+    ):
+        assert verdict(exclusion(text), HEART_FAILURE).verdict != "ineligible", text
+
+
+def test_diseases_listed_in_brackets_after_a_qualified_head_are_examples() -> None:
+    text = exclusion("Unstable, symptomatic systemic illness (heart failure, cirrhosis, cancer)")
+    assert verdict(text, HEART_FAILURE).verdict != "ineligible"
+
+
+def test_a_window_written_after_the_last_event_of_a_list_is_not_dropped() -> None:
+    text = exclusion("History of heart failure or stroke within the past 3 months")
+    old_failure = condition("hf", "84114007", "Heart failure", onset="2012-01-01")
+    assert verdict(text, old_failure).verdict != "ineligible"
+
+
+def test_a_population_word_keeps_a_disease_from_deciding_alone() -> None:
+    text = exclusion("Women suffering from treated or untreated hypertension")
+    hypertensive_man = condition("htn", "38341003", "Hypertensive disorder")
+    assert verdict(text, hypertensive_man, who=MAN).verdict != "ineligible"
+
+
+def test_examples_after_e_g_never_decide_alone() -> None:
+    text = exclusion("Any disorder slowing gut transit, e.g. scleroderma or heart failure")
+    assert verdict(text, HEART_FAILURE).verdict != "ineligible"
+
+
+def test_a_plain_disease_exclusion_still_excludes() -> None:
+    result = verdict(exclusion("Heart failure"), HEART_FAILURE)
+    assert result.verdict == "ineligible" and outcome(result, "Heart failure").evidence == ["hf"]

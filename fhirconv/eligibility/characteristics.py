@@ -161,203 +161,7 @@ _AGAINST_CRITERIA = re.compile(
     r"[^.;]{0,120}?\b(?:criteria|classification|guidelines?|definition)\b(?:\s+(?:of|by|from|for)\s+[^.;]*)?",
     re.IGNORECASE,
 )
-_FILLER = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "from",
-        "by",
-        "with",
-        "and",
-        "or",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "must",
-        "should",
-        "will",
-        "shall",
-        "have",
-        "has",
-        "had",
-        "having",
-        "who",
-        "which",
-        "that",
-        "this",
-        "these",
-        "those",
-        "their",
-        "his",
-        "her",
-        "its",
-        "any",
-        "all",
-        "either",
-        "each",
-        "both",
-        "than",
-        "then",
-        "also",
-        "only",
-        "such",
-        "per",
-        "who",
-        "whom",
-        "whose",
-        "patient",
-        "patients",
-        "subject",
-        "subjects",
-        "participant",
-        "participants",
-        "individual",
-        "individuals",
-        "person",
-        "persons",
-        "people",
-        "adult",
-        "adults",
-        "man",
-        "men",
-        "woman",
-        "women",
-        "male",
-        "males",
-        "female",
-        "females",
-        "aged",
-        "age",
-        "ages",
-        "old",
-        "year",
-        "years",
-        "yrs",
-        "inclusive",
-        # what a result is called, and when it is taken: "HbA1c level at screening"
-        "level",
-        "levels",
-        "value",
-        "values",
-        "result",
-        "results",
-        "concentration",
-        "concentrations",
-        "screening",
-        "present",
-        "assessment",
-        "assessments",
-        # taking a medicine now is what a medication item means; a result is current when it is
-        # recent enough for the matcher to use it (fhirconv.match.evaluate: CURRENT_DAYS)
-        "current",
-        "currently",
-        "use",
-        "concurrent",
-        "concomitant",
-        "ongoing",
-        "time",
-        "signing",
-        "sign",
-        "icf",
-        "informed",
-        "consent",
-        "form",
-        "diagnosis",
-        "diagnosed",
-        "confirmed",
-        "documented",
-        "known",
-        "current",
-        "currently",
-        "present",
-        "presence",
-        "screening",
-        "screened",
-        "during",
-        "period",
-        "visit",
-        "baseline",
-        "level",
-        "levels",
-        "value",
-        "values",
-        "serum",
-        "plasma",
-        "blood",
-        "score",
-        "total",
-        "result",
-        "results",
-        "test",
-        "tests",
-        "measured",
-        "measurement",
-        "defined",
-        "definition",
-        "evidence",
-        "history",
-        "diagnostic",
-        "clinical",
-        "prior",
-        "previous",
-        "before",
-        "within",
-        "equivalent",
-        "day",
-        "days",
-        "daily",
-        "dose",
-        "doses",
-        "dosage",
-        "mg",
-        "stable",
-        "least",
-        "most",
-        "more",
-        "less",
-        "greater",
-        "lower",
-        "higher",
-        "over",
-        "under",
-        "above",
-        "below",
-        "equal",
-        "≥",
-        "≤",
-        ">",
-        "<",
-        "e",
-        "g",
-        "eg",
-        "ie",
-        "etc",
-        "including",
-        "include",
-        "includes",
-        "following",
-        "be",
-        "being",
-        "you",
-        "your",
-        "study",
-        "trial",
-        "may",
-        "can",
-    ]
-)
+_FILLER = frozenset(vocab.words("filler"))
 
 # --- vocabularies built per trial -----------------------------------------------------------------
 
@@ -740,9 +544,7 @@ def _mark_conditional(text: str, items: list[Item]) -> None:
                     item.conditional = True
 
 
-_ONE_OF = re.compile(
-    r"\b(?:(?:at\s+least\s+)?one\s+(?:or\s+more\s+)?of|any\s+(?:one\s+)?of|either)\b", re.IGNORECASE
-)
+_ONE_OF = vocab.word_regex("one-of")
 
 
 def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> None:
@@ -783,12 +585,11 @@ def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> No
                 groups += 1
                 left.conjunction = f"{criterion_id}-all-{groups}"
             right.conjunction = left.conjunction
-        elif (
-            left.kind == "condition"
-            and right.kind == "observation"
-            and not re.search(r"[,;(]|\bor\b", between, re.IGNORECASE)
+        elif {left.kind, right.kind} == {"condition", "observation"} and not re.search(
+            r"[,;]|\bor\b|defined|i\.\s?e\.", between, re.IGNORECASE
         ):
-            # "heart failure with NYHA class III–IV": the disease only with that grade
+            # "heart failure with NYHA class III–IV", "NYHA class IV heart failure", "heart
+            # failure (NYHA II or above)": the disease only with that grade
             if left.conjunction is None:
                 groups += 1
                 left.conjunction = f"{criterion_id}-all-{groups}"
@@ -825,6 +626,9 @@ def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> m
     if not items:
         return "none"
     rest = _masked(text, items, extracted)
+    events = [i for i in items if i.kind in ("condition", "medication", "dose")]
+    if any(i.window for i in events) and not all(i.window for i in events):
+        return "partial"  # "MI or stroke within 6 months": the window may be meant for both
 
     def content(words_of: str) -> list[str]:
         words = re.findall(r"[A-Za-zµ]+", words_of)
@@ -844,37 +648,16 @@ _SEX_SCOPE = re.compile(
     r"|\b(?:for|in)\s+(?P<b>males?|men|boys|females?|women|girls)\b",
     re.IGNORECASE,
 )
-_SEX_WORD = re.compile(
-    r"\b(?:males?|men|boys|females?|women|girls|childbearing|child-bearing|pregnan\w*|"
-    r"lactat\w*|breast\W?feed\w*|menopaus\w*|postmenopaus\w*|premenopaus\w*|contracept\w*)\b",
-    re.IGNORECASE,
-)
+_SEX_WORD = vocab.word_regex("sex-word")
 # Words that may change the meaning of a clause the items do not reach: a window, a population,
 # a condition, a negation. Any one of them left outside the items keeps every item from deciding
 # alone (the criterion then decides only when its coverage is complete). A treatment state
 # ("uncontrolled", "on dialysis") only qualifies its own clause, whose content words already keep
 # that clause from being whole.
-_MODIFIER = re.compile(
-    r"\b(?:within|past|last|prior|previous(?:ly)?|preceding|ago|since|recent(?:ly)?|"
-    r"if|unless|only|except|excluding|exclusion|other\s+than|apart\s+from|besides|when|whenever|"
-    r"where|whereas|without|who|whose|whom|which|that|after|before|following|unable|not|no|"
-    r"never|nor|"
-    r"all\s+of|both|aged?|years?|months?|weeks?|days?|candidates?|eligible|allowed|permitted|"
-    r"acceptable)\b",
-    re.IGNORECASE,
-)
-_ANY_OF = re.compile(
-    r"\b(?:any\s+(?:one\s+)?of\s+the\s+following|one\s+(?:or\s+more\s+)?of\s+the\s+following|"
-    r"including,?\s+but\s+not\s+limited\s+to|including|such\s+as)\b",
-    re.IGNORECASE,
-)
-_EXAMPLES = re.compile(
-    r"\b(?:including|includes?|such\s+as|e\.\s?g\.|for\s+example|like|especially)\b|\betc\b",
-    re.IGNORECASE,
-)
-_ALTERNATIVE_LEAD = re.compile(
-    r"\b(?:one\s+of|any\s+of|either|at\s+least\s+(?:one|two|\d)|or)\b|/", re.IGNORECASE
-)
+_MODIFIER = vocab.word_regex("modifier")
+_ANY_OF = vocab.word_regex("list-lead-in")
+_EXAMPLES = vocab.word_regex("examples")
+_ALTERNATIVE_LEAD = vocab.word_regex("alternative")
 
 
 def _top_level_clauses(text: str, separators: re.Pattern[str]) -> list[tuple[int, int]]:
@@ -936,6 +719,8 @@ def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
                     item.applies_to_sex = sex
     if any(i.window for i in items) and not all(i.window for i in items):
         return  # a window written once may be meant for every item
+    if any(i.kind in ("sex", "pregnancy", "lactation", "childbearing") for i in items):
+        return  # "Males suffering from …": a population, decided only as a whole criterion
     whole: list[list[Item]] = []
     outside = list(rest)
     lead_in = False  # a clause before with words but no items: "Diseases of the eye: …"
@@ -962,7 +747,7 @@ def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
     left = "".join(outside)
     if _MODIFIER.search(left) or _SEX_WORD.search(left):
         return
-    if not exclude and _ALTERNATIVE_LEAD.search(left):
+    if not exclude and (_ALTERNATIVE_LEAD.search(left) or "/" in left):
         return
     for inside in whole:
         for item in inside:
@@ -987,6 +772,8 @@ def _name_then_definition(
     """ "renal failure (eGFR < 30 mL/min)", "Poor kidney function: creatinine > 2 mg/dL": a short
     name (at most four words) written before the items that define it and nothing after them.
     Returns the span of the name within the clause."""
+    if any(i.kind in ("condition", "medication") for i in items):
+        return None  # "active medical problems (HIV, cancer, …)": examples, not a definition
     first = min(i.span[0] for i in items) - offset
     last = max(max(i.span[1], i.window.span[1] if i.window else 0) for i in items) - offset
     before, after = rest[:first], rest[last:]

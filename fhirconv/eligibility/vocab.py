@@ -30,6 +30,8 @@ __all__ = [
     "phrase_regex",
     "score_by_code",
     "scores",
+    "word_regex",
+    "words",
 ]
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -161,3 +163,21 @@ def phrase_regex(phrases: tuple[str, ...] | list[str]) -> re.Pattern[str] | None
     if not parts:
         return None
     return re.compile(rf"(?<![\w-])(?:{'|'.join(parts)})(?![\w])")
+
+
+@cache
+def words(list_name: str) -> tuple[str, ...]:
+    """One word list of `mappings/eligibility-words.csv` (filler, modifier, sex-word …)."""
+    found = tuple(
+        row["phrase"] for row in load_csv("eligibility-words.csv") if row["list"] == list_name
+    )
+    if not found:
+        raise KeyError(f"eligibility-words.csv has no list {list_name!r}")
+    return found
+
+
+@cache
+def word_regex(list_name: str) -> re.Pattern[str]:
+    """A case-insensitive regex matching any phrase of a word list, not inside a word ("e.g."
+    ends in a dot, so word boundaries would miss it)."""
+    return re.compile(rf"(?<!\w)(?:{'|'.join(words(list_name))})(?!\w)", re.IGNORECASE)

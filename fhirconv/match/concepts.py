@@ -7,6 +7,9 @@
   (letter + 6 digits) whenever the number fits, which it does for every descriptor issued so far.
 - `condition_mesh(system, code)`: the MeSH descriptors a SNOMED CT / ICD-10(-CM) coded condition
   maps to, with every ancestor descriptor (so type 2 diabetes also counts as diabetes mellitus).
+- `patient_medications()`: the ingredients patient records are read with: those criteria are
+  coded with (`eligibility-medications.csv`) and the commonly taken ones of
+  `medication-ingredients.csv` (WHO ATC codes), the criterion table first.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ __all__ = [
     "SNOMED",
     "analyte_group",
     "condition_mesh",
+    "condition_mesh_direct",
     "group_codes",
     "group_loinc_codes",
     "loinc_group",
     "mesh_ancestors",
     "mesh_name",
     "normal_mesh",
+    "patient_medications",
 ]
 
 LOINC = "http://loinc.org"
@@ -207,3 +212,31 @@ def condition_mesh(system: str, code: str) -> frozenset[str]:
         for mesh in candidates:
             found |= mesh_ancestors(mesh)
     return frozenset(found)
+
+
+@cache
+def condition_mesh_direct(system: str, code: str) -> frozenset[str]:
+    """The most specific of `condition_mesh(system, code)`: the descriptors no other one in the
+    set lies below (for SNOMED CT 44054006, Diabetes Mellitus, Type 2 alone)."""
+    meaning = condition_mesh(system, code)
+    above = {a for m in meaning for a in mesh_ancestors(m) if a != m}
+    return frozenset(meaning - above)
+
+
+@cache
+def patient_medications() -> tuple[vocab.Medication, ...]:
+    """Ingredients for reading patient records: the criterion table's, then the patient-side
+    table's (`medication-ingredients.csv`) for ingredients the first does not name."""
+    known = {m.name.lower() for m in vocab.medications()}
+    extra = tuple(
+        vocab.Medication(
+            row["name"],
+            tuple(s.strip() for s in row["synonyms"].split("|") if s.strip()) or (row["name"],),
+            row["rxnorm"] or None,
+            tuple(c.strip() for c in row["classes"].split("|") if c.strip()),
+            float(row["prednisone_factor"]) if row["prednisone_factor"] else None,
+        )
+        for row in load_csv("medication-ingredients.csv")
+        if row["name"].lower() not in known
+    )
+    return vocab.medications() + extra

@@ -18,7 +18,9 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from fhirconv.eligibility import characteristics as ch
-from fhirconv.eligibility import vocab
+from fhirconv.eligibility import codec, vocab
+from fhirconv.eligibility.model import Code as ModelCode
+from fhirconv.eligibility.model import Concept, Criterion, Item
 from fhirconv.eligibility.units import convert, ucum_for_written_unit
 from fhirconv.mapping import systems
 from fhirconv.match import concepts
@@ -97,25 +99,7 @@ class MatchResult:
         }
 
 
-# --- characteristic helpers ---------------------------------------------------------------------
-
-
-def _ext(element: Json, url: str) -> Json | None:
-    return next((e for e in element.get("extension", []) or [] if e.get("url") == url), None)
-
-
-def _ext_value(element: Json, url: str) -> Any:
-    found = _ext(element, url)
-    if found is None:
-        return None
-    return next((v for k, v in found.items() if k.startswith("value")), None)
-
-
-def _sub(extension: Json | None, name: str) -> Any:
-    for part in (extension or {}).get("extension", []) or []:
-        if part.get("url") == name:
-            return next((v for k, v in part.items() if k.startswith("value")), None)
-    return None
+# --- FHIR helpers (patient resources) ------------------------------------------------------------
 
 
 def _codings(concept: object) -> list[Json]:
@@ -160,41 +144,30 @@ class _Window:
         return f"{words} {_fmt(self.value)} {unit} {self.relation}"
 
 
-def _window(characteristic: Json) -> _Window | None:
-    found = _ext(characteristic, ch.TIME_WINDOW)
-    if found is None:
-        return None
-    duration = _sub(found, "duration") or {}
-    operator = _sub(found, "operator")
-    if operator not in ("<=", "<", ">=", ">") or duration.get("value") is None:
+def _window(item: Item) -> _Window | None:
+    window = item.window
+    if window is None or window.operator not in ("<=", "<", ">=", ">"):
         return None
     return _Window(
-        operator,
-        float(duration["value"]),
-        str(duration.get("code") or "d"),
-        str(_sub(found, "relation") or "before the evaluation date"),
+        window.operator, window.value, window.unit, window.relation or "before the evaluation date"
     )
 
 
 class _Predicate:
-    """valueQuantity (with comparator) or valueRange, in the characteristic's unit."""
+    """A bound (with comparator) or a two-sided range, in the item's unit."""
 
-    def __init__(self, characteristic: Json) -> None:
+    def __init__(self, item: Item) -> None:
         self.low: float | None = None
         self.high: float | None = None
         self.low_strict = self.high_strict = False
         self.unit: str | None = None
         self.written = ""
-        if "valueQuantity" in characteristic:
-            quantity = characteristic["valueQuantity"]
-            value = float(quantity["value"])
-            comparator = quantity.get("comparator")
-            self.unit = quantity.get("code")
-            unit_text = (
-                f" {quantity.get('unit') or quantity.get('code')}"
-                if self.unit or quantity.get("unit")
-                else ""
-            )
+        if item.quantity is not None:
+            value = item.quantity.value
+            comparator = item.comparator
+            self.unit = item.quantity.unit
+            shown = item.quantity.written or item.quantity.unit
+            unit_text = f" {shown}" if shown else ""
             symbol = {">=": "≥", "<=": "≤"}.get(str(comparator), comparator or "=")
             self.written = f"{symbol} {_fmt(value)}{unit_text}"
             if comparator in (">", ">="):
@@ -203,13 +176,13 @@ class _Predicate:
                 self.high, self.high_strict = value, comparator == "<"
             else:
                 self.low = self.high = value
-        elif "valueRange" in characteristic:
-            value_range = characteristic["valueRange"]
-            low, high = value_range.get("low") or {}, value_range.get("high") or {}
-            self.low = float(low["value"]) if "value" in low else None
-            self.high = float(high["value"]) if "value" in high else None
-            self.unit = low.get("code") or high.get("code")
-            unit_text = f" {low.get('unit') or high.get('unit') or self.unit}" if self.unit else ""
+        elif item.low is not None or item.high is not None:
+            low, high = item.low, item.high
+            self.low = low.value if low else None
+            self.high = high.value if high else None
+            self.unit = (low.unit if low else None) or (high.unit if high else None)
+            shown = (low.written if low else None) or (high.written if high else None) or self.unit
+            unit_text = f" {shown}" if self.unit else ""
             low_text = _fmt(self.low) if self.low is not None else ""
             high_text = _fmt(self.high) if self.high is not None else ""
             self.written = f"{low_text}–{high_text}{unit_text}"
@@ -241,11 +214,11 @@ class _Predicate:
 # --- evaluators -----------------------------------------------------------------------------------
 
 
-def _age(record: PatientRecord, c: Json, options: Options) -> Finding:
+def _age(record: PatientRecord, item: Item, options: Options) -> Finding:
     birth = parse_date(record.patient.get("birthDate"))
     if birth is None:
         return Finding(None, "no birthDate recorded")
-    predicate = _Predicate(c)
+    predicate = _Predicate(item)
     unit = predicate.unit or "a"
     as_of = options.as_of
     if birth.earliest > as_of:
@@ -275,8 +248,8 @@ def _age(record: PatientRecord, c: Json, options: Options) -> Finding:
     )
 
 
-def _sex(record: PatientRecord, c: Json, options: Options) -> Finding:
-    wanted = next((x.get("code") for x in _codings(c.get("valueCodeableConcept"))), None)
+def _sex(record: PatientRecord, item: Item, options: Options) -> Finding:
+    wanted = item.value.codes[0].code if item.value and item.value.codes else None
     gender = record.patient.get("gender")
     evidence = [str(record.patient.get("id") or "?")]
     if gender not in ("male", "female"):
@@ -354,29 +327,31 @@ def _observation_value(
     return value, value, False, False, unit, written
 
 
-def _criterion_group(c: Json) -> str | None:
-    """The LOINC equivalence group of the characteristic's analyte ("creatinine-serum")."""
-    for coding in _codings(c.get("code")):
-        if coding.get("system") == systems.LOINC:
-            group = concepts.loinc_group(str(coding.get("code")))
+def _criterion_group(item: Item) -> str | None:
+    """The LOINC equivalence group of the item's analyte ("creatinine-serum")."""
+    for code in item.concept.codes:
+        if code.system == systems.LOINC:
+            group = concepts.loinc_group(code.code)
             if group:
                 return group
     return None
 
 
-def _observation_facts(record: PatientRecord, c: Json, options: Options) -> list[ObservationFact]:
+def _observation_facts(
+    record: PatientRecord, item: Item, options: Options
+) -> list[ObservationFact]:
     """Usable results answering the characteristic: any code of its LOINC group (panel components
     included), or for a score without a LOINC code, a result named like it."""
     facts = _facts(record, options)
-    group = _criterion_group(c)
+    group = _criterion_group(item)
     if group:
         return list(facts.observations_of(group))
     found: list[ObservationFact] = []
-    for coding in _codings(c.get("code")):
-        found += facts.observations_with_code(str(coding.get("system")), str(coding.get("code")))
+    for code in item.concept.codes:
+        found += facts.observations_with_code(code.system, code.code)
     if found:
         return found
-    score = next((vocab.score_by_code(str(x.get("code"))) for x in _codings(c.get("code"))), None)
+    score = next((vocab.score_by_code(code.code) for code in item.concept.codes), None)
     if score is not None:
         regex = vocab.phrase_regex(score.synonyms)
         return [
@@ -390,9 +365,9 @@ def _observation_facts(record: PatientRecord, c: Json, options: Options) -> list
     return []
 
 
-def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
-    name = (c.get("code") or {}).get("text") or "value"
-    window = _window(c)
+def _observation(record: PatientRecord, item: Item, options: Options) -> Finding:
+    name = item.concept.text or "value"
+    window = _window(item)
     if window is not None and window.operator in ("<=", "<"):
         start = window.start(options.as_of)
         limit = window.describe()
@@ -402,7 +377,7 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
         limit = f"the {days}-day look-back"
     dated = [
         o
-        for o in _observation_facts(record, c, options)
+        for o in _observation_facts(record, item, options)
         # a preliminary result may still change: it never decides
         if o.status in _FINAL and o.when is not None and o.when.earliest <= options.as_of
     ]
@@ -433,7 +408,7 @@ def _observation(record: PatientRecord, c: Json, options: Options) -> Finding:
         low, low_open, high_open = -inf, True, quantity.comparator == "<"
     elif quantity.comparator in (">", ">="):
         high, high_open, low_open = inf, True, quantity.comparator == ">"
-    predicate = _Predicate(c)
+    predicate = _Predicate(item)
     if predicate.unit == ch.RELATIVE_TO_UPPER_LIMIT:
         ratio = fact.times_upper_limit() if quantity.comparator is None else None
         if ratio is None:
@@ -506,8 +481,8 @@ def _status_code(concept: object) -> str | None:
     return next((str(x.get("code")) for x in _codings(concept) if x.get("code")), None)
 
 
-def _reproductive(kind: str) -> Callable[[PatientRecord, Json, Options], Finding]:
-    def evaluate(record: PatientRecord, c: Json, options: Options) -> Finding:
+def _reproductive(kind: str) -> Callable[[PatientRecord, Item, Options], Finding]:
+    def evaluate(record: PatientRecord, item: Item, options: Options) -> Finding:
         pid = str(record.patient.get("id") or "?")
         if record.patient.get("gender") == "male":
             return Finding(False, f"Patient.gender male: not {kind}", [pid])
@@ -524,7 +499,7 @@ def _reproductive(kind: str) -> Callable[[PatientRecord, Json, Options], Finding
             for o in record.of_type("Observation")
             if o.get("status") in _FINAL and _has_code(o.get("code"), systems.LOINC, loinc)
         ]
-        window = _window(c) or _Window("<=", 30, "d", "before the evaluation date")
+        window = _window(item) or _Window("<=", 30, "d", "before the evaluation date")
         inside, older, _ = _current(observations, window, options)
         for when, observation in inside:
             codes = {str(x.get("code")) for x in _codings(observation.get("valueCodeableConcept"))}
@@ -579,18 +554,17 @@ def _condition_state(condition: Json) -> str:
     )
 
 
-def _condition_matches(condition: Json, c: Json) -> bool:
-    code = c.get("code") or {}
+def _condition_matches(condition: Json, wanted: Concept) -> bool:
     concept = condition.get("code") or {}
-    synonyms = [str(code.get("text") or "")]
-    for coding in _codings(code):
-        if coding.get("system") != systems.MESH:
+    synonyms = [wanted.text or ""]
+    for code in wanted.codes:
+        if code.system != systems.MESH:
             continue
-        if _has_code(concept, systems.MESH, str(coding.get("code"))):
+        if _has_code(concept, systems.MESH, code.code):
             return True
-        row = vocab.condition_by_mesh(str(coding.get("code")))
+        row = vocab.condition_by_mesh(code.code)
         if row is None:
-            synonyms.append(str(coding.get("display") or ""))
+            synonyms.append(code.display or "")
             continue
         synonyms += [row.term, *row.synonyms]
         for theirs in _codings(concept):
@@ -599,7 +573,7 @@ def _condition_matches(condition: Json, c: Json) -> bool:
                 return True
             if system in _ICD10 and any(value.startswith(p) for p in row.icd10):
                 return True
-    if not _codings(code) or all(x.get("system") != systems.MESH for x in _codings(code)):
+    if systems.MESH not in wanted.systems():
         row = next(
             (
                 r
@@ -610,13 +584,7 @@ def _condition_matches(condition: Json, c: Json) -> bool:
         )
         if row is not None:
             return _condition_matches(
-                condition,
-                {
-                    "code": {
-                        "coding": [{"system": systems.MESH, "code": row.mesh}],
-                        "text": synonyms[0],
-                    }
-                },
+                condition, Concept((ModelCode(systems.MESH, row.mesh),), synonyms[0])
             )
     regex = vocab.phrase_regex([s for s in synonyms if s])
     return bool(regex and regex.search(_words(concept)))
@@ -631,14 +599,14 @@ def _onset(condition: Json) -> DateRange | None:
     )
 
 
-def _condition(record: PatientRecord, c: Json, options: Options) -> Finding:
-    name = (c.get("code") or {}).get("text") or "condition"
-    history = bool(_ext_value(c, ch.HISTORY))
-    window = _window(c)
+def _condition(record: PatientRecord, item: Item, options: Options) -> Finding:
+    name = item.concept.text or "condition"
+    history = item.history
+    window = _window(item)
     matches = [
         x
         for x in record.of_type("Condition")
-        if _condition_matches(x, c) and _condition_state(x) != "ignore"
+        if _condition_matches(x, item.concept) and _condition_state(x) != "ignore"
     ]
     if not matches:
         return Finding(None, f"no {name} recorded")
@@ -682,15 +650,14 @@ def _condition(record: PatientRecord, c: Json, options: Options) -> Finding:
     return Finding(False, f"{name} not present: " + "; ".join(negatives), ids)
 
 
-def _medication_filter(c: Json) -> tuple[Callable[[meds.MedicationUse], bool], str, bool]:
+def _medication_filter(item: Item) -> tuple[Callable[[meds.MedicationUse], bool], str, bool]:
     """(does a use count, what it is called, convert to prednisone equivalents?)"""
-    code = c.get("code") or {}
-    dose = _ext(c, ch.DOSE)
-    equivalent = _sub(dose, "equivalent-to") if dose else None
-    label = str(code.get("text") or "medication")
-    for coding in _codings(code):
-        if coding.get("system") == vocab.RXNORM:
-            target = vocab.medication_by_rxnorm(str(coding.get("code")))
+    dose = item.per_day
+    equivalent = item.equivalent_to
+    label = item.concept.text or "medication"
+    for code in item.concept.codes:
+        if code.system == vocab.RXNORM:
+            target = vocab.medication_by_rxnorm(code.code)
             if equivalent and target and target.prednisone_factor is not None:
                 return (
                     (lambda u: u.entry is not None and u.entry.prednisone_factor is not None),
@@ -698,8 +665,8 @@ def _medication_filter(c: Json) -> tuple[Callable[[meds.MedicationUse], bool], s
                     True,
                 )
             return (lambda u, t=target: u.entry is not None and u.entry == t), label, False
-        if coding.get("system") == vocab.ATC:
-            atc = str(coding.get("code"))
+        if code.system == vocab.ATC:
+            atc = code.code
             drug_class = vocab.drug_class(atc)
             convert_prednisone = bool(drug_class and drug_class.prednisone_equivalent and dose)
             return (
@@ -722,9 +689,9 @@ def _started_before(use: meds.MedicationUse, window: _Window, as_of: date) -> bo
     return True if use.start.latest < start else (False if use.start.earliest >= start else None)
 
 
-def _medication(record: PatientRecord, c: Json, options: Options) -> Finding:
-    counts, label, _ = _medication_filter(c)
-    window = _window(c)
+def _medication(record: PatientRecord, item: Item, options: Options) -> Finding:
+    counts, label, _ = _medication_filter(item)
+    window = _window(item)
     relevant = [u for u in meds.uses(record, options.as_of) if counts(u) and not u.ignored]
     if not relevant:
         return Finding(None, f"no {label} recorded")
@@ -766,14 +733,14 @@ def _medication(record: PatientRecord, c: Json, options: Options) -> Finding:
     )
 
 
-def _dose(record: PatientRecord, c: Json, options: Options) -> Finding:
-    counts, label, prednisone = _medication_filter(c)
-    window = _window(c)
+def _dose(record: PatientRecord, item: Item, options: Options) -> Finding:
+    counts, label, prednisone = _medication_filter(item)
+    window = _window(item)
     relevant = [u for u in meds.uses(record, options.as_of) if counts(u) and not u.ignored]
     if not relevant:
         return Finding(None, f"no {label} recorded")
     active = [u for u in relevant if u.active]
-    predicate = _Predicate(c)
+    predicate = _Predicate(item)
     ids = [u.id for u in active or relevant]
     total = 0.0
     parts: list[str] = []
@@ -819,40 +786,26 @@ def _dose(record: PatientRecord, c: Json, options: Options) -> Finding:
     )
 
 
-def _evaluator(c: Json) -> Callable[[PatientRecord, Json, Options], Finding] | None:
-    code = c.get("code") or {}
-    if _has_code(code, systems.LOINC, "30525-0"):
-        return _age
-    if _has_code(code, systems.LOINC, "46098-0"):
-        return _sex
-    if _has_code(code, systems.LOINC, "82810-3"):
-        return _reproductive("pregnant")
-    if _has_code(code, systems.LOINC, "63895-7"):
-        return _reproductive("breastfeeding")
-    if _has_code(code, ch.CHARACTERISTIC_CODES, "childbearing-potential"):
-        return _reproductive("of childbearing potential")
-    systems_used = {x.get("system") for x in _codings(code)}
-    if systems_used & {vocab.RXNORM, vocab.ATC}:
-        return _dose if _ext(c, ch.DOSE) else _medication
-    if systems.MESH in systems_used or _has_code(code, ch.CHARACTERISTIC_CODES, "condition"):
-        return _condition
-    if ("valueQuantity" in c or "valueRange" in c) and systems_used & {
-        systems.LOINC,
-        ch.SCORE_CODES,
-    }:
-        return _observation
-    return None
+_EVALUATORS: dict[str, Callable[[PatientRecord, Item, Options], Finding]] = {
+    "age": _age,
+    "sex": _sex,
+    "pregnancy": _reproductive("pregnant"),
+    "lactation": _reproductive("breastfeeding"),
+    "childbearing": _reproductive("of childbearing potential"),
+    "observation": _observation,
+    "condition": _condition,
+    "medication": _medication,
+    "dose": _dose,
+}
 
 
 # --- criteria and verdict -----------------------------------------------------------------------
 
 
-def _part(c: Json, criterion_exclude: bool, record: PatientRecord, options: Options) -> Finding:
+def _part(item: Item, criterion_exclude: bool, record: PatientRecord, options: Options) -> Finding:
     """Whether this item makes the criterion's statement true for the patient."""
-    evaluate = _evaluator(c)
-    if evaluate is None:
-        return Finding(None, f"{(c.get('code') or {}).get('text') or 'item'}: not computable")
-    scope = _ext_value(c, ch.APPLIES_TO_SEX)
+    evaluate = _EVALUATORS[item.kind]
+    scope = item.applies_to_sex
     if scope:
         gender = record.patient.get("gender")
         if gender not in ("male", "female"):
@@ -860,24 +813,19 @@ def _part(c: Json, criterion_exclude: bool, record: PatientRecord, options: Opti
         if gender != scope:
             # not this patient's rule: it neither excludes nor fails them
             return Finding(not criterion_exclude, f"applies to {scope} patients only")
-    finding = evaluate(record, c, options)
-    if (
-        evaluate is _condition
-        and finding.holds is False
-        and not criterion_exclude
-        and not c.get("exclude")
-    ):
+    finding = evaluate(record, item, options)
+    required_diagnosis = item.kind == "condition" and not criterion_exclude and not item.exclude
+    if required_diagnosis and finding.holds is False:
         # A required diagnosis recorded as resolved, refuted or outside a window is no proof the
         # patient does not qualify (records are incomplete): never a reason to turn them away.
         return Finding(None, f"{finding.reason}: needs review", finding.evidence)
-    if finding.holds is not None and bool(c.get("exclude")) != criterion_exclude:
+    if finding.holds is not None and item.exclude != criterion_exclude:
         finding = Finding(not finding.holds, finding.reason, finding.evidence)  # "no …" in the text
-    qualifier = _ext_value(c, ch.QUALIFIER)
-    if qualifier and finding.holds:
+    if item.qualifier and finding.holds:
         return Finding(
-            None, f"{finding.reason}, but '{qualifier}' is not computable", finding.evidence
+            None, f"{finding.reason}, but '{item.qualifier}' is not computable", finding.evidence
         )
-    if _ext_value(c, ch.CONDITIONAL) and finding.holds is not None:
+    if item.conditional and finding.holds is not None:
         return Finding(
             None,
             f"{finding.reason} (the criterion states exceptions or conditions: not decisive)",
@@ -907,24 +855,16 @@ def _combine(findings: list[Finding], any_of: bool) -> Finding:
     return Finding(holds, "; ".join(reasons), list(dict.fromkeys(evidence)))
 
 
-def _criterion(
-    criterion: Json,
-    items: list[Json],
-    record: PatientRecord,
-    options: Options,
-    text: str | None = None,
-) -> CriterionOutcome:
-    exclude = bool(criterion.get("exclude"))
-    text = text or str((criterion.get("valueCodeableConcept") or {}).get("text") or "")
-    coverage = _ext_value(criterion, ch.COVERAGE) or ("complete" if text else "none")
-    cid = str(criterion.get("id") or "")
-    if not items:
+def _criterion(criterion: Criterion, record: PatientRecord, options: Options) -> CriterionOutcome:
+    exclude, text, cid = criterion.exclude, criterion.text, criterion.id
+    coverage = criterion.coverage
+    if not criterion.items:
         return CriterionOutcome(cid, text, exclude, "unknown", [], "not computable: needs review")
-    group_url = ch.CONJUNCTION_GROUP if exclude else ch.ALTERNATIVE_GROUP
     units: dict[str, list[Finding]] = {}
-    unit_members: dict[str, list[Json]] = {}
-    for number, item in enumerate(items):
-        key = str(_ext_value(item, group_url) or f"#{number}")
+    unit_members: dict[str, list[Item]] = {}
+    for number, item in enumerate(criterion.items):
+        group = item.conjunction_group if exclude else item.alternative_group
+        key = group or f"#{number}"
         units.setdefault(key, []).append(_part(item, exclude, record, options))
         unit_members.setdefault(key, []).append(item)
     # Inclusion: all units (each an "or" group); exclusion: any unit (each an "and" group).
@@ -939,7 +879,7 @@ def _criterion(
     # A unit whose items each capture a whole clause (one alternative of an exclusion, one
     # requirement of an inclusion) decides alone, in the direction that excludes.
     for unit_items, unit_finding in zip(unit_members.values(), combined, strict=True):
-        if not all(_ext_value(item, ch.ITEM_COVERAGE) == "complete" for item in unit_items):
+        if not all(item.whole_clause for item in unit_items):
             continue
         if unit_finding.holds is exclude:
             result = "met" if exclude else "not-met"
@@ -957,17 +897,15 @@ def _criterion(
     return CriterionOutcome(cid, text, exclude, "unknown", evidence, reason)
 
 
-def _structured_text(c: Json) -> str:
-    if c.get("id") == "age":
-        value_range = c.get("valueRange") or {}
-        low, high = value_range.get("low") or {}, value_range.get("high") or {}
+def _structured_text(item: Item) -> str:
+    if item.kind == "age":
         parts = []
-        if low:
-            parts.append(f"at least {low.get('value')} {low.get('unit')}")
-        if high:
-            parts.append(f"at most {high.get('value')} {high.get('unit')}")
+        if item.low is not None:
+            parts.append(f"at least {_fmt(item.low.value)} {item.low.written or item.low.unit}")
+        if item.high is not None:
+            parts.append(f"at most {_fmt(item.high.value)} {item.high.written or item.high.unit}")
         return "Age " + " and ".join(parts) + " (structured limit)"
-    sex = (c.get("valueCodeableConcept") or {}).get("text") or ""
+    sex = item.value.text if item.value and item.value.text else ""
     return f"Sex: {sex} (structured limit)"
 
 
@@ -986,21 +924,16 @@ def match(record: PatientRecord, study: Study, options: Options) -> MatchResult:
                 f"Patient.deceased[x]: died{when}",
             )
         )
-    by_criterion: dict[str, list[Json]] = {}
+    criteria = {criterion.id: criterion for criterion in codec.decode(study.characteristics)}
     for c in study.characteristics:
-        source = _ext_value(c, ch.SOURCE_CRITERION)
-        if source:
-            by_criterion.setdefault(str(source), []).append(c)
-    for c in study.characteristics:
-        if c.get("id") in ("age", "sex"):
-            outcomes.append(
-                _criterion({**c, "exclude": False}, [c], record, options, _structured_text(c))
-            )
-        elif _ext_value(c, ch.SOURCE_CRITERION) is None and any(
-            x.get("code") in ("inclusion-criterion", "exclusion-criterion")
-            for x in _codings(c.get("code"))
-        ):
-            outcomes.append(_criterion(c, by_criterion.get(str(c.get("id")), []), record, options))
+        cid = str(c.get("id") or "")
+        if cid in ("age", "sex"):
+            item = codec.decode_item({**c, "exclude": False})
+            if item is not None:
+                limit = Criterion(cid, _structured_text(item), False, "complete", (item,))
+                outcomes.append(_criterion(limit, record, options))
+        elif cid in criteria:
+            outcomes.append(_criterion(criteria[cid], record, options))
     if any(
         (o.result == "not-met" and not o.exclude) or (o.result == "met" and o.exclude)
         for o in outcomes

@@ -11,11 +11,11 @@ the record gives no date) and a short human `label`, so a verdict can cite its e
   LOINC equivalence group (`mappings/loinc-groups.csv`: 2160-0, 14682-9 and 38483-4 are all
   "creatinine-serum"); `quantity` is the value with its UCUM unit and `value_in(ucum)` converts
   it (pint; mass ↔ molar via the analyte's molar mass; HbA1c % ↔ mmol/mol). `usable` is False
-  for statuses other than final / amended / corrected / preliminary.
+  for statuses other than final / amended / corrected (a preliminary result never decides).
 - `ConditionFact`: `mesh` = MeSH descriptors (7-character form) the SNOMED CT / ICD-10 codes map
-  to, with ancestors. `counts` is False for refuted / entered-in-error conditions: they must
-  never be used. `active` is the clinical status (active / recurrence / relapse) with no
-  abatement on or before the as-of date.
+  to, with ancestors; `mesh_direct` = the most specific of them. `counts` is False for refuted /
+  entered-in-error conditions: they must never be used. `active` is the clinical status
+  (active / recurrence / relapse) with no abatement on or before the as-of date.
 - `MedicationFact`: a MedicationStatement or MedicationRequest with its ingredients (RxNorm code
   and name), ATC classes, period, `current` on the as-of date (see `_current` for the rule:
   stopped/completed/ended courses and requests older than their supply are not current), route,
@@ -25,15 +25,19 @@ the record gives no date) and a short human `label`, so a verdict can cite its e
   look-ups: `observations_of(group)`, `conditions_with_mesh(id)`, `conditions_with_code(...)`,
   `medications_with(ingredient=…, atc_class=…)`, `procedures_with_code(...)`, `allergies_to(...)`.
 
-`facts_of(record, as_of)` builds a `PatientFacts` from a `PatientRecord`.
+`facts_of(record, as_of)` builds a `PatientFacts` from a `PatientRecord`. A resource with a
+malformed element (a list where FHIR has one value, text where it has a number) gives no fact and
+is listed in `PatientFacts.problems`; the rest of the record still counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, TypeVar
 
 from fhirconv.eligibility import vocab
 from fhirconv.eligibility.units import convert, ucum_for_written_unit
@@ -59,7 +63,7 @@ Json = dict[str, Any]
 Code = tuple[str, str]  # (system, code)
 
 UCUM = "http://unitsofmeasure.org"
-_USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
+_USABLE_OBSERVATION = frozenset({"final", "amended", "corrected"})
 _IGNORED_STATUS = frozenset({"entered-in-error", "not-done", "cancelled"})
 _ACTIVE_CONDITION = frozenset({"active", "recurrence", "relapse"})
 # A MedicationRequest with no end date and no supply duration is taken as current for this long
@@ -121,7 +125,8 @@ class ConditionFact:
     label: str
     when: DateRange | None  # onset, else the date it was recorded
     codes: frozenset[Code]
-    mesh: frozenset[str]
+    mesh: frozenset[str]  # every descriptor the condition is, ancestors included
+    mesh_direct: frozenset[str]  # the most specific of them (what the codes name)
     text: str
     clinical_status: str | None
     verification_status: str | None
@@ -215,6 +220,9 @@ class PatientFacts:
     procedures: tuple[ProcedureFact, ...]
     allergies: tuple[AllergyFact, ...]
     immunizations: tuple[ImmunizationFact, ...]
+    # Resources that could not be read (a malformed element), each "Type/id: why"; they give no
+    # fact, and the rest of the record still counts.
+    problems: tuple[str, ...] = ()
 
     def observations_of(self, group: str) -> tuple[ObservationFact, ...]:
         """Usable results of a LOINC group, newest first (undated last)."""
@@ -266,12 +274,21 @@ def _newest_first(fact: ObservationFact) -> tuple[bool, int]:
 # --- reading -------------------------------------------------------------------------------------
 
 
+def _items(value: object) -> list[Any]:
+    """A repeating element as a list; anything else (a malformed scalar) as no items."""
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: object) -> Json:
+    return value if isinstance(value, dict) else {}
+
+
 def _codes(concept: object) -> frozenset[Code]:
     if not isinstance(concept, dict):
         return frozenset()
     return frozenset(
         (str(c.get("system") or ""), str(c["code"]).strip())
-        for c in concept.get("coding", []) or []
+        for c in _items(concept.get("coding"))
         if isinstance(c, dict) and c.get("code")
     )
 
@@ -281,7 +298,7 @@ def _text(concept: object) -> str:
         return ""
     if concept.get("text"):
         return str(concept["text"])
-    for coding in concept.get("coding", []) or []:
+    for coding in _items(concept.get("coding")):
         if isinstance(coding, dict) and coding.get("display"):
             return str(coding["display"])
     return ""
@@ -348,7 +365,7 @@ def _observation(
     if text is None and part.get("valueCodeableConcept"):
         text = _text(part.get("valueCodeableConcept")) or None
     low = high = None
-    for reference_range in part.get("referenceRange", []) or []:
+    for reference_range in _items(part.get("referenceRange")):
         if isinstance(reference_range, dict):
             low = low or _quantity(reference_range.get("low"))
             high = high or _quantity(reference_range.get("high"))
@@ -387,7 +404,7 @@ def _observations(resource: Json) -> list[ObservationFact]:
     # `issued` (when the result was released) stands in for a missing clinically relevant time.
     when = _when(resource, "effective") or parse_date(resource.get("issued"))
     found: list[ObservationFact] = []
-    components = [c for c in resource.get("component", []) or [] if isinstance(c, dict)]
+    components = [c for c in _items(resource.get("component")) if isinstance(c, dict)]
     has_value = any(key.startswith("value") for key in resource)
     if has_value or not components:
         found.append(_observation(resource, resource, None, when))
@@ -399,8 +416,10 @@ def _observations(resource: Json) -> list[ObservationFact]:
 def _condition(resource: Json, as_of: date) -> ConditionFact:
     codes = _codes(resource.get("code"))
     mesh: set[str] = set()
+    direct: set[str] = set()
     for system, code in codes:
         mesh |= concepts.condition_mesh(system, code)
+        direct |= concepts.condition_mesh_direct(system, code)
     clinical = _status(resource.get("clinicalStatus"))
     verification = _status(resource.get("verificationStatus"))
     onset = _when(resource, "onset")
@@ -424,12 +443,13 @@ def _condition(resource: Json, as_of: date) -> ConditionFact:
         when=onset or recorded,
         codes=codes,
         mesh=frozenset(mesh),
+        mesh_direct=frozenset(
+            direct - {a for m in direct for a in concepts.mesh_ancestors(m) if a != m}
+        ),
         text=text,
         clinical_status=clinical,
         verification_status=verification,
-        category=frozenset(
-            code for c in resource.get("category", []) or [] for _, code in _codes(c)
-        ),
+        category=frozenset(code for c in _items(resource.get("category")) for _, code in _codes(c)),
         onset=onset,
         abatement=abatement,
         recorded=recorded,
@@ -447,12 +467,12 @@ def _medication_concept(resource: Json, record: PatientRecord) -> Json:
         reference = resource.get("medicationReference")
         display = reference.get("display") if isinstance(reference, dict) else None
         return {"text": display} if display else {}
-    merged: Json = dict(medication.get("code") or {})
-    codings = list(merged.get("coding", []) or [])
+    merged: Json = dict(_mapping(medication.get("code")))
+    codings = list(_items(merged.get("coding")))
     texts = [str(merged.get("text") or "")]
-    for ingredient in medication.get("ingredient", []) or []:
-        item = ingredient.get("itemCodeableConcept") or {}
-        codings += item.get("coding", []) or []
+    for ingredient in _items(medication.get("ingredient")):
+        item = _mapping(_mapping(ingredient).get("itemCodeableConcept"))
+        codings += _items(item.get("coding"))
         texts.append(str(item.get("text") or ""))
     merged["coding"] = codings
     merged["text"] = " / ".join(t for t in texts if t)
@@ -491,7 +511,7 @@ def _current(
         return True
     if start is None:
         return False  # an undated order says nothing about today
-    dispense = resource.get("dispenseRequest") or {}
+    dispense = _mapping(resource.get("dispenseRequest"))
     supply = _days(dispense.get("expectedSupplyDuration"))
     if supply is not None:
         repeats = dispense.get("numberOfRepeatsAllowed")
@@ -501,30 +521,89 @@ def _current(
     return start.latest + timedelta(days=round(supply)) >= as_of
 
 
+@cache
+def _medication_patterns() -> tuple[tuple[vocab.Medication, re.Pattern[str]], ...]:
+    found = []
+    for medication in concepts.patient_medications():
+        pattern = vocab.phrase_regex(medication.synonyms)
+        if pattern is not None:
+            found.append((medication, pattern))
+    return tuple(found)
+
+
+def _ingredients(concept: Json) -> list[vocab.Medication]:
+    """Every table ingredient the concept names: by RxNorm ingredient code, then by name in its
+    text and displays (a combination product names several)."""
+    found: list[vocab.Medication] = []
+    first = identify(concept)
+    if first is not None:
+        found.append(first)
+    listed = _items(concept.get("coding"))
+    for coding in listed:
+        if isinstance(coding, dict) and coding.get("system") == vocab.RXNORM:
+            found += [
+                m
+                for m in concepts.patient_medications()
+                if m.rxnorm and m.rxnorm == str(coding.get("code")) and m not in found
+            ]
+    words = " ".join(
+        [str(concept.get("text") or "")]
+        + [
+            str(c.get("display") or "")
+            for c in _items(concept.get("coding"))
+            if isinstance(c, dict)
+        ]
+    )
+    for medication, pattern in _medication_patterns():
+        if medication not in found and pattern.search(words):
+            found.append(medication)
+    return found
+
+
+# ATC classifies by route: an ingredient with route-specific codes keeps those of the record's
+# route (timolol eye drops are S01ED01, not the beta-blocker C07AA06; an inhaled corticosteroid is
+# R03BA, not a systemic one). Words are looked for in the route and the product text.
+_ROUTE_FAMILIES = (
+    (re.compile(r"ophthalm|\beye\b|intraocular|conjunctival", re.I), ("S01",)),
+    (re.compile(r"inhal|actuat|nebuli[sz]|respiratory", re.I), ("R03",)),
+    (re.compile(r"nasal", re.I), ("R01",)),
+    (re.compile(r"topical|cutaneous|transdermal|cream|ointment|\bgel\b|lotion", re.I), ("D",)),
+)
+_LOCAL_FAMILIES = ("S01", "R03", "R01", "D")
+
+
+def _route_classes(classes: set[str], words: str) -> set[str]:
+    for pattern, families in _ROUTE_FAMILIES:
+        if pattern.search(words):
+            kept = {c for c in classes if c.startswith(families)}
+            return kept or classes
+    systemic = {c for c in classes if not c.startswith(_LOCAL_FAMILIES)}
+    return systemic or classes
+
+
 def _medication(resource: Json, record: PatientRecord, as_of: date) -> MedicationFact:
     concept = _medication_concept(resource, record)
     codes = _codes(concept)
-    entry = identify(concept)
+    entries = _ingredients(concept)
     kind: Literal["statement", "request"] = (
         "request" if resource.get("resourceType") == "MedicationRequest" else "statement"
     )
     status = str(resource.get("status") or "")
     if kind == "request":
-        validity = (resource.get("dispenseRequest") or {}).get("validityPeriod") or {}
+        validity = _mapping(_mapping(resource.get("dispenseRequest")).get("validityPeriod"))
         start = parse_date(validity.get("start")) or parse_date(resource.get("authoredOn"))
         end = parse_date(validity.get("end"))
     else:
-        period = resource.get("effectivePeriod") or {}
+        period = _mapping(resource.get("effectivePeriod"))
         start = parse_date(period.get("start")) or parse_date(resource.get("effectiveDateTime"))
         end = parse_date(period.get("end"))
     ingredients = {code for system, code in codes if system == vocab.RXNORM}
-    if entry is not None and entry.rxnorm:
-        ingredients.add(entry.rxnorm)
+    ingredients |= {entry.rxnorm for entry in entries if entry.rxnorm}
     text = _text(concept) or "medication"
-    names = (entry.name,) if entry else (text,)
+    names = tuple(entry.name for entry in entries) or (text,)
     dosages = [
         d
-        for d in resource.get("dosage") or resource.get("dosageInstruction") or []
+        for d in _items(resource.get("dosage")) or _items(resource.get("dosageInstruction"))
         if isinstance(d, dict)
     ]
     route_codes: set[Code] = set()
@@ -536,8 +615,11 @@ def _medication(resource: Json, record: PatientRecord, as_of: date) -> Medicatio
         as_needed = as_needed or bool(
             dosage.get("asNeededBoolean") or dosage.get("asNeededCodeableConcept")
         )
-    value, unit, note = daily_dose(resource)
-    reasons = tuple(t for t in (_text(c) for c in resource.get("reasonCode", []) or []) if t)
+    try:
+        value, unit, note = daily_dose(resource)
+    except (TypeError, AttributeError, ValueError, KeyError) as error:
+        value, unit, note = None, None, f"dosage not readable ({type(error).__name__})"
+    reasons = tuple(t for t in (_text(c) for c in _items(resource.get("reasonCode"))) if t)
     current = _current(resource, status, start, end, as_of)
     label = f"{text} ({status or 'no status'}"
     label += f", from {start}" if start else ""
@@ -550,7 +632,9 @@ def _medication(resource: Json, record: PatientRecord, as_of: date) -> Medicatio
         codes=codes,
         ingredients=frozenset(ingredients),
         names=names,
-        classes=frozenset(entry.classes) if entry else frozenset(),
+        classes=frozenset(
+            _route_classes({c for e in entries for c in e.classes}, f"{route_text or ''} {text}")
+        ),
         status=status,
         intent=str(resource["intent"]) if resource.get("intent") else None,
         start=start,
@@ -579,13 +663,13 @@ def _procedure(resource: Json) -> ProcedureFact:
         text=text,
         status=status,
         counts=status not in _IGNORED_STATUS,
-        reason=tuple(t for t in (_text(c) for c in resource.get("reasonCode", []) or []) if t),
+        reason=tuple(t for t in (_text(c) for c in _items(resource.get("reasonCode"))) if t),
     )
 
 
 def _allergy(resource: Json, as_of: date) -> AllergyFact:
     codes = set(_codes(resource.get("code")))
-    for reaction in resource.get("reaction", []) or []:
+    for reaction in _items(resource.get("reaction")):
         if isinstance(reaction, dict):
             codes |= _codes(reaction.get("substance"))
     clinical = _status(resource.get("clinicalStatus"))
@@ -601,7 +685,7 @@ def _allergy(resource: Json, as_of: date) -> AllergyFact:
         text=text,
         clinical_status=clinical,
         verification_status=verification,
-        category=frozenset(str(c) for c in resource.get("category", []) or []),
+        category=frozenset(str(c) for c in _items(resource.get("category"))),
         kind=str(resource["type"]) if resource.get("type") else None,
         criticality=str(resource["criticality"]) if resource.get("criticality") else None,
         counts=counts,
@@ -633,8 +717,23 @@ def _deceased(patient: Json) -> tuple[bool, DateRange | None]:
     return False, None
 
 
-def _flat(groups: Iterable[list[ObservationFact]]) -> tuple[ObservationFact, ...]:
-    return tuple(fact for group in groups for fact in group)
+Fact = TypeVar("Fact")
+
+
+def _read_each(
+    resources: list[Json], read: Callable[[Json], list[Fact]], problems: list[str]
+) -> tuple[Fact, ...]:
+    """Facts of each resource; a resource with a malformed element becomes a problem instead of
+    stopping the patient (FHIR validation would have rejected it; the rest still counts)."""
+    found: list[Fact] = []
+    for resource in resources:
+        try:
+            found += read(resource)
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError) as error:
+            problems.append(
+                f"{_reference(resource)}: not readable ({type(error).__name__}: {error})"
+            )
+    return tuple(found)
 
 
 def facts_of(record: PatientRecord, as_of: date) -> PatientFacts:
@@ -644,21 +743,31 @@ def facts_of(record: PatientRecord, as_of: date) -> PatientFacts:
     if deceased_date is not None and deceased_date.earliest > as_of:
         deceased, deceased_date = False, None  # dies after the evaluation date
     gender = patient.get("gender")
+    problems: list[str] = []
+    resources = [r for r in record.resources if isinstance(r, dict)]
+
+    def of_type(*kinds: str) -> list[Json]:
+        return [r for r in resources if r.get("resourceType") in kinds]
+
     return PatientFacts(
         id=record.id,
         resource=f"Patient/{record.id}",
         as_of=as_of,
-        gender=str(gender) if gender else None,
+        gender=str(gender) if isinstance(gender, str) and gender else None,
         birth_date=parse_date(patient.get("birthDate")),
         deceased=deceased,
         deceased_date=deceased_date,
-        observations=_flat(_observations(r) for r in record.of_type("Observation")),
-        conditions=tuple(_condition(r, as_of) for r in record.of_type("Condition")),
-        medications=tuple(
-            _medication(r, record, as_of)
-            for r in record.of_type("MedicationStatement", "MedicationRequest")
+        observations=_read_each(of_type("Observation"), _observations, problems),
+        conditions=_read_each(of_type("Condition"), lambda r: [_condition(r, as_of)], problems),
+        medications=_read_each(
+            of_type("MedicationStatement", "MedicationRequest"),
+            lambda r: [_medication(r, record, as_of)],
+            problems,
         ),
-        procedures=tuple(_procedure(r) for r in record.of_type("Procedure")),
-        allergies=tuple(_allergy(r, as_of) for r in record.of_type("AllergyIntolerance")),
-        immunizations=tuple(_immunization(r) for r in record.of_type("Immunization")),
+        procedures=_read_each(of_type("Procedure"), lambda r: [_procedure(r)], problems),
+        allergies=_read_each(
+            of_type("AllergyIntolerance"), lambda r: [_allergy(r, as_of)], problems
+        ),
+        immunizations=_read_each(of_type("Immunization"), lambda r: [_immunization(r)], problems),
+        problems=tuple(problems),
     )

@@ -74,14 +74,15 @@ def _concept(resource: Json, record: PatientRecord) -> Json:
 
 
 def identify(concept: Json) -> vocab.Medication | None:
-    for coding in concept.get("coding", []) or []:
+    listed = concept.get("coding")
+    codings = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+    for coding in codings:
         if coding.get("system") == vocab.RXNORM and coding.get("code"):
             found = vocab.medication_by_rxnorm(str(coding["code"]))
             if found:
                 return found
     words = " ".join(
-        [str(concept.get("text") or "")]
-        + [str(c.get("display") or "") for c in concept.get("coding", []) or []]
+        [str(concept.get("text") or "")] + [str(c.get("display") or "") for c in codings]
     )
     for med in vocab.medications():
         regex = vocab.phrase_regex(med.synonyms)

@@ -152,7 +152,8 @@ def read_resources(paths: Iterable[Path]) -> list[tuple[str | None, Json]]:
 
 def _flatten(document: Json) -> Iterator[tuple[str | None, Json]]:
     if document.get("resourceType") == "Bundle":
-        for entry in document.get("entry", []) or []:
+        entries = document.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
             if not isinstance(entry, dict):
                 continue
             resource = entry.get("resource")
@@ -316,7 +317,10 @@ def _group(
         record.resources += extra.get(record.id, [])
         record.by_reference = local
         for resource in record.resources:
-            for contained in resource.get("contained", []) or []:
+            contained_resources = resource.get("contained")
+            if not isinstance(contained_resources, list):
+                continue
+            for contained in contained_resources:
                 if isinstance(contained, dict) and contained.get("id"):
                     record.by_reference[f"#{contained['id']}"] = contained
     return records
