@@ -107,6 +107,8 @@ def match_command(
                         typer.echo("")
                     typer.echo(render_table(result))
                 first = False
+    except BrokenPipeError:
+        raise  # the reader closed stdout (`| head`): the CLI ends quietly
     except (InputError, OSError, UnicodeDecodeError) as error:
         raise usage_error(str(error)) from None
     if summary is not None and summary_file is not None:
