@@ -25,26 +25,26 @@ from fhirconv.model import Trial
 
 Json = dict[str, Any]
 
-# --- extension URLs (the same as fhirconv.eligibility.codec's) ----------------------------------
+# --- extension URLs: defined once, by the codec that writes them ----------------------------
 
-SOURCE_CRITERION = systems.extension("eligibility-source-criterion")
-SOURCE_TEXT = systems.extension("eligibility-source-text")
-TIME_WINDOW = systems.extension("eligibility-time-window")
-DOSE = systems.extension("eligibility-dose")
-ALTERNATIVE_GROUP = systems.extension("eligibility-alternative-group")
-CONJUNCTION_GROUP = systems.extension("eligibility-conjunction-group")
-CONDITIONAL = systems.extension("eligibility-conditional")
-QUALIFIER = systems.extension("eligibility-qualifier")
-HISTORY = systems.extension("eligibility-history")
-COVERAGE = systems.extension("eligibility-coverage")
-ITEM_COVERAGE = systems.extension("eligibility-item-coverage")
-APPLIES_TO_SEX = systems.extension("eligibility-applies-to-sex")
+SOURCE_CRITERION = codec.SOURCE_CRITERION
+SOURCE_TEXT = codec.SOURCE_TEXT
+TIME_WINDOW = codec.TIME_WINDOW
+DOSE = codec.DOSE
+ALTERNATIVE_GROUP = codec.ALTERNATIVE_GROUP
+CONJUNCTION_GROUP = codec.CONJUNCTION_GROUP
+CONDITIONAL = codec.CONDITIONAL
+QUALIFIER = codec.QUALIFIER
+HISTORY = codec.HISTORY
+COVERAGE = codec.COVERAGE
+ITEM_COVERAGE = codec.ITEM_COVERAGE
+APPLIES_TO_SEX = codec.APPLIES_TO_SEX
 
-CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
+CHARACTERISTIC_CODES = codec.CHARACTERISTIC_CODES
 # UCUM annotation for "2.5 × the upper limit of normal": the value is a multiple of the
 # Observation's own referenceRange.high.
 RELATIVE_TO_UPPER_LIMIT = "{xULN}"
-SCORE_CODES = systems.codes("eligibility-score")
+SCORE_CODES = codec.SCORE_CODES
 
 AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
 SEX = {"system": systems.LOINC, "code": "46098-0", "display": "Sex"}
