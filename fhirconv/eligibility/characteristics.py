@@ -106,6 +106,9 @@ class Item:
     # the whole of one requirement of an inclusion: it may decide alone (see _clause_coverage).
     whole_clause: bool = False
     applies_to_sex: str | None = None  # "QTcF > 450 ms (males)": only for this sex
+    # "within 30 days or 5 half-lives, whichever is longer": an event inside the written window is
+    # inside the meant one, one outside it may not be
+    window_is_minimum: bool = False
 
 
 # --- patterns -----------------------------------------------------------------------------------
@@ -482,6 +485,18 @@ def _mentions(
     return items
 
 
+# "…, or 5 half-lives, whichever is longer" after a window: the window written is a lower bound.
+_LONGER_ALTERNATIVE = re.compile(
+    r"[\s,]*(?:or\s+(?:\d+(?:\.\d+)?|five|three|two|ten)\s*[-\s]?\s*(?:half[-\s]?lives|"
+    r"elimination\s+half[-\s]?lives|t\s?1/2)[\s,]*)?"
+    r"(?:whichever\s+is\s+(?:longer|greater|later))[\s,]*",
+    re.IGNORECASE,
+)
+
+
+_OR_WITHIN = re.compile(r"\s*,\s*(?:or|and/or)\s*", re.IGNORECASE)
+
+
 def _attach_windows(text: str, items: list[Item], windows: list[ExtractedItem]) -> None:
     for raw in windows:
         if not isinstance(raw.value, float) or raw.ucum not in _TIME_UNITS or raw.operator is None:
@@ -503,7 +518,14 @@ def _attach_windows(text: str, items: list[Item], windows: list[ExtractedItem]) 
             return not _CLAUSE_BREAK.search(text[min(a, b) : max(a, b)])
 
         before = [
-            i for i in eligible if i.span[1] <= raw.span[0] and same_clause(i.span[1], raw.span[0])
+            i
+            for i in eligible
+            if i.span[1] <= raw.span[0]
+            and (
+                same_clause(i.span[1], raw.span[0])
+                # "current use of X, or within 30 days": the window is X's
+                or _OR_WITHIN.fullmatch(text[i.span[1] : raw.span[0]])
+            )
         ]
         after = [
             i for i in eligible if i.span[0] >= raw.span[1] and same_clause(raw.span[1], i.span[0])
@@ -511,14 +533,23 @@ def _attach_windows(text: str, items: list[Item], windows: list[ExtractedItem]) 
         target = before[-1] if before else (after[0] if after else None)
         if target is None:
             continue
-        relation = _RELATION_AFTER.match(text[raw.span[1] : raw.span[1] + 60])
+        end = raw.span[1]
+        longer = _LONGER_ALTERNATIVE.match(text, end) if raw.operator in ("<=", "<") else None
+        if longer:
+            # "within 30 days or 5 half-lives, whichever is longer": the written window is the
+            # shortest the criterion means, so only an event inside it may decide (see below)
+            end = longer.end()
+            target.window_is_minimum = True
+        relation = _RELATION_AFTER.match(text[end : end + 60])
+        if relation:
+            end += relation.end()  # "prior to screening" belongs to the window: its words too
         target.window = Window(
             raw.operator,
             raw.value,
             raw.ucum,
             " ".join(relation.group("rel").split()) if relation else "before the evaluation date",
             raw.text,
-            raw.span,
+            (raw.span[0], end),
         )
 
 
@@ -532,7 +563,43 @@ def _sentences(text: str) -> list[tuple[int, int]]:
     return bounds
 
 
+_LOCAL_ROUTE = (
+    r"(?:ophthalmic|eye|ocular|topical|cutaneous|dermal|skin|inhaled|inhalational|intranasal|nasal)"
+)
+# "beta-blockers (unless ophthalmic solutions)", "corticosteroids, except inhaled or topical":
+# the ATC class of a systemic drug group already leaves out the local forms (timolol eye drops
+# are S01ED, inhaled budesonide R03BA), so the exception is part of what the class item means.
+_ROUTE_EXCEPTION = re.compile(
+    rf"[^\S\n]*(?:\w+[^\S\n]+){{0,2}}?[(,]?[^\S\n]*(?:unless|except(?:[^\S\n]+for)?|other[^\S\n]+than|"
+    rf"excluding|but[^\S\n]+not|not[^\S\n]+including)[^\S\n]+(?:the[^\S\n]+)?(?:for[^\S\n]+)?"
+    rf"{_LOCAL_ROUTE}(?:[^\S\n]*(?:,|/|or|and)[^\S\n]*{_LOCAL_ROUTE})*"
+    r"(?:[^\S\n]+(?:solutions?|drops|preparations?|formulations?|use|forms?|creams?|ointments?|"
+    r"products?|administration|routes?|steroids|corticosteroids|agents))?[^\S\n]*\)?",
+    re.IGNORECASE,
+)
+_LOCAL_ATC = ("S", "D", "R01", "R03")
+
+
+def _absorb_route_exceptions(text: str, items: list[Item]) -> None:
+    for item in items:
+        codes = (item.code or {}).get("coding", [])
+        classes = [c["code"] for c in codes if c.get("system") == vocab.ATC]
+        if item.kind != "medication" or not classes or any(
+            c.startswith(_LOCAL_ATC) for c in classes
+        ):
+            continue
+        found = _ROUTE_EXCEPTION.match(text, item.span[1])
+        if found:
+            item.extra_spans.append(found.span())
+    absorbed = [span for item in items for span in item.extra_spans]
+    items[:] = [i for i in items if not any(a <= i.span[0] < b for a, b in absorbed)]
+
+
 def _mark_conditional(text: str, items: list[Item]) -> None:
+    absorbed = [span for item in items for span in item.extra_spans]
+    text = "".join(
+        " " if any(a <= n < b for a, b in absorbed) else char for n, char in enumerate(text)
+    )
     if _CRITERION_EXCEPTION.search(text):
         for item in items:
             item.conditional = True
@@ -634,6 +701,8 @@ def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> m
         words = re.findall(r"[A-Za-zµ]+", words_of)
         return [w for w in words if w.lower() not in _FILLER and len(w) > 1]
 
+    if any(i.window_is_minimum for i in items):
+        return "partial"  # the meant window may be longer: a "not met" proves nothing
     leftover = content(rest)
     if not leftover:
         return "complete"
@@ -750,6 +819,8 @@ def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
     if not exclude and (_ALTERNATIVE_LEAD.search(left) or "/" in left):
         return
     for inside in whole:
+        if not exclude and any(i.window_is_minimum for i in inside):
+            continue  # failing the shortest window the requirement means is no proof
         for item in inside:
             item.whole_clause = True
 
@@ -898,6 +969,7 @@ def computable_characteristics(
     items += _mentions(text, concepts, taken)
     items.sort(key=lambda i: i.span)
     _attach_windows(text, items, windows)
+    _absorb_route_exceptions(text, items)
     _mark_conditional(text, items)
     if by_cohort:
         for item in items:

@@ -25,7 +25,7 @@ from fhirconv.eligibility.units import convert, ucum_for_written_unit
 from fhirconv.mapping import systems
 from fhirconv.match import concepts
 from fhirconv.match import medications as meds
-from fhirconv.match.facts import ObservationFact, PatientFacts, facts_of
+from fhirconv.match.facts import MedicationFact, ObservationFact, PatientFacts, facts_of
 from fhirconv.match.records import DateRange, PatientRecord, Study, add_duration, parse_date
 
 Json = dict[str, Any]
@@ -678,56 +678,77 @@ def _medication_filter(item: Item) -> tuple[Callable[[meds.MedicationUse], bool]
     return (lambda u: bool(regex and regex.search(_words(u.concept)))), label, False
 
 
-def _started_before(use: meds.MedicationUse, window: _Window, as_of: date) -> bool | None:
-    if use.start is None:
+def _started_before(began: DateRange | None, window: _Window, as_of: date) -> bool | None:
+    if began is None:
         return None
     start = window.start(as_of)
     if window.operator == ">=":
-        return (
-            True if use.start.latest <= start else (False if use.start.earliest > start else None)
-        )
-    return True if use.start.latest < start else (False if use.start.earliest >= start else None)
+        return True if began.latest <= start else (False if began.earliest > start else None)
+    return True if began.latest < start else (False if began.earliest >= start else None)
+
+
+def _medication_uses(
+    record: PatientRecord, item: Item, options: Options
+) -> tuple[list[MedicationFact], str]:
+    """The patient's medications answering a medication item (entered-in-error ones left out),
+    read through the patient facts: ingredients from the patient medication table, ATC classes
+    by route (timolol eye drops are not a beta-blocker), current-ness by status and period."""
+    facts = _facts(record, options)
+    label = item.concept.text or "medication"
+    for code in item.concept.codes:
+        if code.system == vocab.RXNORM:
+            return list(facts.medications_with(ingredient=code.code)), label
+        if code.system == vocab.ATC:
+            return list(facts.medications_with(atc_class=code.code)), label
+    regex = vocab.phrase_regex([label])
+    named = [
+        m
+        for m in facts.medications
+        if m.counts and regex and regex.search(" ".join((m.text, *m.names)))
+    ]
+    return named, label
 
 
 def _medication(record: PatientRecord, item: Item, options: Options) -> Finding:
-    counts, label, _ = _medication_filter(item)
+    relevant, label = _medication_uses(record, item, options)
     window = _window(item)
-    relevant = [u for u in meds.uses(record, options.as_of) if counts(u) and not u.ignored]
     if not relevant:
         return Finding(None, f"no {label} recorded")
-    ids = [u.id for u in relevant]
+    ids = [_id(m.resource) for m in relevant]
     undecided: list[str] = []
     for use in relevant:
+        name = ", ".join(use.names)
+        uid = _id(use.resource)
         if window is None:
-            if use.active:
-                return Finding(True, f"taking {use.name} ({use.label})", [use.id])
+            if use.current:
+                return Finding(True, f"taking {name} ({use.resource})", [uid])
             continue
         if window.operator in ("<=", "<"):
             start = window.start(options.as_of)
-            if use.active or (
+            if use.current or (
                 use.end is not None
                 and use.end.latest >= start
                 and (use.start is None or use.start.earliest <= options.as_of)
             ):
-                return Finding(True, f"{use.name} ({use.label}) {window.describe()}", [use.id])
-            if use.end is None and not use.active:
-                undecided.append(f"{use.label} ({use.resource.get('status')}) has no end date")
+                return Finding(True, f"{name} ({use.resource}) {window.describe()}", [uid])
+            if use.end is None and not use.current:
+                undecided.append(f"{use.resource} ({use.status}) has no end date")
             continue
-        if not use.active:
+        if not use.current:
             continue
-        started = _started_before(use, window, options.as_of)
+        started = _started_before(use.start, window, options.as_of)
         if started:
             return Finding(
-                True, f"{use.name} ({use.label}) since {use.start} ({window.describe()})", [use.id]
+                True, f"{name} ({use.resource}) since {use.start} ({window.describe()})", [uid]
             )
         if started is None:
-            undecided.append(f"{use.label} has no start date to check {window.describe()}")
+            undecided.append(f"{use.resource} has no start date to check {window.describe()}")
     if undecided:
         return Finding(None, f"{label}: " + "; ".join(undecided), ids)
     return Finding(
         False,
         f"not taking {label} as required ("
-        + ", ".join(f"{u.label} {u.resource.get('status')}" for u in relevant)
+        + ", ".join(f"{u.resource} {u.status}" for u in relevant)
         + ")",
         ids,
     )
@@ -762,7 +783,7 @@ def _dose(record: PatientRecord, item: Item, options: Options) -> Finding:
             )
         )
         if window is not None and window.operator in (">=", ">"):
-            started = _started_before(use, window, options.as_of)
+            started = _started_before(use.start, window, options.as_of)
             if started is None:
                 return Finding(
                     None, f"{use.label} has no start date to check {window.describe()}", ids
