@@ -142,8 +142,9 @@ _CRITERION_EXCEPTION = re.compile(
     r"\b(?:unless|no\s+(?:minimum|maximum)|not\s+required|exempt\w*|waived|does\s+not\s+apply|"
     r"with\s+the\s+exception|may\s+be\s+(?:included|enrolled|eligible)|"
     # "(2 rechecks are allowed)": repeating a measurement is not an exception to the criterion
-    r"(?<!rechecks\s)(?<!retests\s)(?<!repeats\s)(?:are|is)\s+allowed|"
-    r"permitted)\b",
+    r"(?<!rechecks\s)(?<!retests\s)(?<!repeats\s)(?<!recheck\s)(?<!retest\s)(?<!repeat\s)"
+    r"(?:are|is)\s+(?:allowed|permitted)|"
+    r"(?<!rechecks\sare\s)(?<!retests\sare\s)(?<!recheck\sis\s)(?<!retest\sis\s)permitted)\b",
     re.IGNORECASE,
 )
 # … or the sentence the item is in.
@@ -374,7 +375,11 @@ def _shared_units(text: str, extracted: list[ExtractedItem]) -> list[ExtractedIt
             and right.ucum is not None
             and left.name is not None
             and left.name == right.name
-            and _JOINED_BOUNDS.fullmatch(text[left.span[1] : right.span[0]])
+            and (
+                _JOINED_BOUNDS.fullmatch(text[left.span[1] : right.span[0]])
+                # "90 ≤ SBP < 140 mmHg": the name stands between the two bounds
+                or text[left.span[1] : right.span[0]].strip() == left.name
+            )
         ):
             shared[index] = left.model_copy(update={"unit": right.unit, "ucum": right.ucum})
     return shared
@@ -406,7 +411,40 @@ def _threshold_item(text: str, raw: ExtractedItem, previous: ExtractedItem | Non
     name_at = text.rfind(raw.name, 0, raw.span[0]) if raw.name else -1
     if name_at >= 0 and raw.name:
         item.name_span = (name_at, name_at + len(raw.name))
+        _absorb_name_words(text, item, code, name_at)
     return item
+
+
+_POSITION_BEFORE = re.compile(
+    r"\b(?P<position>supine|sitting|seated|standing|recumbent|lying)[^\S\n]+$", re.IGNORECASE
+)
+
+
+def _absorb_name_words(text: str, item: Item, code: str, name_at: int) -> None:
+    """Words before the name that are the name too: the long form of an abbreviation ("alanine
+    aminotransferase (ALT)"), and the body position a vital sign is taken in ("supine systolic
+    blood pressure"), which the item keeps in its concept text so that only readings not
+    taken in another position answer it."""
+    from fhirconv.tables import load_csv
+
+    start = name_at
+    row = next((r for r in load_csv("eligibility-analytes.csv") if r["loinc"] == code), None)
+    score = vocab.score_by_code(code)
+    synonyms = (row["synonyms"].split("|") if row else []) + list(score.synonyms if score else [])
+    regex = vocab.phrase_regex([s for s in synonyms if s])
+    opened = re.search(r"\(\s*$", text[:start])
+    if regex and opened:
+        long_form = None
+        for long_form in regex.finditer(text, max(0, opened.start() - 60), opened.start()):
+            pass
+        if long_form and not text[long_form.end() : opened.start()].strip():
+            item.extra_spans.append((long_form.start(), start))
+            start = long_form.start()
+    position = _POSITION_BEFORE.search(text[max(0, start - 20) : start])
+    if position and item.code is not None:
+        item.extra_spans.append((start - len(position.group()), start))
+        word = position.group("position").lower()
+        item.code = {**item.code, "text": f"{word} {item.code.get('text') or ''}".strip()}
 
 
 def _dose_item(text: str, raw: ExtractedItem) -> Item | None:
@@ -614,11 +652,61 @@ def _mark_conditional(text: str, items: list[Item]) -> None:
 _ONE_OF = vocab.word_regex("one-of")
 
 
+def _drop_restatements(text: str, items: list[Item]) -> None:
+    """ "testosterone < 2.3 ng/mL (< 8 nmol/L)": the bracketed bound restates the one before it in
+    another unit; the first one written is read, the restatement's words are its own."""
+    ordered = sorted(items, key=lambda i: i.span)
+    for left, right in pairwise(ordered):
+        if (
+            left.kind == right.kind == "observation"
+            and left.code == right.code
+            and (left.operator == "between") == (right.operator == "between")
+            and re.fullmatch(r"\s*\(\s*", text[left.span[1] : right.span[0]])
+            and re.match(r"\s*\)", text[right.span[1] :])
+            and left.ucum != right.ucum
+        ):
+            left.extra_spans.append(right.span)
+            items.remove(right)
+
+
+def _and_or_expression(text: str, ordered: list[Item], criterion_id: str) -> bool:
+    """ "A or B and C" (an inclusion whose items are joined by both "or" and "and", nothing else):
+    written as alternatives (split at "or") of conjunctions (runs joined by "and"). The evaluator
+    decides such a criterion only when the other bracketing ("(A or B) and C") agrees."""
+    chosen = [i for i in ordered if i.kind not in ("age", "sex")]
+    if len(chosen) != len(ordered) or len(chosen) < 3:
+        return False
+    connectors: list[str] = []
+    for left, right in pairwise(chosen):
+        between = text[left.span[1] : right.span[0]]
+        if _SENTENCE_BREAK.search(between) or "," in between:
+            return False
+        words = re.sub(r"[()]", " ", between)
+        if re.search(r"\bor\b", words, re.I) and not re.search(r"\band\b", words, re.I):
+            connectors.append("or")
+        elif re.search(r"\band\b", words, re.I) and not re.search(r"\bor\b", words, re.I):
+            connectors.append("and")
+        else:
+            return False
+    if set(connectors) != {"or", "and"}:
+        return False
+    segment = 1
+    for number, item in enumerate(chosen):
+        if number and connectors[number - 1] == "or":
+            segment += 1
+        item.group = f"{criterion_id}-any-1"
+        item.conjunction = f"{criterion_id}-all-{segment}"
+    return True
+
+
 def _group(text: str, items: list[Item], exclude: bool, criterion_id: str) -> None:
     """Inclusion items joined by "or" (and lists of drugs) become alternatives; exclusion items
     joined by a plain "and" must all be present."""
+    _drop_restatements(text, items)
     ordered = sorted(items, key=lambda i: i.span)
     groups = 0
+    if not exclude and _and_or_expression(text, ordered, criterion_id):
+        return
     if not exclude and _ONE_OF.search(text):
         # "at least one of the following: A; B; C": every computable item is one route in
         chosen = [i for i in ordered if i.kind not in ("age", "sex")]
@@ -685,7 +773,17 @@ def _masked(text: str, items: list[Item], extracted: list[ExtractedItem] | None 
     for start, end in spans:
         for index in range(start, min(end, len(chars))):
             chars[index] = " "
-    return _AGAINST_CRITERIA.sub(lambda found: " " * len(found.group()), "".join(chars))
+    blanked = _AGAINST_CRITERIA.sub(lambda found: " " * len(found.group()), "".join(chars))
+    return _REPEAT_ALLOWED.sub(lambda found: " " * len(found.group()), blanked)
+
+
+# "(2 rechecks are allowed)", "one repeat test is permitted": how to measure, not an exception.
+_REPEAT_ALLOWED = re.compile(
+    r"\(?\s*(?:\d+|one|two|three|a|up\s+to\s+\w+)\s+(?:re-?checks?|re-?tests?|repeats?|repeat\s+"
+    r"(?:tests?|measurements?|assessments?)|re-?measurements?)\s+(?:is|are)\s+(?:allowed|permitted)"
+    r"\s*\)?",
+    re.IGNORECASE,
+)
 
 
 def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> model.Coverage:
@@ -956,11 +1054,32 @@ COHORT_HEADING = re.compile(
 )
 
 
+_NOTE = re.compile(r"(?:^|(?<=[.;)\s]))(?:Note|NB|N\.B\.)\s*:", re.IGNORECASE)
+# What in a note would let a patient in now: then the note is part of the criterion.
+_NOTE_ADMITS = re.compile(
+    r"\b(?:allowed|permitted|acceptable|eligible|unless|except\w*|exempt\w*|waived|"
+    r"does\s+not\s+apply|not\s+(?:required|excluded)|"
+    r"(?:may|can|will)\s+(?:still\s+)?(?:be\s+)?(?:enrolled|included|randomi[sz]ed|participate)"
+    r"(?!\s+(?:later|after|once|when)))\b",
+    re.IGNORECASE,
+)
+
+
+def _without_advisory_note(text: str) -> str:
+    """The criterion without a trailing "Note: …" that only says how to confirm it (repeat the
+    ECG, refer to a specialist, re-screen later); a note that admits anyone stays."""
+    note = _NOTE.search(text)
+    if note is None or note.start() == 0 or _NOTE_ADMITS.search(text, note.end()):
+        return text
+    return text[: note.start()]
+
+
 def computable_characteristics(
     text: str, exclude: bool, criterion_id: str, trial: Trial, by_cohort: bool = False
 ) -> CriterionResult:
     """Computable characteristics for one criterion's text and its coverage code. `by_cohort`:
     the criteria section is split by cohort (`COHORT_HEADING`), so no item is decisive alone."""
+    text = _without_advisory_note(text)
     extracted = extract_items(text, exclude=exclude)
     items, windows = _from_extracted(text, extracted)
     concepts = _condition_concepts(trial, trial.eligibility.criteria or text)

@@ -548,6 +548,8 @@ def extract_items(text: str, *, exclude: bool = False, offset: int = 0) -> list[
                 comparison.explicit = True
             if comparison.unit is None and previous["kind"] in ("age", "window"):
                 comparison.unit = previous["unit"]  # type: ignore[assignment]
+        if subject is not None:
+            chained = False  # "… < 140 mmHg and 50 ≤ DBP < 90": a reversed bound names its own
         fields = _classify(
             clean,
             comparison,

@@ -337,15 +337,33 @@ def _criterion_group(item: Item) -> str | None:
     return None
 
 
+# Body positions a vital sign is taken in ("supine systolic blood pressure", "sitSBP").
+_POSITIONS = {
+    "supine": re.compile(r"supine|lying|recumbent", re.I),
+    "sitting": re.compile(r"sitting|seated|\bsit", re.I),
+    "standing": re.compile(r"standing|upright|orthostatic", re.I),
+}
+
+
+def _position(text: str) -> str | None:
+    return next((name for name, regex in _POSITIONS.items() if regex.search(text)), None)
+
+
 def _observation_facts(
     record: PatientRecord, item: Item, options: Options
 ) -> list[ObservationFact]:
     """Usable results answering the characteristic: any code of its LOINC group (panel components
-    included), or for a score without a LOINC code, a result named like it."""
+    included), or for a score without a LOINC code, a result named like it. A criterion naming a
+    body position is not answered by a reading the record says was taken in another one."""
     facts = _facts(record, options)
     group = _criterion_group(item)
     if group:
-        return list(facts.observations_of(group))
+        wanted = _position(item.concept.text or "")
+        return [
+            o
+            for o in facts.observations_of(group)
+            if wanted is None or _position(o.code_text) in (None, wanted)
+        ]
     found: list[ObservationFact] = []
     for code in item.concept.codes:
         found += facts.observations_with_code(code.system, code.code)
@@ -876,6 +894,36 @@ def _combine(findings: list[Finding], any_of: bool) -> Finding:
     return Finding(holds, "; ".join(reasons), list(dict.fromkeys(evidence)))
 
 
+def _combine_unit(findings: list[Finding], items: list[Item]) -> Finding:
+    """An inclusion's alternatives. "A or B and C" (items of one alternative group carrying
+    conjunction groups: the runs joined by "and") is read both ways, "A or (B and C)" and
+    "(A or B) and C", and decides only when the two readings agree."""
+    if not any(item.conjunction_group for item in items):
+        return _combine(findings, any_of=True)
+    runs: dict[str, list[Finding]] = {}
+    for number, (finding, item) in enumerate(zip(findings, items, strict=True)):
+        runs.setdefault(item.conjunction_group or f"#{number}", []).append(finding)
+    tight_and = _combine([_combine(run, any_of=False) for run in runs.values()], any_of=True)
+    # the other bracketing: split where "and" joins two items, "or" inside each part
+    parts: list[list[Finding]] = [[findings[0]]]
+    for previous, (finding, item) in zip(items, zip(findings[1:], items[1:], strict=True)):
+        joined_by_and = bool(item.conjunction_group) and item.conjunction_group == (
+            previous.conjunction_group
+        )
+        if joined_by_and:
+            parts.append([finding])
+        else:
+            parts[-1].append(finding)
+    tight_or = _combine([_combine(part, any_of=True) for part in parts], any_of=False)
+    if tight_and.holds == tight_or.holds:
+        return tight_and
+    return Finding(
+        None,
+        f"{tight_and.reason}: 'A or B and C' read both ways disagrees: needs review",
+        tight_and.evidence,
+    )
+
+
 def _criterion(criterion: Criterion, record: PatientRecord, options: Options) -> CriterionOutcome:
     exclude, text, cid = criterion.exclude, criterion.text, criterion.id
     coverage = criterion.coverage
@@ -889,7 +937,10 @@ def _criterion(criterion: Criterion, record: PatientRecord, options: Options) ->
         units.setdefault(key, []).append(_part(item, exclude, record, options))
         unit_members.setdefault(key, []).append(item)
     # Inclusion: all units (each an "or" group); exclusion: any unit (each an "and" group).
-    combined = [_combine(f, any_of=not exclude) for f in units.values()]
+    combined = [
+        _combine_unit(units[key], unit_members[key]) if not exclude else _combine(units[key], False)
+        for key in units
+    ]
     overall = _combine(combined, any_of=exclude)
     evidence = list(dict.fromkeys(overall.evidence))
     # Only a criterion whose coded items capture its whole meaning decides, in either direction:
