@@ -1,0 +1,209 @@
+"""Failure classes found by reading the missed match-dev patients (issue 9), each with sentences
+written for these tests (not taken from a registry), and adversarial sentences where the same
+words must not decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhirconv.match import match
+from fhirconv.match.evaluate import MatchResult
+from tests.test_match import OPTIONS, UCUM, lab, outcome, patient, record, statement, study_from
+
+Json = dict[str, Any]
+LOINC = "http://loinc.org"
+
+
+def inclusion(text: str) -> str:
+    return f"Inclusion Criteria:\n\n* {text}\n"
+
+
+def exclusion(text: str) -> str:
+    return f"Exclusion Criteria:\n\n* {text}\n"
+
+
+def verdict(criteria: str, *resources: Json, who: Json | None = None) -> MatchResult:
+    return match(record(*resources, who=who), study_from(criteria), OPTIONS)
+
+
+def blood_pressure(oid: str, systolic: float, diastolic: float, text: str) -> Json:
+    def component(code: str, value: float) -> Json:
+        return {
+            "code": {"coding": [{"system": LOINC, "code": code}]},
+            "valueQuantity": {"value": value, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"},
+        }
+
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "85354-9"}], "text": text},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2025-05-25",
+        "component": [component("8480-6", systolic), component("8462-4", diastolic)],
+    }
+
+
+def eye_drops(mid: str) -> Json:
+    drops = statement(mid, "10600", "timolol 0.5% ophthalmic solution", 1, "[drp]", 2)
+    drops["dosage"][0]["route"] = {"text": "ophthalmic"}
+    return drops
+
+
+MAN = patient(gender="male")
+
+
+# --- drug classes ----------------------------------------------------------------------------------
+
+
+def test_a_rapid_acting_insulin_is_mealtime_insulin() -> None:
+    text = exclusion("Currently taking mealtime insulin")
+    aspart = statement("asp", "51428", "insulin aspart", 6, "[iU]", 3)
+    assert verdict(text, aspart).verdict == "ineligible"
+
+
+def test_a_basal_insulin_is_not_mealtime_insulin() -> None:
+    text = exclusion("Currently taking mealtime insulin")
+    glargine = statement("gla", "274783", "insulin glargine", 20, "[iU]")
+    assert verdict(text, glargine).verdict != "ineligible"
+
+
+def test_an_oral_beta_blocker_excludes_despite_an_eye_drop_exception() -> None:
+    text = exclusion("Ongoing beta-blocker therapy (except eye drops)")
+    metoprolol = statement("met", "6918", "metoprolol tartrate 50 MG", 50, "mg", 2)
+    result = verdict(text, metoprolol)
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Ongoing beta-blocker").evidence == ["met"]
+
+
+def test_beta_blocker_eye_drops_are_the_named_exception() -> None:
+    text = exclusion("Ongoing beta-blocker therapy (except eye drops)")
+    assert verdict(text, eye_drops("tim")).verdict != "ineligible"
+
+
+def test_a_route_exception_after_a_single_drug_is_not_absorbed() -> None:
+    # an ingredient has no route in its code: "timolol (except eye drops)" cannot be checked
+    text = exclusion("Timolol (except eye drops) or metformin")
+    oral = statement("tim", "10600", "timolol 10 MG oral tablet", 10)
+    assert verdict(text, oral).verdict != "ineligible"
+
+
+# --- windows ---------------------------------------------------------------------------------------
+
+
+def test_relation_words_belong_to_the_window() -> None:
+    text = exclusion("Use of systemic corticosteroids within 2 months before enrolment")
+    prednisone = statement("pred", "8640", "prednisone 10 MG", 10, start="2025-03-01")
+    prednisone["status"] = "completed"
+    prednisone["effectivePeriod"]["end"] = "2025-05-01"
+    result = verdict(text, prednisone)
+    assert result.verdict == "ineligible"
+
+
+def test_whichever_is_longer_decides_only_inside_the_written_window() -> None:
+    text = exclusion(
+        "Use of an anti-obesity medication, or within 14 days or 5 half-lives, whichever is"
+        " longer, before randomization"
+    )
+    taking = statement("phen", "", "phentermine 37.5 MG oral tablet", 37.5)
+    assert verdict(text, taking).verdict == "ineligible"
+    stopped = statement("phen", "", "phentermine 37.5 MG oral tablet", 37.5, start="2025-01-01")
+    stopped["status"] = "completed"
+    stopped["effectivePeriod"]["end"] = "2025-05-01"  # 31 days: outside 14 days, maybe not 5 t½
+    result = verdict(text, stopped)
+    assert result.verdict != "ineligible"
+    assert outcome(result, "Use of an anti-obesity").result == "unknown"
+
+
+# --- vital signs: position, reversed bounds, differences ------------------------------------------
+
+
+def test_a_position_named_in_the_criterion_is_read_from_that_position_only() -> None:
+    text = exclusion("Seated diastolic blood pressure > 95 mmHg")
+    standing = blood_pressure("bp", 150, 99, "Blood pressure, standing")
+    assert verdict(text, standing).verdict != "ineligible"
+    seated = blood_pressure("bp", 150, 99, "Blood pressure, sitting, after 5 minutes rest")
+    result = verdict(text, seated)
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Seated diastolic").evidence == ["bp"]
+
+
+def test_a_reading_without_a_position_still_answers_a_positioned_criterion() -> None:
+    text = exclusion("Supine systolic blood pressure >= 160 mmHg (one recheck is allowed)")
+    result = verdict(text, blood_pressure("bp", 165, 90, "Blood pressure"))
+    assert result.verdict == "ineligible"
+
+
+def test_two_bounds_around_the_name_are_both_required() -> None:
+    text = inclusion("85 ≤ seated SBP < 150 mmHg")
+    assert verdict(text, blood_pressure("bp", 150, 80, "Sitting BP")).verdict == "ineligible"
+    assert verdict(text, blood_pressure("bp", 149, 80, "Sitting BP")).verdict != "ineligible"
+
+
+def test_a_difference_between_readings_is_not_the_reading() -> None:
+    text = exclusion("Systolic pressure difference between the two arms is SBP > 15 mmHg")
+    assert verdict(text, blood_pressure("bp", 140, 80, "Blood pressure")).verdict != "ineligible"
+
+
+# --- analyte names, notes, "A or B and C" ---------------------------------------------------------
+
+
+def test_an_abbreviation_after_its_long_name_is_one_name() -> None:
+    text = exclusion("Aspartate aminotransferase (AST) > 3 x ULN")
+    ast = lab("ast", "1920-8", 160, "U/L", "2025-05-20")
+    ast["referenceRange"] = [{"high": {"value": 40, "unit": "U/L", "system": UCUM, "code": "U/L"}}]
+    assert verdict(text, ast).verdict == "ineligible"
+
+
+def test_an_advisory_note_does_not_keep_the_criterion_from_deciding() -> None:
+    text = exclusion(
+        "Corrected QT interval (QTcF) > 480 ms. Note: a value above 480 ms should be confirmed"
+        " by a repeat ECG before the patient is referred to cardiology."
+    )
+    assert verdict(text, lab("qt", "8636-3", 495, "ms", "2025-05-20")).verdict == "ineligible"
+
+
+def test_a_note_that_admits_patients_keeps_the_criterion_open() -> None:
+    text = exclusion("QTcF > 480 ms. Note: patients with a pacemaker are eligible.")
+    assert verdict(text, lab("qt", "8636-3", 495, "ms", "2025-05-20")).verdict != "ineligible"
+
+
+def test_free_testosterone_is_not_total_testosterone() -> None:
+    text = inclusion("Free testosterone < 65 pg/mL")
+    total = lab("tt", "2986-8", 300, "ng/dL", "2025-05-20")
+    result = verdict(text, total, who=MAN)
+    assert outcome(result, "Free testosterone").result == "unknown"
+
+
+A_OR_B_AND_C = inclusion(
+    "Total testosterone below 2.5 ng/mL (below 8.7 nmol/L) or testosterone 2.5-3.5 ng/mL and"
+    " free testosterone below 65 pg/mL"
+)
+
+
+def test_a_or_b_and_c_fails_when_both_readings_fail() -> None:
+    total = lab("tt", "2986-8", 3.0, "ng/mL", "2025-05-20")
+    free = lab("ft", "2991-8", 80, "pg/mL", "2025-05-20")
+    assert verdict(A_OR_B_AND_C, total, free, who=MAN).verdict == "ineligible"
+
+
+def test_a_or_b_and_c_holds_when_the_second_branch_holds() -> None:
+    total = lab("tt", "2986-8", 3.0, "ng/mL", "2025-05-20")
+    free = lab("ft", "2991-8", 50, "pg/mL", "2025-05-20")
+    assert verdict(A_OR_B_AND_C, total, free, who=MAN).verdict != "ineligible"
+
+
+def test_a_or_b_and_c_is_unknown_when_the_two_readings_disagree() -> None:
+    # A holds (2.0 < 2.5) but C fails: "A or (B and C)" is met, "(A or B) and C" is not
+    total = lab("tt", "2986-8", 2.0, "ng/mL", "2025-05-20")
+    free = lab("ft", "2991-8", 80, "pg/mL", "2025-05-20")
+    result = verdict(A_OR_B_AND_C, total, free, who=MAN)
+    assert result.verdict != "ineligible"
+    assert outcome(result, "Total testosterone").result == "unknown"
+
+
+def test_a_unit_restatement_in_brackets_is_not_a_second_requirement() -> None:
+    text = inclusion("Hemoglobin at least 10 g/dL (100 g/L)")
+    result = verdict(text, lab("hb", "718-7", 10.5, "g/dL", "2025-05-20"))
+    assert outcome(result, "Hemoglobin").result == "met"
+
