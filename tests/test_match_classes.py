@@ -53,7 +53,7 @@ def eye_drops(mid: str) -> Json:
 MAN = patient(gender="male")
 
 
-# --- drug classes ----------------------------------------------------------------------------------
+# --- drug classes ---------------------------------------------------------------------------------
 
 
 def test_a_rapid_acting_insulin_is_mealtime_insulin() -> None:
@@ -88,7 +88,7 @@ def test_a_route_exception_after_a_single_drug_is_not_absorbed() -> None:
     assert verdict(text, oral).verdict != "ineligible"
 
 
-# --- windows ---------------------------------------------------------------------------------------
+# --- windows --------------------------------------------------------------------------------------
 
 
 def test_relation_words_belong_to_the_window() -> None:
@@ -206,4 +206,3 @@ def test_a_unit_restatement_in_brackets_is_not_a_second_requirement() -> None:
     text = inclusion("Hemoglobin at least 10 g/dL (100 g/L)")
     result = verdict(text, lab("hb", "718-7", 10.5, "g/dL", "2025-05-20"))
     assert outcome(result, "Hemoglobin").result == "met"
-

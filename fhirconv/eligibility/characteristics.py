@@ -434,9 +434,8 @@ def _absorb_name_words(text: str, item: Item, code: str, name_at: int) -> None:
     regex = vocab.phrase_regex([s for s in synonyms if s])
     opened = re.search(r"\(\s*$", text[:start])
     if regex and opened:
-        long_form = None
-        for long_form in regex.finditer(text, max(0, opened.start() - 60), opened.start()):
-            pass
+        found = list(regex.finditer(text, max(0, opened.start() - 60), opened.start()))
+        long_form = found[-1] if found else None
         if long_form and not text[long_form.end() : opened.start()].strip():
             item.extra_spans.append((long_form.start(), start))
             start = long_form.start()
@@ -622,8 +621,10 @@ def _absorb_route_exceptions(text: str, items: list[Item]) -> None:
     for item in items:
         codes = (item.code or {}).get("coding", [])
         classes = [c["code"] for c in codes if c.get("system") == vocab.ATC]
-        if item.kind != "medication" or not classes or any(
-            c.startswith(_LOCAL_ATC) for c in classes
+        if (
+            item.kind != "medication"
+            or not classes
+            or any(c.startswith(_LOCAL_ATC) for c in classes)
         ):
             continue
         found = _ROUTE_EXCEPTION.match(text, item.span[1])

@@ -906,7 +906,7 @@ def _combine_unit(findings: list[Finding], items: list[Item]) -> Finding:
     tight_and = _combine([_combine(run, any_of=False) for run in runs.values()], any_of=True)
     # the other bracketing: split where "and" joins two items, "or" inside each part
     parts: list[list[Finding]] = [[findings[0]]]
-    for previous, (finding, item) in zip(items, zip(findings[1:], items[1:], strict=True)):
+    for previous, finding, item in zip(items, findings[1:], items[1:], strict=False):
         joined_by_and = bool(item.conjunction_group) and item.conjunction_group == (
             previous.conjunction_group
         )
