@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from fhirconv.eligibility import codec, model, vocab
 from fhirconv.eligibility.extract import ExtractedItem, extract_items
+from fhirconv.eligibility.units import convert
 from fhirconv.mapping import systems
 from fhirconv.model import Trial
 
@@ -120,7 +121,7 @@ _NEGATION_BEFORE = re.compile(
 )
 _NEGATIVE_AFTER = re.compile(r"^[\s-]*(?:negative|free|naive|naïve)\b", re.IGNORECASE)
 _HISTORY_BEFORE = re.compile(
-    r"\b(?:history|prior|previous|previously|past|ever)\b[^.;:]{0,40}$", re.IGNORECASE
+    r"\b(?:history|prior|previous|previously|past|ever|lifetime)\b[^.;:]{0,40}$", re.IGNORECASE
 )
 _QUALIFIER_BEFORE = re.compile(
     r"\b(?P<q>severe|moderate(?:\s+(?:to|or)\s+severe)?|uncontrolled|poorly\s+controlled|"
@@ -155,9 +156,9 @@ _SENTENCE_EXCEPTION = re.compile(
 )
 _RELATION_AFTER = re.compile(
     r"^\s*(?:\w+\s+){0,2}?(?P<rel>(?:prior\s+to|before|preceding|of|after|following|from)\s+"
-    r"(?:the\s+)?(?:first\s+|initial\s+|study\s+)?(?:screening|enrol(?:l)?ment|randomi[sz]ation|"
-    r"inclusion|study\s+entry|entry|baseline|consent|signing|day\s+1|visit\s+1|first\s+dose|"
-    r"dosing|treatment|study\s+(?:drug|treatment|start)))",
+    r"(?:the\s+)?(?:first\s+|initial\s+|study\s+|informed\s+)?(?:screening|enrol(?:l)?ment|"
+    r"randomi[sz]ation|inclusion|study\s+entry|entry|baseline|consent|signing|day\s+1|visit\s+1|"
+    r"first\s+dose|dosing|treatment|study\s+(?:drug|treatment|start))(?:\s+(?:date|visit))?)",
     re.IGNORECASE,
 )
 _AGAINST_CRITERIA = re.compile(
@@ -283,6 +284,12 @@ def _medication_code(med: vocab.Medication) -> Json:
     return {"coding": [coding] if med.rxnorm else [], "text": med.name}
 
 
+def _procedure_code(procedure: vocab.Procedure) -> Json:
+    codings = [{"system": systems.SNOMED, "code": code} for code in procedure.snomed]
+    codings += [{"system": codec.CPT, "code": code} for code in procedure.cpt]
+    return {"coding": codings, "text": procedure.name}
+
+
 def _class_code(drug_class: vocab.DrugClass) -> Json:
     return {
         "coding": [{"system": vocab.ATC, "code": drug_class.atc, "display": drug_class.name}],
@@ -402,6 +409,8 @@ def _threshold_item(text: str, raw: ExtractedItem, previous: ExtractedItem | Non
     if raw.unit == "x ULN":
         # a multiple of the result's own reference-range upper limit: UCUM annotation {xULN}
         ucum = RELATIVE_TO_UPPER_LIMIT
+    if code is not None and ucum is not None and raw.unit is not None:
+        ucum = _truncated_unit(code, raw.unit, ucum)
     if code is None or (raw.unit is not None and ucum is None):
         return None  # no code, or a unit UCUM cannot express: stays text
     item = Item(
@@ -444,6 +453,22 @@ def _absorb_name_words(text: str, item: Item, code: str, name_at: int) -> None:
         item.extra_spans.append((start - len(position.group()), start))
         word = position.group("position").lower()
         item.code = {**item.code, "text": f"{word} {item.code.get('text') or ''}".strip()}
+
+
+def _truncated_unit(code: str, written: str, ucum: str) -> str:
+    """ "glucose < 126 mg/d": a rate per day can never be a concentration; a written unit that is
+    the analyte's own unit without its final "L" is read as that unit."""
+    from fhirconv.tables import load_csv
+
+    row = next((r for r in load_csv("eligibility-analytes.csv") if r["loinc"] == code), None)
+    canonical = row["ucum"] if row else ""
+    if (
+        canonical
+        and convert(1.0, ucum, canonical, code) is None
+        and f"{written.strip().lower()}l" == canonical.lower()
+    ):
+        return canonical
+    return ucum
 
 
 def _dose_item(text: str, raw: ExtractedItem) -> Item | None:
@@ -497,6 +522,10 @@ def _mentions(
         regex = vocab.phrase_regex(drug_class.synonyms)
         for match in regex.finditer(text) if regex else ():
             found.append((match.span(), "medication", _class_code(drug_class)))
+    for procedure in vocab.procedures():
+        regex = vocab.phrase_regex(procedure.synonyms)
+        for match in regex.finditer(text) if regex else ():
+            found.append((match.span(), "procedure", _procedure_code(procedure)))
     # Longest first, then no overlaps ("lupus nephritis" over "SLE" inside a longer name).
     found.sort(key=lambda f: (-(f[0][1] - f[0][0]), f[0][0]))
     used = list(taken)
@@ -519,7 +548,17 @@ def _mentions(
         if kind == "condition" and _HISTORY_BEFORE.search(clause):
             item.history = True
         items.append(item)
+    _spread_history(text, items)
     return items
+
+
+def _spread_history(text: str, items: list[Item]) -> None:
+    """ "history of A, B or C": the history cue before a list of diseases is every one's."""
+    diseases = sorted((i for i in items if i.kind == "condition"), key=lambda i: i.span)
+    for left, right in pairwise(diseases):
+        between = text[left.span[1] : right.span[0]]
+        if left.history and not _SENTENCE_BREAK.search(between) and len(between) <= 60:
+            right.history = True
 
 
 # "…, or 5 half-lives, whichever is longer" after a window: the window written is a lower bound.
@@ -534,6 +573,40 @@ _LONGER_ALTERNATIVE = re.compile(
 _OR_WITHIN = re.compile(r"\s*,\s*(?:or|and/or)\s*", re.IGNORECASE)
 
 
+# "≤ 92 days postpartum", "within 6 weeks after delivery": a delivery inside that window.
+_POSTPARTUM = re.compile(
+    r"(?P<op>≤|<=|<|within|less\s+than|no\s+more\s+than|up\s+to|at\s+most)\s*(?P<n>\d+(?:\.\d+)?)"
+    r"\s*(?P<unit>days?|weeks?|months?)\s+(?:postpartum|post-partum|after\s+(?:delivery|childbirth|"
+    r"giving\s+birth))\b",
+    re.IGNORECASE,
+)
+_POSTPARTUM_UNITS = {"day": "d", "week": "wk", "month": "mo"}
+
+
+def _postpartum(text: str, taken: list[tuple[int, int]]) -> list[Item]:
+    delivery = next((p for p in vocab.procedures() if p.name == "delivery"), None)
+    found: list[Item] = []
+    for match in _POSTPARTUM.finditer(text) if delivery else ():
+        if delivery is None or _overlaps(match.span(), taken):
+            continue
+        strict = match.group("op") in ("<", "less than") or match.group("op").lower().startswith(
+            "less"
+        )
+        unit = _POSTPARTUM_UNITS[match.group("unit").lower().rstrip("s")]
+        item = Item("procedure", match.span(), match.group(), _negated(text, match.span()))
+        item.code = _procedure_code(delivery)
+        item.window = Window(
+            "<" if strict else "<=",
+            float(match.group("n")),
+            unit,
+            "before the evaluation date",
+            match.group(),
+            match.span(),
+        )
+        found.append(item)
+    return found
+
+
 def _attach_windows(text: str, items: list[Item], windows: list[ExtractedItem]) -> None:
     for raw in windows:
         if not isinstance(raw.value, float) or raw.ucum not in _TIME_UNITS or raw.operator is None:
@@ -546,7 +619,7 @@ def _attach_windows(text: str, items: list[Item], windows: list[ExtractedItem]) 
             for i in items
             if i.window is None
             and (
-                i.kind in ("condition", "medication", "dose")
+                i.kind in ("condition", "medication", "dose", "procedure")
                 or (within and i.kind in ("observation", "pregnancy", "lactation"))
             )
         ]
@@ -792,7 +865,7 @@ def _coverage(text: str, items: list[Item], extracted: list[ExtractedItem]) -> m
     if not items:
         return "none"
     rest = _masked(text, items, extracted)
-    events = [i for i in items if i.kind in ("condition", "medication", "dose")]
+    events = [i for i in items if i.kind in ("condition", "medication", "dose", "procedure")]
     if any(i.window for i in events) and not all(i.window for i in events):
         return "partial"  # "MI or stroke within 6 months": the window may be meant for both
 
@@ -900,7 +973,7 @@ def _clause_coverage(text: str, items: list[Item], exclude: bool) -> None:
             )
             continue
         if (lead_in or _EXAMPLES.search(text)) and any(
-            i.kind in ("condition", "medication") for i in inside
+            i.kind in ("condition", "medication", "procedure") for i in inside
         ):
             continue  # a disease or drug named as an example of something wider
         if not _content_words(rest[start:end]):
@@ -942,7 +1015,7 @@ def _name_then_definition(
     """ "renal failure (eGFR < 30 mL/min)", "Poor kidney function: creatinine > 2 mg/dL": a short
     name (at most four words) written before the items that define it and nothing after them.
     Returns the span of the name within the clause."""
-    if any(i.kind in ("condition", "medication") for i in items):
+    if any(i.kind in ("condition", "medication", "procedure") for i in items):
         return None  # "active medical problems (HIV, cancer, …)": examples, not a definition
     first = min(i.span[0] for i in items) - offset
     last = max(max(i.span[1], i.window.span[1] if i.window else 0) for i in items) - offset
@@ -980,7 +1053,16 @@ def _concept(concept: Json) -> model.Concept:
 def _kind(item: Item) -> model.ItemKind:
     if item.kind == "observation":
         return "observation"
-    if item.kind in ("age", "sex", "pregnancy", "lactation", "childbearing", "condition", "dose"):
+    if item.kind in (
+        "age",
+        "sex",
+        "pregnancy",
+        "lactation",
+        "childbearing",
+        "condition",
+        "dose",
+        "procedure",
+    ):
         return cast(model.ItemKind, item.kind)
     return "medication"
 
@@ -1087,6 +1169,7 @@ def computable_characteristics(
     taken = [i.span for i in items] + [i.name_span for i in items if i.name_span]
     taken += [w.span for w in windows]
     items += _mentions(text, concepts, taken)
+    items += _postpartum(text, [i.span for i in items])
     items.sort(key=lambda i: i.span)
     _attach_windows(text, items, windows)
     _absorb_route_exceptions(text, items)

@@ -46,6 +46,7 @@ CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
 SCORE_CODES = systems.codes("eligibility-score")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
+CPT = "http://www.ama-assn.org/go/cpt"
 _CRITERION_CODES = {
     False: ("inclusion-criterion", "Inclusion criterion"),
     True: ("exclusion-criterion", "Exclusion criterion"),
@@ -253,6 +254,8 @@ def item_kind(characteristic: Json) -> ItemKind | None:
         return "dose" if _extension(characteristic, DOSE) else "medication"
     if systems.MESH in used or concept.has(CHARACTERISTIC_CODES, "condition"):
         return "condition"
+    if used & {systems.SNOMED, CPT} and characteristic.get("valueBoolean") is True:
+        return "procedure"
     if ("valueQuantity" in characteristic or "valueRange" in characteristic) and used & {
         systems.LOINC,
         SCORE_CODES,

@@ -344,7 +344,8 @@ def parse_criteria(text: str) -> CriteriaLayout:
     previous_raw_length = 0
     current: _Node | None = None  # node the previous non-blank line went into
 
-    for line_start, raw in _lines(text):
+    lines = _lines(text)
+    for number, (line_start, raw) in enumerate(lines):
         stripped = raw.lstrip(" \t\u00a0")
         content_end = line_start + len(raw.rstrip())
         if not stripped.strip():
@@ -393,6 +394,8 @@ def parse_criteria(text: str) -> CriteriaLayout:
             current = node
         else:
             body = unescape_markdown(stripped.strip())
+            if previous_blank and stack and _is_subheading(body, lines[number + 1 :]):
+                stack.clear()  # "At visit 2" over a list numbered from 1: a new list, not sub-items
             target = _continuation_target(stack, indent, previous_blank)
             if target is not None:
                 del stack[stack.index(target) + 1 :]
@@ -421,6 +424,19 @@ def parse_criteria(text: str) -> CriteriaLayout:
         for node in top_level
     ]
     return CriteriaLayout([c for c in criteria if c.text.strip()], headings)
+
+
+_FIRST_BULLET = re.compile(r"^\s*(?:1[.)]|[aA][.)]|\(1\)|\(a\))\s+\S")
+_SUBHEADING_SHAPE = re.compile(r"^[^.;,]{1,40}:?$")
+
+
+def _is_subheading(body: str, following: list[tuple[int, str]]) -> bool:
+    """A short line without a sentence ("At Visit 2", "Part B:") standing between two lists,
+    the next of which starts again from 1 or a."""
+    if not _SUBHEADING_SHAPE.match(body) or len(body.split()) > 5:
+        return False
+    after = next((line for _, line in following if line.strip()), "")
+    return bool(_FIRST_BULLET.match(after))
 
 
 def _continuation_target(stack: list[_Node], indent: int, after_blank: bool) -> _Node | None:

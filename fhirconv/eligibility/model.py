@@ -15,7 +15,9 @@ Codes are neutral (`Code`: system + code + display). An `Item` is one of:
 - `condition` (MeSH or an uncoded text concept), with `history` ("history of": inactive counts)
   and a time `window` (within / at least);
 - `medication` (RxNorm ingredient or ATC class) with a `window`, and `dose`: its daily dose
-  (`per_day`), optionally counted in `equivalent_to` (prednisone equivalents).
+  (`per_day`), optionally counted in `equivalent_to` (prednisone equivalents);
+- `procedure` (SNOMED CT / CPT codes, `mappings/eligibility-procedures.csv`): done, optionally
+  within a `window` ("≤ 92 days postpartum" is a delivery within 92 days).
 
 Logical structure: inclusion items sharing `alternative_group` are alternatives (any one
 suffices); exclusion items sharing `conjunction_group` exclude only together. `conditional`
@@ -39,6 +41,7 @@ ItemKind = Literal[
     "condition",
     "medication",
     "dose",
+    "procedure",
 ]
 Coverage = Literal["complete", "partial", "none"]
 Comparator = Literal["<", "<=", ">", ">="]

@@ -19,6 +19,7 @@ __all__ = [
     "Condition",
     "DrugClass",
     "Medication",
+    "Procedure",
     "Score",
     "condition_by_mesh",
     "conditions",
@@ -28,6 +29,7 @@ __all__ = [
     "medication_by_rxnorm",
     "medications",
     "phrase_regex",
+    "procedures",
     "score_by_code",
     "scores",
     "word_regex",
@@ -181,3 +183,20 @@ def word_regex(list_name: str) -> re.Pattern[str]:
     """A case-insensitive regex matching any phrase of a word list, not inside a word ("e.g."
     ends in a dot, so word boundaries would miss it)."""
     return re.compile(rf"(?<!\w)(?:{'|'.join(words(list_name))})(?!\w)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Procedure:
+    name: str
+    synonyms: tuple[str, ...]
+    snomed: tuple[str, ...]
+    cpt: tuple[str, ...]
+
+
+@cache
+def procedures() -> tuple[Procedure, ...]:
+    """`mappings/eligibility-procedures.csv`: procedures named in criteria, with their codes."""
+    return tuple(
+        Procedure(row["name"], _split(row["synonyms"]), _split(row["snomed"]), _split(row["cpt"]))
+        for row in load_csv("eligibility-procedures.csv")
+    )

@@ -825,6 +825,57 @@ def _dose(record: PatientRecord, item: Item, options: Options) -> Finding:
     )
 
 
+_DONE = {"completed", "in-progress"}
+
+
+def _procedure(record: PatientRecord, item: Item, options: Options) -> Finding:
+    """A procedure done (Procedure.status completed / in-progress), inside the item's window when
+    it has one. Recorded only outside the window: not met; not recorded: unknown."""
+    name = item.concept.text or "procedure"
+    wanted = {(code.system, code.code) for code in item.concept.codes}
+    found = [
+        p
+        for p in _facts(record, options).procedures
+        if p.counts and p.codes & wanted and (p.when is None or p.when.earliest <= options.as_of)
+    ]
+    if not found:
+        return Finding(None, f"no {name} recorded")
+    done = [p for p in found if p.status in _DONE]
+    ids = [_id(p.resource) for p in found]
+    if not done:
+        statuses = ", ".join(f"{p.resource} {p.status or 'no status'}" for p in found)
+        return Finding(None, f"{name}: {statuses}", ids)
+    window = _window(item)
+    if window is None:
+        first = done[0]
+        return Finding(True, f"{name}: {first.label}", [_id(first.resource)])
+    start = window.start(options.as_of)
+    undecided: list[str] = []
+    for procedure in done:
+        when = procedure.when
+        if when is None:
+            undecided.append(f"{procedure.resource} has no date")
+            continue
+        if window.operator in ("<=", "<"):
+            inside = when.earliest >= start if window.operator == "<=" else when.earliest > start
+            outside = when.latest < start if window.operator == "<=" else when.latest <= start
+        else:
+            inside = when.latest <= start if window.operator == ">=" else when.latest < start
+            outside = when.earliest > start if window.operator == ">=" else when.earliest >= start
+        if inside:
+            return Finding(
+                True,
+                f"{name}: {procedure.label} ({window.describe()})",
+                [_id(procedure.resource)],
+            )
+        if not outside:
+            undecided.append(f"{procedure.resource} on {when} vs {window.describe()}")
+    if undecided:
+        return Finding(None, f"{name}: " + "; ".join(undecided), ids)
+    latest = ", ".join(f"{p.resource} on {p.when}" for p in done)
+    return Finding(False, f"{name} not {window.describe()}: {latest}", ids)
+
+
 _EVALUATORS: dict[str, Callable[[PatientRecord, Item, Options], Finding]] = {
     "age": _age,
     "sex": _sex,
@@ -835,6 +886,7 @@ _EVALUATORS: dict[str, Callable[[PatientRecord, Item, Options], Finding]] = {
     "condition": _condition,
     "medication": _medication,
     "dose": _dose,
+    "procedure": _procedure,
 }
 
 
