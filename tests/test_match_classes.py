@@ -206,3 +206,109 @@ def test_a_unit_restatement_in_brackets_is_not_a_second_requirement() -> None:
     text = inclusion("Hemoglobin at least 10 g/dL (100 g/L)")
     result = verdict(text, lab("hb", "718-7", 10.5, "g/dL", "2025-05-20"))
     assert outcome(result, "Hemoglobin").result == "met"
+
+
+# --- procedures, postpartum, history lists, units, list layout ------------------------------------
+
+
+def procedure(pid: str, system: str, code: str, when: str, status: str = "completed") -> Json:
+    return {
+        "resourceType": "Procedure",
+        "id": pid,
+        "status": status,
+        "code": {"coding": [{"system": system, "code": code}], "text": "procedure"},
+        "subject": {"reference": "Patient/p1"},
+        "performedDateTime": when,
+    }
+
+
+SNOMED = "http://snomed.info/sct"
+CPT = "http://www.ama-assn.org/go/cpt"
+
+
+def test_days_postpartum_is_a_delivery_inside_the_window() -> None:
+    text = inclusion("Women no more than 10 weeks postpartum at baseline")
+    recent = procedure("del", SNOMED, "11466000", "2025-04-20")  # 42 days before 2025-06-01
+    assert verdict(text, recent).verdict != "ineligible"
+    assert outcome(verdict(text, recent), "Women no more").result in ("met", "unknown")
+    old = procedure("del", SNOMED, "177184002", "2025-01-05")  # 147 days
+    assert verdict(text, old).verdict == "ineligible"
+
+
+def test_no_recorded_delivery_is_unknown_not_a_failure() -> None:
+    text = inclusion("Must be within 8 weeks postpartum")
+    result = verdict(text)
+    assert result.verdict != "ineligible"
+    assert outcome(result, "Must be within").result == "unknown"
+
+
+def test_a_recent_epidural_steroid_injection_excludes() -> None:
+    text = exclusion("Lumbar epidural steroid injection within 6 weeks before the screening visit")
+    recent = procedure("esi", CPT, "62323", "2025-05-10")
+    assert verdict(text, recent).verdict == "ineligible"
+    old = procedure("esi", CPT, "62323", "2024-11-10")
+    assert verdict(text, old).verdict != "ineligible"
+
+
+def test_a_cervical_injection_is_not_a_lumbar_one() -> None:
+    text = exclusion("Lumbar epidural steroid injection within 6 weeks before the screening visit")
+    cervical = procedure("esi", CPT, "62321", "2025-05-10")
+    assert verdict(text, cervical).verdict != "ineligible"
+
+
+def test_a_procedure_not_done_never_counts() -> None:
+    text = exclusion("Lumbar epidural steroid injection within 6 weeks before the screening visit")
+    planned = procedure("esi", CPT, "62323", "2025-05-10", status="not-done")
+    assert verdict(text, planned).verdict != "ineligible"
+
+
+def test_a_history_cue_covers_every_disease_of_its_list() -> None:
+    text = exclusion("Past or present schizophrenia, bipolar disorder, or suicidal behaviour")
+    remitted = {
+        "resourceType": "Condition",
+        "id": "bp",
+        "clinicalStatus": {"coding": [{"code": "remission"}]},
+        "code": {"coding": [{"system": SNOMED, "code": "13746004"}], "text": "Bipolar disorder"},
+        "subject": {"reference": "Patient/p1"},
+        "onsetDateTime": "2012-03-01",
+    }
+    result = verdict(text, remitted)
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Past or present").evidence == ["bp"]
+
+
+def test_a_remitted_disease_without_a_history_cue_does_not_exclude() -> None:
+    text = exclusion("Active bipolar disorder")
+    remitted = {
+        "resourceType": "Condition",
+        "id": "bp",
+        "clinicalStatus": {"coding": [{"code": "remission"}]},
+        "code": {"coding": [{"system": SNOMED, "code": "13746004"}], "text": "Bipolar disorder"},
+        "subject": {"reference": "Patient/p1"},
+        "onsetDateTime": "2012-03-01",
+    }
+    assert verdict(text, remitted).verdict != "ineligible"
+
+
+def test_a_concentration_written_per_day_is_read_as_per_decilitre() -> None:
+    text = inclusion("Fasting glucose below 110 mg/d")
+    fasting = lab("fg", "14771-0", 7.0, "mmol/L", "2025-05-20")  # 126 mg/dL
+    assert verdict(text, fasting).verdict == "ineligible"
+
+
+def test_a_daily_dose_keeps_its_unit() -> None:
+    text = exclusion("Prednisone more than 7.5 mg/d")
+    result = verdict(text, statement("pred", "8640", "prednisone 5 MG", 5, per_day=2))
+    assert result.verdict == "ineligible"
+
+
+def test_a_sub_heading_between_two_numbered_lists_starts_a_new_list() -> None:
+    text = (
+        "Inclusion Criteria:\n\nAt the first visit\n\n1. Adults aged 30 or over\n\n"
+        "At the second visit\n\n1. Fasting glucose below 110 mg/dL\n"
+    )
+    result = match(
+        record(lab("fg", "1558-6", 130, "mg/dL", "2025-05-20")), study_from(text), OPTIONS
+    )
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Fasting glucose").result == "not-met"

@@ -123,6 +123,13 @@ _NEGATIVE_AFTER = re.compile(r"^[\s-]*(?:negative|free|naive|naïve)\b", re.IGNO
 _HISTORY_BEFORE = re.compile(
     r"\b(?:history|prior|previous|previously|past|ever|lifetime)\b[^.;:]{0,40}$", re.IGNORECASE
 )
+_HISTORY_CUE = re.compile(
+    r"\b(?:(?:current|present|active)\s+or\s+(?:past|previous|prior|lifetime)|"
+    r"(?:past|previous|prior|lifetime)\s+or\s+(?:current|present|active)|"
+    r"(?:a\s+)?(?:personal\s+)?(?:known\s+)?(?:lifetime\s+)?history\s+of|lifetime|ever\s+had|"
+    r"previously\s+diagnosed\s+with|prior|previous)\b",
+    re.IGNORECASE,
+)
 _QUALIFIER_BEFORE = re.compile(
     r"\b(?P<q>severe|moderate(?:\s+(?:to|or)\s+severe)?|uncontrolled|poorly\s+controlled|"
     r"clinically\s+significant|significant|unstable|symptomatic|decompensated|refractory|"
@@ -547,6 +554,12 @@ def _mentions(
             )  # "prednisone ≥100 …": a dose we could not read
         if kind == "condition" and _HISTORY_BEFORE.search(clause):
             item.history = True
+            clause_start = span[0] - len(clause)
+            # the cue's words are what `history` says: "past or present", "lifetime history of"
+            item.extra_spans += [
+                (clause_start + cue.start(), clause_start + cue.end())
+                for cue in _HISTORY_CUE.finditer(clause)
+            ]
         items.append(item)
     _spread_history(text, items)
     return items
