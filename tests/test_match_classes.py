@@ -312,3 +312,72 @@ def test_a_sub_heading_between_two_numbered_lists_starts_a_new_list() -> None:
     )
     assert result.verdict == "ineligible"
     assert outcome(result, "Fasting glucose").result == "not-met"
+
+
+# --- text limits read against the structured ones --------------------------------------------------
+
+
+def study_with_limits(criteria: str, sex: str | None, low: float | None, high: float | None) -> Any:
+    study = study_from(criteria)
+    structured: list[Json] = []
+    if low is not None or high is not None:
+        value_range: Json = {}
+        if low is not None:
+            value_range["low"] = {"value": low, "unit": "years", "system": UCUM, "code": "a"}
+        if high is not None:
+            value_range["high"] = {"value": high, "unit": "years", "system": UCUM, "code": "a"}
+        structured.append(
+            {
+                "id": "age",
+                "code": {"coding": [{"system": LOINC, "code": "30525-0"}], "text": "Age"},
+                "valueRange": value_range,
+                "exclude": False,
+            }
+        )
+    if sex:
+        structured.append(
+            {
+                "id": "sex",
+                "code": {"coding": [{"system": LOINC, "code": "46098-0"}], "text": "Sex"},
+                "valueCodeableConcept": {
+                    "coding": [
+                        {"system": "http://hl7.org/fhir/administrative-gender", "code": sex}
+                    ],
+                    "text": sex.title(),
+                },
+                "exclude": False,
+            }
+        )
+    assert study.group is not None
+    study.group["characteristic"][:0] = structured
+    return study
+
+
+def test_a_partners_sex_in_a_single_sex_study_does_not_fail_the_patient() -> None:
+    text = inclusion("Female and aged 21 or older")
+    study = study_with_limits(text, "male", 18, None)
+    result = match(record(who=patient(gender="male", birth="1970-01-01")), study, OPTIONS)
+    assert result.verdict != "ineligible"
+    assert outcome(result, "Female and aged").result == "unknown"
+
+
+def test_a_text_sex_that_agrees_with_the_structured_one_still_decides() -> None:
+    text = inclusion("Men aged 30 or over")
+    study = study_with_limits(text, "male", 18, None)
+    woman = match(record(who=patient(gender="female", birth="1970-01-01")), study, OPTIONS)
+    assert woman.verdict == "ineligible"
+
+
+def test_a_text_age_that_disagrees_with_a_structured_bound_on_that_side_is_unknown() -> None:
+    text = inclusion("Aged 18 to 55 years")
+    study = study_with_limits(text, None, 18, 60)
+    result = match(record(who=patient(birth="1967-01-01")), study, OPTIONS)  # 58 on 2025-06-01
+    assert result.verdict != "ineligible"
+    assert outcome(result, "Aged 18 to 55").result == "unknown"
+
+
+def test_a_text_age_bound_where_the_structured_limit_is_silent_decides() -> None:
+    text = inclusion("Aged 18 to 55 years")
+    study = study_with_limits(text, None, 18, None)
+    result = match(record(who=patient(birth="1967-01-01")), study, OPTIONS)
+    assert result.verdict == "ineligible"

@@ -893,7 +893,49 @@ _EVALUATORS: dict[str, Callable[[PatientRecord, Item, Options], Finding]] = {
 # --- criteria and verdict -----------------------------------------------------------------------
 
 
-def _part(item: Item, criterion_exclude: bool, record: PatientRecord, options: Options) -> Finding:
+@dataclass(frozen=True)
+class _Limits:
+    """The study's structured age and sex limits, against which a text item may be read."""
+
+    sex: str | None = None  # the one sex the study admits
+    age: Item | None = None
+    age_met: bool | None = None  # does the patient meet the structured age limit
+
+
+def _contradicts_limits(item: Item, finding: Finding, limits: _Limits) -> str | None:
+    """Why a text age/sex item is not about the patient, or None. A sex the study does not admit
+    ("Female and at least 18" in a male-only study) describes a partner or a caregiver; a text
+    age bound the patient fails while meeting a structured bound given on that same side
+    ("over 18" vs at least 18 years) is a disagreement in the record, for a person to settle."""
+    if item.kind == "sex" and limits.sex:
+        wanted = item.value.codes[0].code if item.value and item.value.codes else None
+        if wanted and wanted != limits.sex:
+            return (
+                f"the study admits {limits.sex} patients only: a {wanted} requirement concerns"
+                " someone else (a partner?)"
+            )
+    if item.kind == "age" and limits.age is not None and limits.age_met and finding.holds is False:
+        structured = limits.age
+        sides_given = (item.low is None or structured.low is not None) and (
+            item.high is None or structured.high is not None
+        )
+        bound = item.quantity
+        if bound is not None and item.comparator in (">", ">="):
+            sides_given = structured.low is not None
+        elif bound is not None and item.comparator in ("<", "<="):
+            sides_given = structured.high is not None
+        if sides_given:
+            return "the text age limit disagrees with the structured one this patient meets"
+    return None
+
+
+def _part(
+    item: Item,
+    criterion_exclude: bool,
+    record: PatientRecord,
+    options: Options,
+    limits: _Limits | None = None,
+) -> Finding:
     """Whether this item makes the criterion's statement true for the patient."""
     evaluate = _EVALUATORS[item.kind]
     scope = item.applies_to_sex
@@ -905,6 +947,9 @@ def _part(item: Item, criterion_exclude: bool, record: PatientRecord, options: O
             # not this patient's rule: it neither excludes nor fails them
             return Finding(not criterion_exclude, f"applies to {scope} patients only")
     finding = evaluate(record, item, options)
+    clash = _contradicts_limits(item, finding, limits) if limits else None
+    if clash:
+        return Finding(None, f"{finding.reason}: {clash}: needs review", finding.evidence)
     required_diagnosis = item.kind == "condition" and not criterion_exclude and not item.exclude
     if required_diagnosis and finding.holds is False:
         # A required diagnosis recorded as resolved, refuted or outside a window is no proof the
@@ -976,7 +1021,9 @@ def _combine_unit(findings: list[Finding], items: list[Item]) -> Finding:
     )
 
 
-def _criterion(criterion: Criterion, record: PatientRecord, options: Options) -> CriterionOutcome:
+def _criterion(
+    criterion: Criterion, record: PatientRecord, options: Options, limits: _Limits | None = None
+) -> CriterionOutcome:
     exclude, text, cid = criterion.exclude, criterion.text, criterion.id
     coverage = criterion.coverage
     if not criterion.items:
@@ -986,7 +1033,7 @@ def _criterion(criterion: Criterion, record: PatientRecord, options: Options) ->
     for number, item in enumerate(criterion.items):
         group = item.conjunction_group if exclude else item.alternative_group
         key = group or f"#{number}"
-        units.setdefault(key, []).append(_part(item, exclude, record, options))
+        units.setdefault(key, []).append(_part(item, exclude, record, options, limits))
         unit_members.setdefault(key, []).append(item)
     # Inclusion: all units (each an "or" group); exclusion: any unit (each an "and" group).
     combined = [
@@ -1049,15 +1096,29 @@ def match(record: PatientRecord, study: Study, options: Options) -> MatchResult:
             )
         )
     criteria = {criterion.id: criterion for criterion in codec.decode(study.characteristics)}
+    structured: dict[str, Item] = {}
     for c in study.characteristics:
         cid = str(c.get("id") or "")
         if cid in ("age", "sex"):
             item = codec.decode_item({**c, "exclude": False})
             if item is not None:
-                limit = Criterion(cid, _structured_text(item), False, "complete", (item,))
-                outcomes.append(_criterion(limit, record, options))
+                structured[cid] = item
+    sex_item = structured.get("sex")
+    age_item = structured.get("age")
+    limits = _Limits(
+        sex=sex_item.value.codes[0].code if sex_item and sex_item.value and sex_item.value.codes
+        else None,
+        age=age_item,
+        age_met=_age(record, age_item, options).holds if age_item else None,
+    )  # fmt: skip
+    for c in study.characteristics:
+        cid = str(c.get("id") or "")
+        if cid in structured:
+            item = structured[cid]
+            limit = Criterion(cid, _structured_text(item), False, "complete", (item,))
+            outcomes.append(_criterion(limit, record, options))
         elif cid in criteria:
-            outcomes.append(_criterion(criteria[cid], record, options))
+            outcomes.append(_criterion(criteria[cid], record, options, limits))
     if any(
         (o.result == "not-met" and not o.exclude) or (o.result == "met" and o.exclude)
         for o in outcomes
