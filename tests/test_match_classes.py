@@ -314,7 +314,7 @@ def test_a_sub_heading_between_two_numbered_lists_starts_a_new_list() -> None:
     assert outcome(result, "Fasting glucose").result == "not-met"
 
 
-# --- text limits read against the structured ones --------------------------------------------------
+# --- text limits read against the structured ones ------------------------------------------------
 
 
 def study_with_limits(criteria: str, sex: str | None, low: float | None, high: float | None) -> Any:
