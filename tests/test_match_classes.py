@@ -381,3 +381,39 @@ def test_a_text_age_bound_where_the_structured_limit_is_silent_decides() -> None
     study = study_with_limits(text, None, 18, None)
     result = match(record(who=patient(birth="1967-01-01")), study, OPTIONS)
     assert result.verdict == "ineligible"
+
+
+# --- "within the normal range" ---------------------------------------------------------------------
+
+
+def lab_with_range(oid: str, loinc: str, value: float, unit: str, low: float, high: float) -> Json:
+    observation = lab(oid, loinc, value, unit, "2025-05-20")
+    observation["referenceRange"] = [
+        {
+            "low": {"value": low, "unit": unit, "system": UCUM, "code": unit},
+            "high": {"value": high, "unit": unit, "system": UCUM, "code": unit},
+        }
+    ]
+    return observation
+
+
+def test_a_result_above_its_normal_range_fails_a_within_normal_requirement() -> None:
+    text = inclusion("Serum potassium within the laboratory normal range")
+    high = lab_with_range("k", "2823-3", 5.9, "mmol/L", 3.5, 5.1)
+    result = verdict(text, high)
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Serum potassium").evidence == ["k"]
+
+
+def test_a_must_be_normal_line_in_the_exclusions_is_a_requirement() -> None:
+    text = exclusion("AST must be within normal limits")
+    normal = lab_with_range("ast", "1920-8", 30, "U/L", 5, 40)
+    assert verdict(text, normal).verdict != "ineligible"
+    high = lab_with_range("ast", "1920-8", 55, "U/L", 5, 40)
+    assert verdict(text, high).verdict == "ineligible"
+
+
+def test_a_normal_range_without_a_reference_range_is_unknown() -> None:
+    text = inclusion("Serum potassium within the laboratory normal range")
+    result = verdict(text, lab("k", "2823-3", 5.9, "mmol/L", "2025-05-20"))
+    assert outcome(result, "Serum potassium").result == "unknown"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import pairwise
 from typing import Any, cast
 
@@ -584,6 +585,60 @@ _LONGER_ALTERNATIVE = re.compile(
 
 
 _OR_WITHIN = re.compile(r"\s*,\s*(?:or|and/or)\s*", re.IGNORECASE)
+
+
+_NORMAL_RANGE = re.compile(
+    r"\b(?:within|in)\s+(?:the\s+)?(?:institutional\s+|laboratory\s+|local\s+)?(?:normal|"
+    r"reference)\s+(?:range|limits?)\b",
+    re.IGNORECASE,
+)
+_BETWEEN_NAME_AND_RANGE = re.compile(
+    r"[\s,]*(?:(?:levels?|values?|results?|concentrations?|counts?|must|should|shall|be|is|are|"
+    r"remains?|to|not)\s+)*",
+    re.IGNORECASE,
+)
+_MUST = re.compile(r"\b(?:must|should|shall)\s+(?:be|remain)\b", re.IGNORECASE)
+
+
+@cache
+def _lab_names() -> tuple[re.Pattern[str], dict[str, str]] | None:
+    from fhirconv.tables import load_csv
+
+    by_name: dict[str, str] = {}
+    for row in load_csv("eligibility-analytes.csv"):
+        if row["category"] == "lab" and row["loinc"]:
+            for synonym in row["synonyms"].split("|"):
+                by_name.setdefault(synonym.lower(), row["loinc"])
+    regex = vocab.phrase_regex(list(by_name))
+    return (regex, by_name) if regex else None
+
+
+def _within_normal_range(text: str, exclude: bool, taken: list[tuple[int, int]]) -> list[Item]:
+    """ "ALT within the normal range": the result at most its reference range's upper limit
+    (`{xULN}` ≤ 1; a result below the lower limit is not caught, so this never wrongly fails
+    anyone). In an exclusion, "X must be within the normal range" is a requirement."""
+    names = _lab_names()
+    found: list[Item] = []
+    for match in _NORMAL_RANGE.finditer(text) if names else ():
+        if names is None or _overlaps(match.span(), taken):
+            continue
+        regex, by_name = names
+        named = [n for n in regex.finditer(text, max(0, match.start() - 60), match.start())]
+        if not named or not _BETWEEN_NAME_AND_RANGE.fullmatch(text, named[-1].end(), match.start()):
+            continue
+        name = named[-1]
+        between = text[name.end() : match.start()]
+        negated = bool(re.search(r"\bnot\b", between, re.I)) != bool(
+            exclude and _MUST.search(between)
+        )
+        item = Item(
+            "observation", match.span(), match.group(), negated, "<=", 1.0, None,
+            RELATIVE_TO_UPPER_LIMIT, "x ULN", _analyte_code(by_name[name.group().lower()], name.group()),
+        )  # fmt: skip
+        item.name_span = name.span()
+        item.extra_spans.append((name.end(), match.start()))
+        found.append(item)
+    return found
 
 
 # "≤ 92 days postpartum", "within 6 weeks after delivery": a delivery inside that window.
@@ -1183,6 +1238,7 @@ def computable_characteristics(
     taken += [w.span for w in windows]
     items += _mentions(text, concepts, taken)
     items += _postpartum(text, [i.span for i in items])
+    items += _within_normal_range(text, exclude, [i.span for i in items])
     items.sort(key=lambda i: i.span)
     _attach_windows(text, items, windows)
     _absorb_route_exceptions(text, items)
