@@ -383,7 +383,7 @@ def test_a_text_age_bound_where_the_structured_limit_is_silent_decides() -> None
     assert result.verdict == "ineligible"
 
 
-# --- "within the normal range" ---------------------------------------------------------------------
+# --- "within the normal range" -------------------------------------------------------------------
 
 
 def lab_with_range(oid: str, loinc: str, value: float, unit: str, low: float, high: float) -> Json:

@@ -631,9 +631,10 @@ def _within_normal_range(text: str, exclude: bool, taken: list[tuple[int, int]])
         negated = bool(re.search(r"\bnot\b", between, re.I)) != bool(
             exclude and _MUST.search(between)
         )
+        code = _analyte_code(by_name[name.group().lower()], name.group())
         item = Item(
             "observation", match.span(), match.group(), negated, "<=", 1.0, None,
-            RELATIVE_TO_UPPER_LIMIT, "x ULN", _analyte_code(by_name[name.group().lower()], name.group()),
+            RELATIVE_TO_UPPER_LIMIT, "x ULN", code,
         )  # fmt: skip
         item.name_span = name.span()
         item.extra_spans.append((name.end(), match.start()))
