@@ -417,3 +417,11 @@ def test_a_normal_range_without_a_reference_range_is_unknown() -> None:
     text = inclusion("Serum potassium within the laboratory normal range")
     result = verdict(text, lab("k", "2823-3", 5.9, "mmol/L", "2025-05-20"))
     assert outcome(result, "Serum potassium").result == "unknown"
+
+
+def test_a_temperature_in_fahrenheit_is_compared_with_a_result_in_celsius() -> None:
+    # offset scales (°F, °C) are converted, not multiplied (this used to raise from pint)
+    text = exclusion("Body temperature > 100.4 °F at screening")
+    result = verdict(text, lab("t", "8310-5", 38.6, "Cel", "2025-05-28"))
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Body temperature").evidence == ["t"]

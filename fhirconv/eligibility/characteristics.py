@@ -472,8 +472,8 @@ def _truncated_unit(code: str, written: str, ucum: str) -> str:
     canonical = row["ucum"] if row else ""
     if (
         canonical
-        and convert(1.0, ucum, canonical, code) is None
         and f"{written.strip().lower()}l" == canonical.lower()
+        and convert(1.0, ucum, canonical, code) is None
     ):
         return canonical
     return ucum

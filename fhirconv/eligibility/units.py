@@ -107,8 +107,14 @@ def _quantity(value: float, ucum: str) -> Any:
     expression = _ucum_to_pint().get(ucum)
     if expression is None:
         return None
-    # registry("1e9/liter") parses numbers too, so one path serves every expression.
-    return value * _registry()(expression)
+    import pint
+
+    registry = _registry()
+    try:
+        # registry("1e9/liter") parses numbers too, so one path serves every expression.
+        return value * registry(expression)
+    except pint.OffsetUnitCalculusError:
+        return registry.Quantity(value, expression)  # °C, °F: an offset scale, no factor
 
 
 def convert(
@@ -138,8 +144,8 @@ def convert(
     import pint
 
     try:
-        return float((source / target).to("dimensionless").magnitude)
-    except pint.DimensionalityError:
+        return float(source.to(target.units).magnitude / target.magnitude)
+    except (pint.DimensionalityError, pint.OffsetUnitCalculusError):
         pass
     molar_mass = analyte_molar_mass(analyte_code) if analyte_code else None
     if molar_mass is None:
@@ -147,7 +153,7 @@ def convert(
     grams_per_mole = _registry().Quantity(molar_mass, "gram/mole")
     for candidate in (source / grams_per_mole, source * grams_per_mole):
         try:
-            return float((candidate / target).to("dimensionless").magnitude)
-        except pint.DimensionalityError:
+            return float(candidate.to(target.units).magnitude / target.magnitude)
+        except (pint.DimensionalityError, pint.OffsetUnitCalculusError):
             continue
     return None
