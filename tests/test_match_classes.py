@@ -7,23 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from fhirconv.match import match
-from fhirconv.match.evaluate import MatchResult
-from tests.test_match import OPTIONS, UCUM, lab, outcome, patient, record, statement, study_from
+from tests.test_match import (
+    OPTIONS,
+    UCUM,
+    condition,
+    lab,
+    outcome,
+    patient,
+    record,
+    statement,
+    study_from,
+)
+from tests.test_verdict_rule import exclusion, inclusion, lab_with_range, verdict
 
 Json = dict[str, Any]
 LOINC = "http://loinc.org"
-
-
-def inclusion(text: str) -> str:
-    return f"Inclusion Criteria:\n\n* {text}\n"
-
-
-def exclusion(text: str) -> str:
-    return f"Exclusion Criteria:\n\n* {text}\n"
-
-
-def verdict(criteria: str, *resources: Json, who: Json | None = None) -> MatchResult:
-    return match(record(*resources, who=who), study_from(criteria), OPTIONS)
 
 
 def blood_pressure(oid: str, systolic: float, diastolic: float, text: str) -> Json:
@@ -264,14 +262,7 @@ def test_a_procedure_not_done_never_counts() -> None:
 
 def test_a_history_cue_covers_every_disease_of_its_list() -> None:
     text = exclusion("Past or present schizophrenia, bipolar disorder, or suicidal behaviour")
-    remitted = {
-        "resourceType": "Condition",
-        "id": "bp",
-        "clinicalStatus": {"coding": [{"code": "remission"}]},
-        "code": {"coding": [{"system": SNOMED, "code": "13746004"}], "text": "Bipolar disorder"},
-        "subject": {"reference": "Patient/p1"},
-        "onsetDateTime": "2012-03-01",
-    }
+    remitted = condition("bp", "13746004", "Bipolar disorder", "2012-03-01", "remission")
     result = verdict(text, remitted)
     assert result.verdict == "ineligible"
     assert outcome(result, "Past or present").evidence == ["bp"]
@@ -279,14 +270,7 @@ def test_a_history_cue_covers_every_disease_of_its_list() -> None:
 
 def test_a_remitted_disease_without_a_history_cue_does_not_exclude() -> None:
     text = exclusion("Active bipolar disorder")
-    remitted = {
-        "resourceType": "Condition",
-        "id": "bp",
-        "clinicalStatus": {"coding": [{"code": "remission"}]},
-        "code": {"coding": [{"system": SNOMED, "code": "13746004"}], "text": "Bipolar disorder"},
-        "subject": {"reference": "Patient/p1"},
-        "onsetDateTime": "2012-03-01",
-    }
+    remitted = condition("bp", "13746004", "Bipolar disorder", "2012-03-01", "remission")
     assert verdict(text, remitted).verdict != "ineligible"
 
 
@@ -384,17 +368,6 @@ def test_a_text_age_bound_where_the_structured_limit_is_silent_decides() -> None
 
 
 # --- "within the normal range" -------------------------------------------------------------------
-
-
-def lab_with_range(oid: str, loinc: str, value: float, unit: str, low: float, high: float) -> Json:
-    observation = lab(oid, loinc, value, unit, "2025-05-20")
-    observation["referenceRange"] = [
-        {
-            "low": {"value": low, "unit": unit, "system": UCUM, "code": unit},
-            "high": {"value": high, "unit": unit, "system": UCUM, "code": unit},
-        }
-    ]
-    return observation
 
 
 def test_a_result_above_its_normal_range_fails_a_within_normal_requirement() -> None:
