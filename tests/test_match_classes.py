@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirconv.match import match
+from fhirconv.mapping import MappingContext
+from fhirconv.mapping.group import to_group
+from fhirconv.match import Study, match
+from fhirconv.model import Eligibility, MeshTerm, SourceRef, Trial
 from tests.test_match import (
     OPTIONS,
     UCUM,
@@ -398,3 +401,65 @@ def test_a_temperature_in_fahrenheit_is_compared_with_a_result_in_celsius() -> N
     result = verdict(text, lab("t", "8310-5", 38.6, "Cel", "2025-05-28"))
     assert result.verdict == "ineligible"
     assert outcome(result, "Body temperature").evidence == ["t"]
+
+
+# --- "other malignancy …, except …" ---------------------------------------------------------------
+
+
+def study_of(criteria: str, meshes: tuple[tuple[str, str], ...], names: tuple[str, ...]) -> Study:
+    trial = Trial(
+        source=SourceRef(file="test", format="ctgov-json"),
+        nct_id="NCT00000002",
+        conditions=names,
+        condition_meshes=tuple(MeshTerm(id=i, term=t) for i, t in meshes),
+        eligibility=Eligibility(criteria=criteria),
+    )
+    return Study("NCT00000002", "", {}, to_group(MappingContext(trial)))
+
+
+def cancer(cid: str, snomed: str, text: str, onset: str, state: str = "resolved") -> Json:
+    return condition(cid, snomed, text, onset, state)
+
+
+OTHER_CANCER = exclusion(
+    "Another malignancy within the past 3 years, except adequately treated basal cell"
+    " carcinoma or carcinoma in situ of the cervix"
+)
+BREAST = study_of(OTHER_CANCER, (("D001943", "Breast Neoplasms"),), ("Breast Cancer",))
+
+
+def test_another_cancer_inside_the_window_excludes_even_when_resolved() -> None:
+    colon = cancer("colon", "363406005", "Malignant neoplasm of colon", "2024-02-01")
+    result = match(record(colon), BREAST, OPTIONS)
+    assert result.verdict == "ineligible"
+    assert outcome(result, "Another malignancy").evidence == ["colon"]
+
+
+def test_a_named_exception_does_not_exclude() -> None:
+    bcc = cancer("bcc", "254701007", "Basal cell carcinoma of skin", "2024-02-01")
+    assert match(record(bcc), BREAST, OPTIONS).verdict != "ineligible"
+
+
+def test_the_studys_own_cancer_is_not_another_one() -> None:
+    breast = cancer("br", "254837009", "Malignant neoplasm of breast", "2025-01-10", "active")
+    assert match(record(breast), BREAST, OPTIONS).verdict != "ineligible"
+
+
+def test_another_cancer_before_the_window_does_not_exclude() -> None:
+    colon = cancer("colon", "363406005", "Malignant neoplasm of colon", "2019-02-01")
+    assert match(record(colon), BREAST, OPTIONS).verdict != "ineligible"
+
+
+def test_other_cancer_in_a_study_whose_own_condition_has_no_code_never_decides() -> None:
+    study = study_of(OTHER_CANCER, (), ("Rare tumour of the kind nobody codes",))
+    colon = cancer("colon", "363406005", "Malignant neoplasm of colon", "2024-02-01")
+    assert match(record(colon), study, OPTIONS).verdict != "ineligible"
+
+
+def test_an_exception_the_model_cannot_code_keeps_the_criterion_open() -> None:
+    text = exclusion(
+        "Another malignancy within the past 3 years, except low-risk localised tumours of any kind"
+    )
+    study = study_of(text, (("D001943", "Breast Neoplasms"),), ("Breast Cancer",))
+    colon = cancer("colon", "363406005", "Malignant neoplasm of colon", "2024-02-01")
+    assert match(record(colon), study, OPTIONS).verdict != "ineligible"

@@ -108,6 +108,7 @@ class Item:
     # the whole of one requirement of an inclusion: it may decide alone (see _clause_coverage).
     whole_clause: bool = False
     applies_to_sex: str | None = None  # "QTcF > 450 ms (males)": only for this sex
+    exceptions: list[Json] = field(default_factory=list)  # conditions that do not count
     # "within 30 days or 5 half-lives, whichever is longer": an event inside the written window is
     # inside the meant one, one outside it may not be
     window_is_minimum: bool = False
@@ -122,7 +123,8 @@ _NEGATION_BEFORE = re.compile(
 )
 _NEGATIVE_AFTER = re.compile(r"^[\s-]*(?:negative|free|naive|naïve)\b", re.IGNORECASE)
 _HISTORY_BEFORE = re.compile(
-    r"\b(?:history|prior|previous|previously|past|ever|lifetime)\b[^.;:]{0,40}$", re.IGNORECASE
+    r"\b(?:history|prior|previous|previously|past|ever|lifetime|suffered)\b[^.;:]{0,40}$",
+    re.IGNORECASE,
 )
 _HISTORY_CUE = re.compile(
     r"\b(?:(?:current|present|active)\s+or\s+(?:past|previous|prior|lifetime)|"
@@ -141,6 +143,7 @@ _QUALIFIER_BEFORE = re.compile(
 _OTHER_BEFORE = re.compile(
     r"\b(?:other|another|except|excluding|not\s+caused\s+by)\s+(?:\w+\s+)?$", re.I
 )
+_PLAIN_OTHER = re.compile(r"(?:other|another)\s+(?:\w+\s+)?", re.IGNORECASE)
 _NUMBER_AFTER = re.compile(r"^[\s:(]*(?:dose\s*)?(?:[<>≤≥=]|\d)")
 _CLAUSE_BREAK = re.compile(r"[.;\n]\s|[;\n]|,\s")
 _SENTENCE_BREAK = re.compile(r"(?<![\d\s])\.(?:\s|$)|[;\n]")
@@ -507,8 +510,37 @@ def _dose_item(text: str, raw: ExtractedItem) -> Item | None:
     return item
 
 
+def _own_conditions(trial: Trial) -> tuple[Json, ...]:
+    """The study's own conditions as coded concepts (its MeSH terms, and the conditions table's
+    row for each condition it names), or none at all when a named condition has no code: "other
+    malignancies" can only leave out what is coded."""
+    own = [
+        {"coding": [{"system": systems.MESH, "code": m.id, "display": m.term}], "text": m.term}
+        for m in trial.condition_meshes
+        if m.id
+    ]
+    for name in trial.conditions:
+        row = next(
+            (
+                r
+                for r in vocab.conditions()
+                if name.lower() in (s.lower() for s in (r.term, *r.synonyms))
+            ),
+            None,
+        )
+        if row is None and not own:
+            return ()
+        if row is not None:
+            coding = {"system": systems.MESH, "code": row.mesh, "display": row.term}
+            own.append({"coding": [coding], "text": name})
+    return tuple(own)
+
+
 def _mentions(
-    text: str, concepts: list[_ConditionConcept], taken: list[tuple[int, int]]
+    text: str,
+    concepts: list[_ConditionConcept],
+    taken: list[tuple[int, int]],
+    own: tuple[Json, ...] = (),
 ) -> list[Item]:
     """Conditions, medications and drug classes named in the text (not inside other items)."""
     items: list[Item] = []
@@ -541,10 +573,16 @@ def _mentions(
         if _overlaps(span, used):
             continue
         before = text[max(0, span[0] - 40) : span[0]]
-        if _OTHER_BEFORE.search(before):
+        other = _OTHER_BEFORE.search(before)
+        plain_other = other and _PLAIN_OTHER.fullmatch(other.group())
+        if other and not (plain_other and kind == "condition" and own):
             continue  # "other autoimmune diseases", "not caused by lupus"
         used.append(span)
         item = Item(kind, span, text[span[0] : span[1]], _negated(text, span), code=code)
+        if other:
+            # "other malignancies": any but the study's own conditions
+            item.exceptions = list(own)
+            item.extra_spans.append((max(0, span[0] - 40) + other.start(), span[0]))
         clause = _clause_before(text, span[0])
         qualifier = _QUALIFIER_BEFORE.search(clause)
         if qualifier:
@@ -774,6 +812,51 @@ def _absorb_route_exceptions(text: str, items: list[Item]) -> None:
             item.extra_spans.append(found.span())
     absorbed = [span for item in items for span in item.extra_spans]
     items[:] = [i for i in items if not any(a <= i.span[0] < b for a, b in absorbed)]
+
+
+# "(except for cured basal cell carcinoma, carcinoma in situ of the cervix)" after a disease.
+_EXCEPTION_LIST = re.compile(
+    r"[\s,]*\(?\s*(?:except(?:\s+for)?|excluding|other\s+than|with\s+the\s+exception\s+of|"
+    r"apart\s+from|but\s+not)\s+(?P<list>[^;()]+?)\s*(?:\)|(?=;)|(?<!\d)\.(?=\s|$)|$)",
+    re.IGNORECASE,
+)
+_LIST_PARTS = re.compile(r",\s*(?:and\s+|or\s+)?|\s+(?:and/or|and|or)\s+", re.IGNORECASE)
+
+
+def _absorb_named_exceptions(text: str, items: list[Item]) -> None:
+    """A list of diseases named as exceptions right after a disease ("other malignancy within 5
+    years, except treated basal cell carcinoma or cervical carcinoma in situ") is what the item
+    leaves out: each part of the list must name a coded disease, else the list stays an
+    exception the model cannot read (the item is then conditional)."""
+    for found in _EXCEPTION_LIST.finditer(text):
+        start, end = found.span("list")
+        before = [
+            i
+            for i in items
+            if i.kind == "condition"
+            and i.span[1] <= found.start()
+            and not _SENTENCE_BREAK.search(text, i.span[1], found.start())
+        ]
+        inside = [i for i in items if start <= i.span[0] < end]
+        if not before or not inside or any(i.kind != "condition" for i in inside):
+            continue
+        parts = [p for p in _LIST_PARTS.split(text[start:end]) if p.strip()]
+        offset, named = start, 0
+        written: list[Json] = []
+        for part in parts:
+            at = text.index(part, offset)
+            offset = at + len(part)
+            in_part = [i for i in inside if at <= i.span[0] < offset and i.code]
+            named += bool(in_part)
+            # the words as written ("cured skin basal cell carcinoma") say what is excepted
+            written += [{**(i.code or {}), "text": " ".join(part.split())} for i in in_part]
+        if named != len(parts):
+            continue
+        target = max(before, key=lambda i: i.span)
+        target.exceptions += written
+        target.extra_spans.append(found.span())
+        for item in inside:
+            items.remove(item)
 
 
 def _mark_conditional(text: str, items: list[Item]) -> None:
@@ -1186,6 +1269,7 @@ def to_model(item: Item, criterion_id: str, number: int, exclude: bool) -> model
         conditional=item.conditional,
         whole_clause=item.whole_clause,
         applies_to_sex=item.applies_to_sex,
+        exceptions=tuple(_concept(e) for e in item.exceptions),
     )
 
 
@@ -1237,12 +1321,13 @@ def computable_characteristics(
     concepts = _condition_concepts(trial, trial.eligibility.criteria or text)
     taken = [i.span for i in items] + [i.name_span for i in items if i.name_span]
     taken += [w.span for w in windows]
-    items += _mentions(text, concepts, taken)
+    items += _mentions(text, concepts, taken, _own_conditions(trial))
     items += _postpartum(text, [i.span for i in items])
     items += _within_normal_range(text, exclude, [i.span for i in items])
     items.sort(key=lambda i: i.span)
     _attach_windows(text, items, windows)
     _absorb_route_exceptions(text, items)
+    _absorb_named_exceptions(text, items)
     _mark_conditional(text, items)
     if by_cohort:
         for item in items:

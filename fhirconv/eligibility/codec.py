@@ -41,6 +41,7 @@ HISTORY = systems.extension("eligibility-history")
 COVERAGE = systems.extension("eligibility-coverage")
 ITEM_COVERAGE = systems.extension("eligibility-item-coverage")
 APPLIES_TO_SEX = systems.extension("eligibility-applies-to-sex")
+EXCEPTION = systems.extension("eligibility-exception")
 
 CHARACTERISTIC_CODES = systems.codes("eligibility-characteristic")
 SCORE_CODES = systems.codes("eligibility-score")
@@ -151,6 +152,8 @@ def encode_item(item: Item) -> Json:
         extensions.append({"url": ITEM_COVERAGE, "valueCode": "complete"})
     if item.applies_to_sex:
         extensions.append({"url": APPLIES_TO_SEX, "valueCode": item.applies_to_sex})
+    for exception in item.exceptions:
+        extensions.append({"url": EXCEPTION, "valueCodeableConcept": _concept(exception)})
     encoded: Json = {"id": item.id}
     if extensions:
         encoded["extension"] = extensions
@@ -298,6 +301,11 @@ def decode_item(characteristic: Json) -> Item | None:
         conditional=bool(_extension_value(characteristic, CONDITIONAL)),
         whole_clause=_extension_value(characteristic, ITEM_COVERAGE) == "complete",
         applies_to_sex=_extension_value(characteristic, APPLIES_TO_SEX),
+        exceptions=tuple(
+            _read_concept(e.get("valueCodeableConcept"))
+            for e in characteristic.get("extension") or []
+            if isinstance(e, dict) and e.get("url") == EXCEPTION
+        ),
     )
 
 

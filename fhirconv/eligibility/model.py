@@ -121,6 +121,9 @@ class Item:
     conditional: bool = False
     whole_clause: bool = False
     applies_to_sex: str | None = None
+    # conditions that do not count: the named exceptions ("except basal cell carcinoma") and, for
+    # "other X", the study's own conditions
+    exceptions: tuple[Concept, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -617,10 +617,87 @@ def _onset(condition: Json) -> DateRange | None:
     )
 
 
+# Words that name no particular disease: sharing only these, a record is not like an exception.
+_GENERIC_DISEASE_WORDS = frozenset(
+    [
+        "cancer",
+        "cancers",
+        "carcinoma",
+        "carcinomas",
+        "neoplasm",
+        "neoplasms",
+        "malignant",
+        "malignancy",
+        "malignancies",
+        "tumor",
+        "tumors",
+        "tumour",
+        "tumours",
+        "disease",
+        "diseases",
+        "disorder",
+        "disorders",
+        "of",
+        "the",
+        "and",
+        "or",
+        "in",
+        "for",
+        "with",
+        "by",
+        "to",
+        "adequately",
+        "treated",
+        "cured",
+        "curatively",
+        "resected",
+        "completely",
+        "history",
+        "other",
+        "any",
+        "primary",
+        "secondary",
+        "prior",
+        "previous",
+        "excised",
+        "removed",
+    ]
+)
+
+
+def _exception_state(record: PatientRecord, condition: Json, item: Item, options: Options) -> str:
+    """Is a recorded condition one of the item's exceptions? "yes", "no", or "unsure" when the
+    record cannot show it is not (no MeSH reading of its codes, or a word of an exception)."""
+    if any(_condition_matches(condition, exception) for exception in item.exceptions):
+        return "yes"
+    reference = f"Condition/{condition.get('id')}"
+    fact = next((f for f in _facts(record, options).conditions if f.resource == reference), None)
+    wanted = {
+        concepts.normal_mesh(code.code)
+        for exception in item.exceptions
+        for code in exception.codes
+        if code.system == systems.MESH
+    }
+    if fact is not None and fact.mesh & wanted:
+        return "yes"
+    if fact is None or not fact.mesh:
+        return "unsure"
+    words = set(re.findall(r"[a-z]+", _words(condition.get("code")).lower()))
+    for exception in item.exceptions:
+        theirs = set(re.findall(r"[a-z]+", (exception.text or "").lower()))
+        theirs |= {
+            w for c in exception.codes for w in re.findall(r"[a-z]+", (c.display or "").lower())
+        }
+        if (words & theirs) - _GENERIC_DISEASE_WORDS:
+            return "unsure"
+    return "no"
+
+
 def _condition(record: PatientRecord, item: Item, options: Options) -> Finding:
     name = item.concept.text or "condition"
-    history = item.history
     window = _window(item)
+    # "malignancy within the past 5 years": a resolved one inside the window counts too
+    history = item.history or (window is not None and window.operator in ("<=", "<"))
     matches = [
         x
         for x in record.of_type("Condition")
@@ -636,6 +713,14 @@ def _condition(record: PatientRecord, item: Item, options: Options) -> Finding:
         if state == "refuted":
             negatives.append(f"{cid} refuted")
             continue
+        if item.exceptions:
+            excepted = _exception_state(record, condition, item, options)
+            if excepted == "yes":
+                negatives.append(f"{cid} is a named exception")
+                continue
+            if excepted == "unsure":
+                undecided.append(f"{cid}: the record cannot show it is not a named exception")
+                continue
         if state == "past" and not history:
             negatives.append(f"{cid} {_status_code(condition.get('clinicalStatus')) or 'abated'}")
             continue
