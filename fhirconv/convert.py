@@ -100,6 +100,7 @@ def convert_inputs(
     *,
     fetcher: Fetcher | None = None,
     manifest: Manifest | None = None,
+    studies: Callable[[int], None] | None = None,
 ) -> Iterator[ConvertedStudy | RecordError]:
     """Convert files, directories, ZIP archives, `-`, and — given a `fetcher` — NCT ids that are
     not paths, unit by unit (`fhirconv.sources.inputs`) in constant memory.
@@ -107,12 +108,14 @@ def convert_inputs(
     One study is written once: when an NCT id occurs in several records of the run, the most
     recently updated one is converted (`fhirconv.duplicates`), the others skipped, and the kept
     study's warnings name every record. Given the output's incremental `manifest`, a unit it
-    knows unchanged is skipped unread (`Manifest.skip`), and a unit with a failure is noted."""
+    knows unchanged is skipped unread (`Manifest.skip`), and a unit with a failure is noted.
+    `studies(n)`, when given, is told how many distinct studies the local inputs hold before
+    the first is converted (a progress bar's total)."""
     names = list(names)
     stdin = _StdinOnce()
     local = [name for name in names if not _is_fetched(name, fetcher)]
     known = manifest.known if manifest is not None else None
-    duplicates = find_duplicates(_numbered(local, fmt, stdin), fmt, known)
+    duplicates = find_duplicates(_numbered(local, fmt, stdin), fmt, known, studies)
     doubled = {decision.kept[0] for decision in duplicates.values()}
     number = -1
     for name in names:

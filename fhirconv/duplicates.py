@@ -48,10 +48,15 @@ def unit_keys(unit: Unit, fmt: str | None, known: Known | None) -> list[tuple[st
 
 
 def find_duplicates(
-    units: Iterable[tuple[int, Unit]], fmt: str | None, known: Known | None = None
+    units: Iterable[tuple[int, Unit]],
+    fmt: str | None,
+    known: Known | None = None,
+    studies: Callable[[int], None] | None = None,
 ) -> dict[str, Duplicate]:
-    """NCT id → which of its records to keep, for the ids that occur more than once."""
+    """NCT id → which of its records to keep, for the ids that occur more than once;
+    `studies(n)` is told how many studies the inputs hold (a progress bar's total)."""
     first: dict[str, _Seen] = {}
+    count = 0
     repeated: dict[str, list[_Seen]] = {}
     for number, unit in units:
         occurrences: dict[str, int] = {}
@@ -59,11 +64,14 @@ def find_duplicates(
         for nct_id, date in unit_keys(unit, fmt, known):
             occurrence = occurrences.get(nct_id, 0)
             occurrences[nct_id] = occurrence + 1
+            count += 1
             seen = (sys.intern(date), number, occurrence, label)
             if nct_id not in first:
                 first[nct_id] = seen
             else:
                 repeated.setdefault(nct_id, [first[nct_id]]).append(seen)
+    if studies is not None:
+        studies(count - sum(len(records) - 1 for records in repeated.values()))
     return {nct_id: _decide(nct_id, records) for nct_id, records in repeated.items()}
 
 

@@ -2,7 +2,8 @@
 
 `BundleWriter`: one transaction Bundle per study — to stdout (one per line, or indented), to one
 file (a single study), or to a directory of `NCTxxxxxxxx.json` (several). `NdjsonWriter`: the
-bulk-data layout, one `<Type>.ndjson` per resource type with each shared resource written once.
+bulk-data layout, one `<Type>.ndjson` per resource type with each shared resource written once,
+and a Bulk Data `manifest.json` listing them.
 
 Every file is written atomically (`fhirconv.atomic`): a write that fails (read-only directory,
 disk full) raises `OutputError` naming the path and the reason and leaves no partial file; the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +83,43 @@ class BundleWriter:
         self.held = None
 
 
+BULK_MANIFEST_NAME = "manifest.json"
+
+
+def bulk_manifest(
+    files: dict[str, tuple[str, int]], transaction_time: datetime, request: str
+) -> Json:
+    """A Bulk Data export-style manifest (FHIR Bulk Data Access IG, "Response - Complete
+    Status") for resource type → (file name, resource count). `url`s are the file names,
+    relative to the manifest: the files are local until something serves them (`push` does,
+    for `$import`)."""
+    return {
+        "transactionTime": transaction_time.isoformat(timespec="seconds"),
+        "request": request,
+        "requiresAccessToken": False,
+        "output": [
+            {"type": kind, "url": name, "count": count}
+            for kind, (name, count) in sorted(files.items())
+        ],
+        "error": [],
+    }
+
+
 class NdjsonWriter:
     """Resources as NDJSON: to stdout in arrival order, or to `<Type>.ndjson` files in a
-    directory; a resource several studies share is written once (remembered by id only)."""
+    directory, with a Bulk Data `manifest.json`; a resource several studies share is written
+    once (remembered by id only). `request` is what the manifest names as the request that
+    made the files (the command line)."""
 
-    def __init__(self, output: str | None, *, echo: Echo) -> None:
+    def __init__(
+        self, output: str | None, *, echo: Echo, request: str = "fhirconv convert"
+    ) -> None:
         self.directory = None if output in (None, "-") else Path(str(output))
         self.echo = echo
+        self.request = request
         self.seen: set[tuple[str, str]] = set()
         self.files: dict[str, AtomicFile] = {}
+        self.counts: dict[str, int] = {}
         self.written: list[Path] = []
         if self.directory is not None:
             make_directory(self.directory)
@@ -107,14 +137,26 @@ class NdjsonWriter:
             kind = resource["resourceType"]
             if kind not in self.files:
                 self.files[kind] = AtomicFile(self.directory / f"{kind}.ndjson")
+                self.counts[kind] = 0
             self.files[kind].write(line + "\n")
+            self.counts[kind] += 1
 
     def close(self) -> None:
-        """Put every `<Type>.ndjson` in place; a failure removes the ones not yet in place."""
+        """Put every `<Type>.ndjson` in place, then the manifest naming them; a failure
+        removes the ones not yet in place."""
         try:
             for handle in self.files.values():
                 handle.commit()
                 self.written.append(handle.target)
+            if self.directory is not None and self.files:
+                listed = {
+                    kind: (handle.target.name, self.counts[kind])
+                    for kind, handle in self.files.items()
+                }
+                manifest = bulk_manifest(listed, datetime.now(UTC), self.request)
+                target = self.directory / BULK_MANIFEST_NAME
+                write_text_atomically(target, json.dumps(manifest, indent=2) + "\n")
+                self.written.append(target)
         finally:
             self.abort()
 

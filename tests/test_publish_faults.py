@@ -739,7 +739,7 @@ def test_bad_files_fail_alone(tmp_path: Path) -> None:
     summary = push_bundles([tmp_path], client_for(script))
     by_study = {s.study: s for s in summary.studies}
     assert set(by_study) == {nct(1), nct(2), nct(3), nct(4), nct(5)}
-    assert "not valid JSON" in (by_study[nct(2)].error or "")
+    assert "invalid JSON at line 1" in (by_study[nct(2)].error or "")
     assert "collection" in (by_study[nct(3)].error or "")
     assert [s.ok for s in summary.studies] == [True, False, False, True, True]
     assert len(script.requests) == 3

@@ -50,6 +50,7 @@ from fhirconv.publish.bundles import BundleSource, LoadedBundle
 from fhirconv.publish.client import FhirClient
 from fhirconv.publish.push import Breaker, StopRule, not_sent_result, push_watched
 from fhirconv.publish.report import StudyResult, retry_line
+from fhirconv.write import BULK_MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,17 @@ def is_resource_ndjson(path: Path) -> bool:
             and first["resourceType"] != "Bundle")
 
 
+def is_bulk_manifest(path: Path) -> bool:
+    """A Bulk Data manifest (``convert --format ndjson`` writes ``manifest.json``)."""
+    if path.name != BULK_MANIFEST_NAME:
+        return False
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and isinstance(manifest.get("output"), list)
+
+
 def resource_files(sources: Iterable[Path]) -> list[Path] | None:
     """The resource NDJSON files named by ``sources`` when *all* of them are that (a directory
     stands for its ``*.ndjson`` files); ``None`` when they hold Bundles (``push_bundles``).
@@ -117,7 +129,8 @@ def resource_files(sources: Iterable[Path]) -> list[Path] | None:
             candidates = sorted(p for p in path.iterdir()
                                 if p.is_file() and p.suffix.lower() == ".ndjson")
             bundles = sorted(p for p in path.iterdir()
-                             if p.is_file() and p.suffix.lower() in (".json", ".jsonl"))
+                             if p.is_file() and p.suffix.lower() in (".json", ".jsonl")
+                             and not is_bulk_manifest(p))
         else:
             candidates, bundles = [path], []
         for candidate in candidates:
