@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -465,7 +466,7 @@ def test_cli_fetch_ids_to_a_directory_then_convert_it(replay: Replay, tmp_path: 
 
     converted = runner.invoke(app, ["convert", str(studies), "-o", str(tmp_path / "bundles"), "-q"])
     assert converted.exit_code == 0, converted.stderr
-    assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "bundles").glob("*.json")) == [
         "NCT00184067.json", "NCT02513394.json"]
 
 
@@ -552,7 +553,8 @@ def test_convert_reports_a_missing_nct_id_and_converts_the_rest(
                                  "NCT00205894", "-o", str(tmp_path), "-q"])
     assert result.exit_code == 1
     assert "no such study NCT99999999" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["NCT00184067.json", "NCT00205894.json"]
+    written = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert written == ["NCT00184067.json", "NCT00205894.json"]
 
 
 def test_convert_prefers_an_existing_path_named_like_an_id(
@@ -574,24 +576,22 @@ def test_study_fetcher_opens_no_connection_until_used(replay: Replay) -> None:
         assert _nct(json.loads(fetcher("NCT00184067"))) == "NCT00184067"
 
 
-def test_progress_bar_draws_in_place_and_only_when_enabled() -> None:
-    import io
+def test_progress_bar_is_off_under_quiet_and_off_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fhirconv.cli.progress import progress_bar
 
-    from fhirconv.cli.fetch import _ProgressBar
-
-    screen = io.StringIO()
-    bar = _ProgressBar(enabled=True, stream=screen, width=10)
-    bar.update(2, 8)
-    bar.update(8, 8)
-    bar.update(9, None)
-    bar.finish()
-    assert screen.getvalue() == (
-        "\rfetching [##--------] 2/8\rfetching [##########] 8/8\rfetching … 9\n")
-    silent = io.StringIO()
-    off = _ProgressBar(enabled=False, stream=silent)
-    off.update(1, 2)
-    off.finish()
-    assert silent.getvalue() == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress_bar("fetching", quiet=True) as quiet_bar:
+        quiet_bar.update(1, 2)
+        quiet_bar.echo("a line")
+    assert not quiet_bar.enabled
+    assert "a line" in capsys.readouterr().err
+    with progress_bar("fetching", quiet=False) as bar:
+        assert bar.enabled
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    with progress_bar("fetching", quiet=False) as piped:
+        assert not piped.enabled
 
 
 def _full_disk(monkeypatch: pytest.MonkeyPatch, successes: int) -> None:
