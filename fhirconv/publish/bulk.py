@@ -24,9 +24,9 @@ How it loads:
 * **stop rules and faults** as for bundles (``push.StopRule``): a dead server, a 401/403 or a
   TLS failure stops the load; the rest is reported not sent and the journal keeps what landed.
 
-HAPI's bulk ``$import`` would let the server fetch the files itself; ``import_operation``
-reports whether a server's CapabilityStatement offers it. fhirconv does not drive it yet (the
-files must be served from a URL the server can reach), so the load always uses transactions.
+HAPI's bulk ``$import`` lets the server fetch the files itself; ``import_operation`` reports
+whether a server's CapabilityStatement offers it, and ``importer.import_ndjson`` drives it
+(``fhirconv push`` uses it when offered, these transactions otherwise).
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from fhirconv.errors import InputError, PublishError
+from fhirconv.errors import ExitCode, InputError, PublishError
 from fhirconv.publish.bundles import BundleSource, LoadedBundle
 from fhirconv.publish.client import FhirClient
 from fhirconv.publish.push import Breaker, StopRule, not_sent_result, push_watched
-from fhirconv.publish.report import StudyResult, retry_line
+from fhirconv.publish.report import StudyResult, push_exit_code, retry_line
 from fhirconv.write import BULK_MANIFEST_NAME
 
 log = logging.getLogger(__name__)
@@ -409,10 +409,10 @@ class BulkSummary:
         return [b for b in self.batches if b.status == status]
 
     @property
-    def exit_code(self) -> int:
-        """0 when every resource is on the server (sent now or before), else 1."""
-        bad = self._of("failed") or self._of("not-sent") or self.bad_lines
-        return 1 if bad else 0
+    def exit_code(self) -> ExitCode:
+        """OK when every resource is on the server (sent now or before); else as
+        ``report.push_exit_code`` (bad lines: BAD_NDJSON)."""
+        return push_exit_code(self.batches, bad_lines=bool(self.bad_lines))
 
     def total(self, kind: str) -> int:
         return sum(len(getattr(b, kind)) for b in self.batches)
@@ -481,6 +481,14 @@ def _group_files(files: Iterable[Path]) -> dict[str, list[Path]]:
         kind = first.get("resourceType") if isinstance(first, dict) else None
         grouped.setdefault(str(kind or path.stem), []).append(path)
     return grouped
+
+
+def ordered_files(files: Iterable[Path]) -> list[tuple[str, Path]]:
+    """(resource type, file) in dependency order: the order a bulk ``$import`` lists them."""
+    grouped = _group_files(files)
+    graph, _ = referenced_types(grouped)
+    return [(kind, path) for layer in load_layers(graph) for kind in layer
+            for path in grouped[kind]]
 
 
 def push_ndjson(

@@ -202,6 +202,7 @@ def push_one(
         base.error = f"outcome unknown: {exc}"
     except RetriesExhausted as exc:
         base.status, base.attempts, base.error = "failed", exc.attempts, str(exc)
+        base.gave_up = True
         if attempts.connection_failed:
             base.fault = "connection"
         if exc.status_code is not None and parse_operation_outcome(exc.body):
