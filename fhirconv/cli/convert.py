@@ -191,7 +191,7 @@ def _run(
             writer = None
         elif output_format == "ndjson":
             writer = NdjsonWriter(
-                output, echo=_echo, request=shlex.join(["fhirconv", *sys.argv[1:]])
+                output, echo=_echo, request=shlex.join(["fhirconv", "convert", *inputs])
             )
         else:
             writer = BundleWriter(output, pretty=pretty, several=several, echo=_echo)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from fhirconv.errors import RecordError
+from fhirconv.manifest import MANIFEST_NAME
 
 RECORD_SUFFIXES = frozenset({".json", ".ndjson", ".jsonl", ".xml", ".txt"})
 NDJSON_SUFFIXES = frozenset({".ndjson", ".jsonl"})
@@ -54,7 +55,8 @@ Unit = InputUnit | RecordError
 
 def _walk(path: Path) -> Iterator[Path]:
     """Files under `path`, depth first, each directory's entries sorted by name (a directory
-    sorts as `name/`, so the order is that of the sorted full paths)."""
+    sorts as `name/`, so the order is that of the sorted full paths); hidden entries and
+    directories holding a fhirconv output manifest are left out."""
     try:
         with os.scandir(path) as scan:
             entries = sorted(
@@ -62,7 +64,11 @@ def _walk(path: Path) -> Iterator[Path]:
             )
     except OSError:
         return
+    if any(name == MANIFEST_NAME for name, _ in entries):
+        return  # fhirconv's own output (perhaps written inside the input tree during this run)
     for name, entry_path in entries:
+        if name.startswith("."):
+            continue  # hidden: temporary files being written, version-control folders
         if name.endswith("/"):
             yield from _walk(Path(entry_path))
         else:
