@@ -27,14 +27,16 @@ first use, so `import fhirconv` stays cheap). A whole `convert` run, as the CLI 
                                   writer, manifest=manifest)
     print(summary.lines(), summary.refresh)
 
-    read      convert_inputs (files, directories, ZIP, NDJSON, `-`, NCT ids), convert_trial,
+    read      convert_inputs (files, directories, ZIP, NDJSON, `-`, NCT ids) → ConvertedStudy
+              or RecordError, convert_trial,
               read_path, read_text, FORMATS, StudyFetcher, CtgovClient (ClinicalTrials.gov API)
     write     BundleWriter, NdjsonWriter (+ Bulk Data manifest.json), write_converted,
               ConvertSummary, Manifest (incremental refresh), RefreshCounts, validate_bundle
     publish   FhirClient, push_bundles (files), push_stream (bundles as made), push_ndjson
               (batched transactions, journal), import_ndjson ($import), PushSummary,
               BulkSummary, StopRule
-    match     load_studies, iter_patients, match, Options
+    match     load_studies, iter_patients, match_patient (`match.evaluate.match`: the name
+              `fhirconv.match` is the subpackage), Options
     errors    ExitCode, FhirconvError, RecordError, InputError, OutputError, PublishError
 """
 
@@ -69,7 +71,7 @@ _EXPORTS: dict[str, str] = {
     "import_ndjson": "fhirconv.publish.importer",
     "iter_patients": "fhirconv.match.records",
     "load_studies": "fhirconv.match.records",
-    "match": "fhirconv.match.evaluate",
+    "match_patient": "fhirconv.match.evaluate:match",
     "push_bundles": "fhirconv.publish.push",
     "push_ndjson": "fhirconv.publish.bulk",
     "push_stream": "fhirconv.publish.push",
@@ -105,7 +107,7 @@ __all__ = [
     "import_ndjson",
     "iter_patients",
     "load_studies",
-    "match",
+    "match_patient",
     "push_bundles",
     "push_ndjson",
     "push_stream",
@@ -127,7 +129,8 @@ if TYPE_CHECKING:
     )
     from fhirconv.fetch import CtgovClient, StudyFetcher
     from fhirconv.manifest import Manifest, RefreshCounts
-    from fhirconv.match.evaluate import Options, match
+    from fhirconv.match.evaluate import Options
+    from fhirconv.match.evaluate import match as match_patient
     from fhirconv.match.records import iter_patients, load_studies
     from fhirconv.pipeline import ConvertSummary, write_converted
     from fhirconv.publish.bulk import BulkSummary, push_ndjson
@@ -142,9 +145,10 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     """Load a public name's module on first use (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
+    where = _EXPORTS.get(name)
+    if where is None:
         raise AttributeError(f"module 'fhirconv' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    module, _, attribute = where.partition(":")
+    value = getattr(import_module(module), attribute or name)
     globals()[name] = value
     return value

@@ -85,6 +85,7 @@ class Manifest:
         self.directory = directory
         self.path = directory / MANIFEST_NAME
         self.counts = RefreshCounts()
+        self._restored: set[str] = set()
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path)
@@ -113,7 +114,10 @@ class Manifest:
         rows = self._db.execute(
             "SELECT nct_id, updated, output FROM studies WHERE digest = ?", (digest,)
         ).fetchall()
-        if not rows or not all((self.directory / output).is_file() for _, _, output in rows):
+        if not rows:
+            return None
+        if not all((self.directory / output).is_file() for _, _, output in rows):
+            self._restored.add(digest)  # written again: counted as changed, pushed again
             return None
         return [(str(nct_id), str(updated)) for nct_id, updated, _ in rows]
 
@@ -137,7 +141,7 @@ class Manifest:
         if row is None:
             self.counts.new.append(nct_id)
             return "new"
-        if self.stale or row[0] != digest:
+        if self.stale or row[0] != digest or digest in self._restored:
             self.counts.changed.append(nct_id)
             return "changed"
         self.counts.unchanged += 1
