@@ -16,6 +16,7 @@ The server logs every request (path and query parameters) for the assertions.
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -506,6 +507,30 @@ def test_cli_fetch_ids_since_refreshes_only_the_updated_ones(
     assert replay.log[0][1]["filter.ids"] == "NCT00007696,NCT03511846,NCT05798663"
 
 
+def test_fetch_since_alone_feeds_an_incremental_convert(replay: Replay, tmp_path: Path) -> None:
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    everything = fetch_cli(replay, "--query", "term=a OR NOT a", "-o", str(corpus))
+    assert everything.exit_code == 0, everything.stderr
+    first = runner.invoke(app, ["convert", str(corpus), "-o", str(out), "-q"])
+    assert f"refresh: {len(RECORDS)} new, 0 changed, 0 unchanged, 0 gone" in first.stderr
+    # Upstream, one study recently updated changes; another, updated long ago, changes too
+    # but is not fetched by --since (its last update is old), so it stays as it was.
+    for nct_id, title in [("NCT00499317", "New"), ("NCT00007696", "Old")]:
+        changed = copy.deepcopy(RECORDS[nct_id])  # RECORDS is shared by every test
+        changed["protocolSection"]["identificationModule"]["briefTitle"] = title
+        replay.studies[nct_id] = changed
+    replay.log.clear()
+    since = fetch_cli(replay, "--since", "2023-07-01", "-o", str(corpus))
+    assert since.exit_code == 0, since.stderr
+    assert replay.log[0][1]["filter.advanced"] == "AREA[LastUpdatePostDate]RANGE[2023-07-01,MAX]"
+    again = runner.invoke(app, ["convert", str(corpus), "-o", str(out), "-q"])
+    assert again.exit_code == 0, again.stderr
+    unchanged = len(RECORDS) - 1
+    assert f"refresh: 0 new, 1 changed, {unchanged} unchanged, 0 gone" in again.stderr
+    bundle = json.loads((out / "NCT00499317.json").read_text())
+    assert bundle["entry"][0]["resource"]["title"] == "New"
+
+
 def test_cli_fetch_a_missing_id_fails_but_the_others_are_written(
     replay: Replay, tmp_path: Path
 ) -> None:
@@ -517,7 +542,7 @@ def test_cli_fetch_a_missing_id_fails_but_the_others_are_written(
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "give NCT ids, --query"),
+    ([], "give NCT ids, --query, --since"),
     (["NCT1234"], "not an NCT id"),
     (["--query", "colour=red"], "unknown query key"),
     (["NCT00184067", "--since", "last tuesday"], "YYYY-MM-DD"),
