@@ -83,7 +83,7 @@ def _first_record(path: Path) -> Any:
             for line in handle:
                 if line.strip():
                     return json.loads(line)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return None
 
@@ -134,6 +134,9 @@ def resource_files(sources: Iterable[Path]) -> list[Path] | None:
         else:
             candidates, bundles = [path], []
         for candidate in candidates:
+            if candidate.suffix.lower() != ".ndjson":
+                others.append(candidate)  # a Bundle file: not read here
+                continue
             if _first_record(candidate) is None and _blank(candidate):
                 continue  # an empty file holds neither resources nor bundles
             (files if is_resource_ndjson(candidate) else others).append(candidate)
