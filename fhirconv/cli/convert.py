@@ -112,15 +112,15 @@ def convert(
             f"-o {output} names one file, but the inputs hold several studies",
             "Give a directory (e.g. -o out/) for one NCTxxxxxxxx.json per study.",
         )
-    if push_to and output in (None, "-"):
-        output = ""  # nothing asked on stdout: push only
+    push_only = bool(push_to) and output in (None, "-")  # nothing asked on stdout: push only
     client = _push_client(push_to, push_token_env, push_token_file) if push_to else None
     fetcher = StudyFetcher()  # NCT-id inputs: downloaded ($FHIRCONV_CTGOV_BASE_URL: a mirror)
     try:
         with progress_bar("converting", quiet=quiet) as bar:
             summary = _run(
                 inputs,
-                output,
+                None if push_only else output,
+                push_only,
                 source_format,
                 output_format,
                 pretty,
@@ -141,6 +141,9 @@ def convert(
     for line in summary.lines():
         typer.echo(line, err=True)
     if summary.pushed is not None:
+        for study in [*summary.pushed.failed, *summary.pushed.not_sent[:1]]:
+            for line in [study.line(), *study.detail_lines()]:
+                typer.secho(line, err=True, fg=typer.colors.RED)
         for line in summary.pushed.lines():
             typer.echo(line, err=True)
     if summary.write_error is not None:
@@ -170,6 +173,7 @@ def _echo(text: str) -> None:
 def _run(
     inputs: list[str],
     output: str | None,
+    push_only: bool,
     source_format: str | None,
     output_format: str,
     pretty: bool,
@@ -186,7 +190,7 @@ def _run(
     writer: BundleWriter | NdjsonWriter | None = None
     manifest: Manifest | None = None
     try:
-        if output == "":
+        if push_only:
             writer = None
         elif output_format == "ndjson":
             writer = NdjsonWriter(
