@@ -57,10 +57,10 @@ def _echo_result(result: StudyResult) -> None:
 
 
 @contextmanager
-def _progress(dry_run: bool, unit: str = "studies") -> Iterator[Progress]:
-    """The shared progress bar (not for a dry run, whose plan is the output); study lines
-    always go to stdout, printed above the bar when it runs."""
-    with progress_bar("pushing", quiet=dry_run, unit=unit) as bar:
+def _progress(quiet: bool, unit: str = "studies") -> Iterator[Progress]:
+    """The shared progress bar (not under -q or for a dry run, whose plan is the output);
+    study lines always go to stdout, printed above the bar when both are this terminal."""
+    with progress_bar("pushing", quiet=quiet, unit=unit) as bar:
 
         def update(result: StudyResult, done: int, total: int) -> None:
             if _shown(result):
@@ -199,6 +199,9 @@ def push(
             "--dry-run", help="Print what would be sent (method and URL per entry); send nothing."
         ),
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar (study lines still print).")
+    ] = False,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -279,9 +282,10 @@ def push(
             journal,
             dry_run,
             max_connection_failures,
+            quiet,
         )
     try:
-        with _progress(dry_run) as progress:
+        with _progress(quiet or dry_run) as progress:
             summary = push_bundles(
                 paths,
                 client,
@@ -338,10 +342,11 @@ def _bulk(
     journal: Path | None,
     dry_run: bool,
     max_connection_failures: int,
+    quiet: bool,
 ) -> None:
     """The bulk load of resource NDJSON; exits with its code."""
     try:
-        with _progress(dry_run) as progress:
+        with _progress(quiet or dry_run, "batches") as progress:
             summary = push_ndjson(
                 files,
                 client,
