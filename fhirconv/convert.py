@@ -115,7 +115,7 @@ def convert_inputs(
     stdin = _StdinOnce()
     local = [name for name in names if not _is_fetched(name, fetcher)]
     known = manifest.known if manifest is not None else None
-    duplicates = find_duplicates(_numbered(local, fmt, stdin), fmt, known, studies)
+    duplicates = find_duplicates(lambda: _numbered(local, fmt, stdin), fmt, known, studies)
     doubled = {decision.kept[0] for decision in duplicates.values()}
     number = -1
     for name in names:

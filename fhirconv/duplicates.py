@@ -2,8 +2,9 @@
 submitted, else the data version) is converted and the others skipped.
 
 Finding them costs a first, reading-only pass over the local inputs, unit by unit. It keeps one
-small tuple per study — (last update, unit number, occurrence within the unit, the unit's name
-shared by its studies) — and the whole list only for the ids that occur more than once.
+small tuple per study — (last update, unit number, occurrence within the unit) — and the whole
+list only for the ids that occur more than once; the units holding duplicates are named in a
+second enumeration, only when there are any.
 A unit the incremental manifest can skip is not parsed: its studies' ids and dates come from
 the manifest.
 """
@@ -19,7 +20,7 @@ from fhirconv.sources import read_unit
 from fhirconv.sources.inputs import InputUnit, Unit
 
 Where = tuple[int, int]  # (unit number in the run, occurrence of the NCT id within the unit)
-_Seen = tuple[str, int, int, str]  # (updated, unit number, occurrence, the unit's name)
+_Seen = tuple[str, int, int]  # (updated, unit number, occurrence within the unit)
 Known = Callable[[str], list[tuple[str, str]] | None]  # unit digest → [(NCT id, updated)]
 
 
@@ -48,44 +49,51 @@ def unit_keys(unit: Unit, fmt: str | None, known: Known | None) -> list[tuple[st
 
 
 def find_duplicates(
-    units: Iterable[tuple[int, Unit]],
+    units: Callable[[], Iterable[tuple[int, Unit]]],
     fmt: str | None,
     known: Known | None = None,
     studies: Callable[[int], None] | None = None,
 ) -> dict[str, Duplicate]:
     """NCT id → which of its records to keep, for the ids that occur more than once;
-    `studies(n)` is told how many studies the inputs hold (a progress bar's total)."""
+    `studies(n)` is told how many studies the inputs hold (a progress bar's total).
+
+    `units()` enumerates the run's units; it is called again, only when there are duplicates,
+    to name the units holding them (so the first pass keeps no names)."""
     first: dict[str, _Seen] = {}
     count = 0
     repeated: dict[str, list[_Seen]] = {}
-    for number, unit in units:
+    for number, unit in units():
         occurrences: dict[str, int] = {}
-        label = unit.label if isinstance(unit, InputUnit) else ""
         for nct_id, date in unit_keys(unit, fmt, known):
             occurrence = occurrences.get(nct_id, 0)
             occurrences[nct_id] = occurrence + 1
             count += 1
-            seen = (sys.intern(date), number, occurrence, label)
+            seen = (sys.intern(date), number, occurrence)
             if nct_id not in first:
                 first[nct_id] = seen
             else:
                 repeated.setdefault(nct_id, [first[nct_id]]).append(seen)
     if studies is not None:
         studies(count - sum(len(records) - 1 for records in repeated.values()))
-    return {nct_id: _decide(nct_id, records) for nct_id, records in repeated.items()}
+    if not repeated:
+        return {}
+    wanted = {number for records in repeated.values() for _, number, _ in records}
+    labels = {n: u.label for n, u in units() if n in wanted and isinstance(u, InputUnit)}
+    return {nct_id: _decide(nct_id, records, labels) for nct_id, records in repeated.items()}
 
 
-def _decide(nct_id: str, records: list[_Seen]) -> Duplicate:
+def _decide(nct_id: str, records: list[_Seen], labels: dict[int, str]) -> Duplicate:
     # The latest update wins; between equal dates, the record read last.
-    _, number, occurrence, kept = max(records, key=lambda r: r[:3])
+    _, number, occurrence = max(records)
     listed = "; ".join(
-        f"{label}{f' (occurrence {o + 1})' if o else ''} updated {d or 'on an unknown date'}"
-        for d, _, o, label in records
+        f"{labels.get(n, '?')}{f' (occurrence {o + 1})' if o else ''} "
+        f"updated {d or 'on an unknown date'}"
+        for d, n, o in records
     )
     return Duplicate(
         kept=(number, occurrence),
         warning=f"{nct_id} occurs in {len(records)} records ({listed}); kept the one in "
-        f"{kept}, the most recently updated; the others were not converted",
+        f"{labels.get(number, '?')}, the most recently updated; the others were not converted",
     )
 
 
