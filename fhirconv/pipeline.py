@@ -36,7 +36,7 @@ class ConvertSummary:
     failures: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     resources: Counter[str] = field(default_factory=Counter)
-    written: list[Path] = field(default_factory=list)
+    written: int = 0  # files written completely
     write_error: OutputError | None = None
     refresh: RefreshCounts | None = None
     pushed: PushSummary | None = None
@@ -105,7 +105,7 @@ def write_converted(
     finally:
         if writer is not None:
             writer.abort()
-            summary.written = list(writer.written)
+            summary.written = writer.written
     return summary
 
 

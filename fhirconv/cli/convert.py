@@ -148,7 +148,7 @@ def convert(
             typer.echo(line, err=True)
     if summary.write_error is not None:
         kept = (
-            f"{len(summary.written)} complete file(s) written before it are kept"
+            f"{summary.written} complete file(s) written before it are kept"
             if summary.written
             else "nothing was written"
         )
