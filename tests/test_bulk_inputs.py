@@ -165,3 +165,10 @@ def test_cli_summary_counts_failures_by_reason(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.RECORDS_FAILED
     assert "converted 1 study, 2 failed" in result.stderr
     assert "failures: 2× truncated JSON (the text ends too early)" in result.stderr
+
+
+def test_a_zip_into_one_file_is_a_usage_error(tmp_path: Path) -> None:
+    archive = bulk_zip(tmp_path / "s.zip", {"a.json": json.dumps(study(IDS[0])).encode()})
+    result = runner.invoke(app, ["convert", str(archive), "-o", str(tmp_path / "one.json")])
+    assert result.exit_code == ExitCode.USAGE
+    assert "names one file, but the inputs hold several studies" in result.stderr
