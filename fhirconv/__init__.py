@@ -2,13 +2,19 @@
 
 The data flows one way; each stage is a folder or module:
 
-    sources/      read: one reader per input format → the normalized `model.Trial`
+    sources/      read: one reader per input format → the normalized `model.Trial`;
+                  sources/inputs.py enumerates input lazily as units (files, ZIP members,
+                  NDJSON lines)
     mapping/      map: one pure module per FHIR resource type, `Trial` → resources (dicts)
     eligibility/  criteria text → individual criteria → computable items (used by mapping/group.py)
     validate.py   validate: R4 structure (fhir.resources R4B, via fhir.py) + bundle-level checks
     bundle.py     bundle: one deterministic, idempotent transaction Bundle per study
-    write.py      write: Bundles or NDJSON, study by study
-    publish/      publish: push Bundles to a FHIR server (retries, auth, reports)
+    write.py      write: Bundles or NDJSON (with a Bulk Data manifest.json), study by study
+    duplicates.py one study per NCT id in a run: the most recently updated record
+    manifest.py   incremental refresh: what the last run wrote, per input unit's SHA-256
+    pipeline.py   a whole convert run: converted studies → writer → manifest → push
+    publish/      publish: push Bundles to a FHIR server (retries, auth, reports), bulk load
+                  NDJSON (batched transactions with a journal, or $import)
     fetch.py      download records from the ClinicalTrials.gov API v2
     coverage.py   measure which registry fields reach the Bundle
     match/        evaluate patients' FHIR records against studies' eligibility Groups
