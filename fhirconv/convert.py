@@ -116,31 +116,48 @@ def convert_inputs(
     local = [name for name in names if not _is_fetched(name, fetcher)]
     known = manifest.known if manifest is not None else None
     duplicates = find_duplicates(lambda: _numbered(local, fmt, stdin), fmt, known, studies)
+    records = _records(names, fmt, stdin, fetcher, duplicates, manifest)
+    for record, digest in records:
+        for result in convert_records([record], converted_at):
+            if isinstance(result, ConvertedStudy):
+                result.source_digest = digest
+            if (
+                manifest is not None
+                and digest
+                and (isinstance(result, RecordError) or not result.ok)
+            ):
+                manifest.failed(digest)
+            yield result
+
+
+def _records(
+    names: list[str],
+    fmt: str | None,
+    stdin: _StdinOnce,
+    fetcher: Fetcher | None,
+    duplicates: dict[str, Duplicate],
+    manifest: Manifest | None,
+) -> Iterator[tuple[Trial | RecordError, str | None]]:
+    """Every record to convert, with the digest of the unit it came from (None for downloads):
+    one flat stream, less the duplicates and the units the manifest says are unchanged."""
     doubled = {decision.kept[0] for decision in duplicates.values()}
     number = -1
     for name in names:
         if fetcher is not None and _is_fetched(name, fetcher):
-            yield from convert_records(_fetched(name, fetcher), converted_at)
+            yield from ((record, None) for record in _fetched(name, fetcher))
             continue
         for unit in _units(name, fmt, stdin):
             number += 1
             if isinstance(unit, RecordError):
-                yield unit
+                yield unit, None
                 continue
             if manifest is not None and number not in doubled:
                 remembered = manifest.known(unit.digest)
                 if remembered is not None:
                     manifest.skip(unit.digest, len(remembered))
                     continue
-            failed = False
-            records = _kept(read_unit(unit, fmt), number, duplicates)
-            for result in convert_records(records, converted_at):
-                if isinstance(result, ConvertedStudy):
-                    result.source_digest = unit.digest
-                failed = failed or isinstance(result, RecordError) or not result.ok
-                yield result
-            if failed and manifest is not None:
-                manifest.failed(unit.digest)
+            for record in _kept(read_unit(unit, fmt), number, duplicates):
+                yield record, unit.digest
 
 
 def _units(name: str, fmt: str | None, stdin: _StdinOnce) -> Iterable[Unit]:

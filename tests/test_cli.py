@@ -223,8 +223,10 @@ def test_deep_json_is_refused_by_validate_and_match(tmp_path: Path) -> None:
     assert code == ExitCode.RECORDS_FAILED and "nested more than" in out
     code, _, err = run("match", str(deep), "--study", str(deep))
     assert code == ExitCode.USAGE and "nested more than" in err
-    code, _, err = run("push", str(deep), "--server", "http://127.0.0.1:9/fhir", "--dry-run")
-    assert code == ExitCode.USAGE and "nested too deeply" in err and "Traceback" not in err
+    code, out, err = run("push", str(deep), "--server", "http://127.0.0.1:9/fhir", "--dry-run")
+    # one bundle file that cannot be read fails alone, named, like any other bad bundle
+    assert code == ExitCode.RECORDS_FAILED and "Traceback" not in err
+    assert "JSON nested more than 200 levels deep; refused" in out and str(deep) in out
 
 
 # --- atomic writes -----------------------------------------------------------------------------
