@@ -42,10 +42,13 @@ def test_end_to_end_through_the_api_only(tmp_path: Path) -> None:
     def server(request: httpx.Request) -> httpx.Response:
         bundle = json.loads(request.content)
         sent.append(bundle)
-        entries = [{"response": {"status": "201 Created", "location": e["request"]["url"]}}
-                   for e in bundle["entry"]]
-        return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response",
-                                         "entry": entries})
+        entries = [
+            {"response": {"status": "201 Created", "location": e["request"]["url"]}}
+            for e in bundle["entry"]
+        ]
+        return httpx.Response(
+            200, json={"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+        )
 
     inputs = [str(FIXTURES / "ctgov-v2" / "NCT00007696.json"), str(EXAMPLE)]
     out = tmp_path / "out"
@@ -63,7 +66,9 @@ def test_end_to_end_through_the_api_only(tmp_path: Path) -> None:
     assert summary.refresh is not None and len(summary.refresh.new) == 2
     assert summary.pushed is not None and summary.pushed.exit_code == fhirconv.ExitCode.OK
     assert len(sent) == 2 and sorted(p.name for p in out.glob("NCT*.json")) == [
-        "NCT00007696.json", "NCT05765006.json"]
+        "NCT00007696.json",
+        "NCT05765006.json",
+    ]
     assert not fhirconv.validate_bundle(json.loads((out / "NCT05765006.json").read_text()))
 
     studies = fhirconv.load_studies([out / "NCT05765006.json"])

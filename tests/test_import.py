@@ -36,8 +36,15 @@ class FakeImportServer:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/metadata"):
-            return httpx.Response(200, json={"resourceType": "CapabilityStatement", "rest": [
-                {"mode": "server", "operation": [{"name": "import", "definition": "x"}]}]})
+            return httpx.Response(
+                200,
+                json={
+                    "resourceType": "CapabilityStatement",
+                    "rest": [
+                        {"mode": "server", "operation": [{"name": "import", "definition": "x"}]}
+                    ],
+                },
+            )
         if request.method == "POST" and request.url.path.endswith("/$import"):
             self.parameters = json.loads(request.content)
             if self.kickoff_status >= 400:
@@ -52,17 +59,28 @@ class FakeImportServer:
             self.polls += 1
             if self.polls == 1:
                 return httpx.Response(202)
-            return httpx.Response(self.job_status, json={"resourceType": "OperationOutcome",
-                                                         "issue": []})
+            return httpx.Response(
+                self.job_status, json={"resourceType": "OperationOutcome", "issue": []}
+            )
         return httpx.Response(404)
 
 
 @pytest.fixture
 def ndjson_dir(tmp_path: Path) -> Path:
     out = tmp_path / "bulk"
-    result = runner.invoke(app, ["convert", str(FIXTURES / "ctgov-v2" / "NCT00007696.json"),
-                                 str(FIXTURES / "ctgov-v2" / "NCT00057759.json"),
-                                 "--format", "ndjson", "-o", str(out), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(FIXTURES / "ctgov-v2" / "NCT00007696.json"),
+            str(FIXTURES / "ctgov-v2" / "NCT00057759.json"),
+            "--format",
+            "ndjson",
+            "-o",
+            str(out),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     return out
 
@@ -116,9 +134,15 @@ def test_cli_push_uses_import_when_offered(
 
     server = FakeImportServer()
     real = FhirClient
-    monkeypatch.setattr(cli_push, "FhirClient", lambda url, **kw: real(
-        url, transport=httpx.MockTransport(server),
-        **{k: v for k, v in kw.items() if k != "verify"}))
+    monkeypatch.setattr(
+        cli_push,
+        "FhirClient",
+        lambda url, **kw: real(
+            url,
+            transport=httpx.MockTransport(server),
+            **{k: v for k, v in kw.items() if k != "verify"},
+        ),
+    )
     monkeypatch.setattr(importer.time, "sleep", lambda _: None)
     result = runner.invoke(app, ["push", str(ndjson_dir), "--server", BASE])
     assert result.exit_code == ExitCode.OK, result.output

@@ -160,8 +160,10 @@ def test_only_new_and_changed_studies_are_pushed(inputs: Path, tmp_path: Path) -
 
 
 def _research_study(server: str, nct_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{server}/ResearchStudy/{nct_id}", headers={
-        "Accept": "application/fhir+json", "Cache-Control": "no-cache"})
+    response = httpx.get(
+        f"{server}/ResearchStudy/{nct_id}",
+        headers={"Accept": "application/fhir+json", "Cache-Control": "no-cache"},
+    )
     assert response.status_code == 200, response.text
     resource: dict[str, Any] = response.json()
     return resource
