@@ -7,6 +7,7 @@ handle, or one that fails validation is yielded as a failure, and the others are
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from fhirconv.bundle import transaction_bundle
+from fhirconv.duplicates import Duplicate, find_duplicates
 from fhirconv.errors import FhirconvError, RecordError, unexpected
+from fhirconv.manifest import Manifest
 from fhirconv.mapping import map_trial
 from fhirconv.mapping.provenance import to_provenance
 from fhirconv.model import Trial
-from fhirconv.sources import read_path, read_stdin, read_text
+from fhirconv.sources import read_text, read_unit, units_of
+from fhirconv.sources.inputs import InputUnit, Unit
 from fhirconv.validate import Issue, errors, validate_bundle
 
 Json = dict[str, Any]
@@ -36,6 +40,7 @@ class ConvertedStudy:
     bundle: Json
     warnings: list[str] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    source_digest: str | None = None  # SHA-256 of the input unit it came from (for a manifest)
 
     @property
     def nct_id(self) -> str:
@@ -94,40 +99,93 @@ def convert_inputs(
     converted_at: datetime | None = None,
     *,
     fetcher: Fetcher | None = None,
+    manifest: Manifest | None = None,
+    studies: Callable[[int], None] | None = None,
 ) -> Iterator[ConvertedStudy | RecordError]:
-    """Convert files, directories, `-`, and — given a `fetcher` — NCT ids that are not paths.
+    """Convert files, directories, ZIP archives, `-`, and — given a `fetcher` — NCT ids that are
+    not paths, unit by unit (`fhirconv.sources.inputs`) in constant memory.
 
     One study is written once: when an NCT id occurs in several records of the run, the most
-    recently updated one (last update posted, else submitted) is converted, the others skipped,
-    and the kept study's warnings name every record (the same rule for Bundle and NDJSON output).
-    Finding them costs a first, reading-only pass over the local inputs."""
+    recently updated one is converted (`fhirconv.duplicates`), the others skipped, and the kept
+    study's warnings name every record. Given the output's incremental `manifest`, a unit it
+    knows unchanged is skipped unread (`Manifest.skip`), and a unit with a failure is noted.
+    `studies(n)`, when given, is told how many distinct studies the local inputs hold before
+    the first is converted (a progress bar's total)."""
     names = list(names)
     stdin = _StdinOnce()
     local = [name for name in names if not _is_fetched(name, fetcher)]
-    duplicates = _duplicates(
-        trial
-        for name in local
-        for trial in read_path(name, fmt, stdin=stdin.text)
-        if isinstance(trial, Trial)
-    )
-    occurrences: dict[tuple[str, str], int] = {}
+    known = manifest.known if manifest is not None else None
+    duplicates = find_duplicates(lambda: _numbered(local, fmt, stdin), fmt, known, studies)
+    records = _records(names, fmt, stdin, fetcher, duplicates, manifest)
+    for record, digest in records:
+        for result in convert_records([record], converted_at):
+            if isinstance(result, ConvertedStudy):
+                result.source_digest = digest
+            if (
+                manifest is not None
+                and digest
+                and (isinstance(result, RecordError) or not result.ok)
+            ):
+                manifest.failed(digest)
+            yield result
+
+
+def _records(
+    names: list[str],
+    fmt: str | None,
+    stdin: _StdinOnce,
+    fetcher: Fetcher | None,
+    duplicates: dict[str, Duplicate],
+    manifest: Manifest | None,
+) -> Iterator[tuple[Trial | RecordError, str | None]]:
+    """Every record to convert, with the digest of the unit it came from (None for downloads):
+    one flat stream, less the duplicates and the units the manifest says are unchanged."""
+    doubled = {decision.kept[0] for decision in duplicates.values()}
+    number = -1
     for name in names:
         if fetcher is not None and _is_fetched(name, fetcher):
-            records = _fetched(name, fetcher)
-        else:
-            records = read_path(name, fmt, stdin=stdin.text)
-        for record in records:
-            if isinstance(record, Trial) and record.nct_id in duplicates:
-                key = (record.source.file, record.nct_id)
-                occurrence = occurrences.get(key, 0)
-                occurrences[key] = occurrence + 1
-                decision = duplicates[record.nct_id]
-                if (record.source.file, occurrence) != decision.kept:
+            yield from ((record, None) for record in _fetched(name, fetcher))
+            continue
+        for unit in _units(name, fmt, stdin):
+            number += 1
+            if isinstance(unit, RecordError):
+                yield unit, None
+                continue
+            if manifest is not None and number not in doubled:
+                remembered = manifest.known(unit.digest)
+                if remembered is not None:
+                    manifest.skip(unit.digest, len(remembered))
                     continue
-                record = record.model_copy(
-                    update={"reader_warnings": (*record.reader_warnings, decision.warning)}
-                )
-            yield from convert_records([record], converted_at)
+            for record in _kept(read_unit(unit, fmt), number, duplicates):
+                yield record, unit.digest
+
+
+def _units(name: str, fmt: str | None, stdin: _StdinOnce) -> Iterable[Unit]:
+    return [InputUnit("-", stdin.data())] if name == "-" else units_of(name, fmt)
+
+
+def _numbered(names: list[str], fmt: str | None, stdin: _StdinOnce) -> Iterator[tuple[int, Unit]]:
+    """Every unit of the local inputs, numbered across the run in the order read."""
+    return enumerate(unit for name in names for unit in _units(name, fmt, stdin))
+
+
+def _kept(
+    records: Iterable[Trial | RecordError], number: int, duplicates: dict[str, Duplicate]
+) -> Iterator[Trial | RecordError]:
+    """The unit's records, less the duplicates another record replaces (the kept one carries
+    the warning naming them all)."""
+    occurrences: dict[str, int] = {}
+    for record in records:
+        if isinstance(record, Trial) and record.nct_id in duplicates:
+            occurrence = occurrences.get(record.nct_id, 0)
+            occurrences[record.nct_id] = occurrence + 1
+            decision = duplicates[record.nct_id]
+            if (number, occurrence) != decision.kept:
+                continue
+            record = record.model_copy(
+                update={"reader_warnings": (*record.reader_warnings, decision.warning)}
+            )
+        yield record
 
 
 def _is_fetched(name: str, fetcher: Fetcher | None) -> bool:
@@ -138,49 +196,13 @@ class _StdinOnce:
     """Standard input read once, so both passes over the inputs see it."""
 
     def __init__(self) -> None:
-        self._text: str | None = None
+        self._data: bytes | None = None
 
-    def text(self) -> str:
-        if self._text is None:
-            self._text = read_stdin()
-        return self._text
-
-
-@dataclass(frozen=True)
-class _Duplicate:
-    kept: tuple[str, int]  # (file, occurrence of the NCT id within that file)
-    warning: str
-
-
-def _updated(trial: Trial) -> str:
-    date = trial.last_update_posted or trial.last_update_submitted or trial.data_version
-    return date.value if date else ""
-
-
-def _duplicates(trials: Iterable[Trial]) -> dict[str, _Duplicate]:
-    """NCT id → which of its records to keep, for the ids that occur more than once."""
-    seen: dict[str, list[tuple[str, int, str]]] = {}
-    for trial in trials:
-        records = seen.setdefault(trial.nct_id, [])
-        occurrence = sum(1 for file, _, _ in records if file == trial.source.file)
-        records.append((trial.source.file, occurrence, _updated(trial)))
-    decisions: dict[str, _Duplicate] = {}
-    for nct_id, records in seen.items():
-        if len(records) < 2:
-            continue
-        # The latest update wins; between equal dates, the record read last.
-        index = max(range(len(records)), key=lambda i: (records[i][2], i))
-        file, occurrence, _ = records[index]
-        listed = "; ".join(
-            f"{f}{f' (occurrence {o + 1})' if o else ''} updated {u or 'on an unknown date'}"
-            for f, o, u in records
-        )
-        decisions[nct_id] = _Duplicate(
-            kept=(file, occurrence),
-            warning=f"{nct_id} occurs in {len(records)} records ({listed}); kept the one in "
-            f"{file}, the most recently updated; the others were not converted",
-        )
-    return decisions
+    def data(self) -> bytes:
+        if self._data is None:
+            buffer = getattr(sys.stdin, "buffer", None)
+            self._data = buffer.read() if buffer is not None else sys.stdin.read().encode()
+        return self._data
 
 
 def _fetched(nct_id: str, fetcher: Fetcher) -> Iterator[Trial | RecordError]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -654,8 +654,11 @@ def measure(pairs: Iterable[tuple[Json, Json]], spec: Spec | None = None) -> Cov
     return coverage
 
 
-def measure_inputs(inputs: list[str]) -> Coverage:
-    """Convert every API v2 record in `inputs` (files or directories) and measure its fields."""
+def measure_inputs(
+    inputs: list[str], progress: Callable[[int], None] | None = None
+) -> Coverage:
+    """Convert every API v2 record in `inputs` (files or directories) and measure its fields;
+    `progress(n)` is told each time n more records are done."""
     coverage = Coverage(load_spec())
     for name in inputs:
         for path in input_files(Path(name)):
@@ -668,6 +671,8 @@ def measure_inputs(inputs: list[str]) -> Coverage:
                 coverage.failed.append(f"{path}: cannot read: {error}")
                 continue
             for position, study in raw_studies(text, str(path)):
+                if progress is not None:
+                    progress(1)
                 trial = study_to_trial(study, str(path), position)
                 converted = trial if isinstance(trial, RecordError) else convert_or_report(trial)
                 if isinstance(converted, RecordError):

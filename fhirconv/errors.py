@@ -32,6 +32,13 @@ class ExitCode(IntEnum):
     RECORDS_FAILED = 1  # some records or studies failed; the others were processed and written
     USAGE = 2  # the command line cannot be run as given (bad option, -o FILE with several inputs)
     OUTPUT_FAILED = 3  # an output could not be written (read-only, disk full); nothing partial left
+    # push (and convert --push): a failure that stopped the push, or left it in doubt
+    SERVER_UNREACHABLE = 4  # the server could not be reached (refused, timed out) after retries
+    AUTH_REFUSED = 5  # the server (or SMART token endpoint) refused our credentials: 401/403
+    TLS_FAILED = 6  # the TLS connection could not be set up (certificate not verified)
+    OUTCOME_UNKNOWN = 7  # retries exhausted (429/503 …) or a bundle may or may not have landed
+    BAD_NDJSON = 8  # resource NDJSON lines that are no resource were not sent
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT; what was in flight may or may not have landed
     BROKEN_PIPE = 141  # stdout closed by its reader (`| head`): 128 + SIGPIPE, as shells report
 
 

@@ -2,18 +2,21 @@
 
 `BundleWriter`: one transaction Bundle per study — to stdout (one per line, or indented), to one
 file (a single study), or to a directory of `NCTxxxxxxxx.json` (several). `NdjsonWriter`: the
-bulk-data layout, one `<Type>.ndjson` per resource type with each shared resource written once.
+bulk-data layout, one `<Type>.ndjson` per resource type with each shared resource written once,
+and a Bulk Data `manifest.json` listing them.
 
 Every file is written atomically (`fhirconv.atomic`): a write that fails (read-only directory,
 disk full) raises `OutputError` naming the path and the reason and leaves no partial file; the
-Bundle files written before it stay, complete, and are listed in `written`. NDJSON files appear
+Bundle files written before it stay, complete, and are counted in `written`. NDJSON files appear
 only when the whole run has been written (`close()`); `abort()` removes them all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ class BundleWriter:
         self.echo = echo
         self.directory: Path | None = None
         self.held: tuple[str, Json] | None = None
-        self.written: list[Path] = []
+        self.written = 0  # files written completely (a count: a run may write millions)
         if self.output is not None and (several or _is_directory(self.output)):
             self._open_directory()
 
@@ -53,8 +56,7 @@ class BundleWriter:
         assert self.directory is not None
         path = self.directory / f"{nct_id}.json"
         write_text_atomically(path, dumps(bundle, self.pretty))
-        if path not in self.written:
-            self.written.append(path)
+        self.written += 1
 
     def add(self, nct_id: str, bundle: Json) -> None:
         if self.output is None:
@@ -74,32 +76,68 @@ class BundleWriter:
             target = Path(self.output)
             held, self.held = self.held, None
             write_text_atomically(target, dumps(held[1], self.pretty))
-            self.written.append(target)
+            self.written += 1
 
     def abort(self) -> None:
         """Stop without writing a held Bundle; files already written stay (each is complete)."""
         self.held = None
 
 
+BULK_MANIFEST_NAME = "manifest.json"
+
+
+def bulk_manifest(
+    files: dict[str, tuple[str, int]], transaction_time: datetime, request: str
+) -> Json:
+    """A Bulk Data export-style manifest (FHIR Bulk Data Access IG, "Response - Complete
+    Status") for resource type → (file name, resource count). `url`s are the file names,
+    relative to the manifest: the files are local until something serves them (`push` does,
+    for `$import`)."""
+    return {
+        "transactionTime": transaction_time.isoformat(timespec="seconds"),
+        "request": request,
+        "requiresAccessToken": False,
+        "output": [
+            {"type": kind, "url": name, "count": count}
+            for kind, (name, count) in sorted(files.items())
+        ],
+        "error": [],
+    }
+
+
+def _identity(kind: str, rid: str) -> bytes:
+    """A shared resource remembered in 16 bytes (its type and id run to ~100): a whole-registry
+    run meets millions of them. At 2^-128 per pair, a collision will not happen."""
+    return hashlib.blake2b(f"{kind}/{rid}".encode(), digest_size=16).digest()
+
+
 class NdjsonWriter:
     """Resources as NDJSON: to stdout in arrival order, or to `<Type>.ndjson` files in a
-    directory; a resource several studies share is written once (remembered by id only)."""
+    directory, with a Bulk Data `manifest.json`; a resource several studies share is written
+    once (remembered by id only). `request` is what the manifest names as the request that
+    made the files (the command line)."""
 
-    def __init__(self, output: str | None, *, echo: Echo) -> None:
+    def __init__(
+        self, output: str | None, *, echo: Echo, request: str = "fhirconv convert"
+    ) -> None:
         self.directory = None if output in (None, "-") else Path(str(output))
         self.echo = echo
-        self.seen: set[tuple[str, str]] = set()
+        self.request = request
+        self.seen: set[bytes] = set()
         self.files: dict[str, AtomicFile] = {}
-        self.written: list[Path] = []
+        self.counts: dict[str, int] = {}
+        self.written = 0  # files put in place
         if self.directory is not None:
             make_directory(self.directory)
 
     def add(self, resources: list[Json]) -> None:
         for resource in resources:
-            key = (resource["resourceType"], resource["id"])
-            if key in self.seen:
-                continue
-            self.seen.add(key)
+            rid = resource["id"]
+            if not rid.startswith("NCT"):  # a study's own resources are unique already
+                key = _identity(resource["resourceType"], rid)
+                if key in self.seen:
+                    continue
+                self.seen.add(key)
             line = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
             if self.directory is None:
                 self.echo(line + "\n")
@@ -107,14 +145,26 @@ class NdjsonWriter:
             kind = resource["resourceType"]
             if kind not in self.files:
                 self.files[kind] = AtomicFile(self.directory / f"{kind}.ndjson")
+                self.counts[kind] = 0
             self.files[kind].write(line + "\n")
+            self.counts[kind] += 1
 
     def close(self) -> None:
-        """Put every `<Type>.ndjson` in place; a failure removes the ones not yet in place."""
+        """Put every `<Type>.ndjson` in place, then the manifest naming them; a failure
+        removes the ones not yet in place."""
         try:
             for handle in self.files.values():
                 handle.commit()
-                self.written.append(handle.target)
+                self.written += 1
+            if self.directory is not None and self.files:
+                listed = {
+                    kind: (handle.target.name, self.counts[kind])
+                    for kind, handle in self.files.items()
+                }
+                manifest = bulk_manifest(listed, datetime.now(UTC), self.request)
+                target = self.directory / BULK_MANIFEST_NAME
+                write_text_atomically(target, json.dumps(manifest, indent=2) + "\n")
+                self.written += 1
         finally:
             self.abort()
 

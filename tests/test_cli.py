@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from fhirconv.cli import app
 from fhirconv.errors import ExitCode
+from fhirconv.manifest import MANIFEST_NAME
 from tests.conftest import EXAMPLE, FIXTURES
 
 runner = CliRunner()
@@ -38,7 +39,7 @@ def test_convert_one_study_to_a_file(tmp_path: Path) -> None:
 def test_convert_directory_writes_one_bundle_per_study(tmp_path: Path) -> None:
     code, _, err = run("convert", str(FIXTURES / "ctgov-v2"), "-o", str(tmp_path / "out"))
     assert code == 0, err
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.json"))
     assert written == sorted(p.name for p in (FIXTURES / "ctgov-v2").glob("*.json"))
 
 
@@ -222,8 +223,10 @@ def test_deep_json_is_refused_by_validate_and_match(tmp_path: Path) -> None:
     assert code == ExitCode.RECORDS_FAILED and "nested more than" in out
     code, _, err = run("match", str(deep), "--study", str(deep))
     assert code == ExitCode.USAGE and "nested more than" in err
-    code, _, err = run("push", str(deep), "--server", "http://127.0.0.1:9/fhir", "--dry-run")
-    assert code == ExitCode.USAGE and "nested too deeply" in err and "Traceback" not in err
+    code, out, err = run("push", str(deep), "--server", "http://127.0.0.1:9/fhir", "--dry-run")
+    # one bundle file that cannot be read fails alone, named, like any other bad bundle
+    assert code == ExitCode.RECORDS_FAILED and "Traceback" not in err
+    assert "JSON nested more than 200 levels deep; refused" in out and str(deep) in out
 
 
 # --- atomic writes -----------------------------------------------------------------------------
@@ -252,9 +255,9 @@ def test_a_full_disk_stops_with_the_path_and_leaves_no_partial_file(
     assert code == ExitCode.OUTPUT_FAILED
     assert f"cannot write {out}{os.sep}" in err and "No space left on device" in err
     assert "2 complete file(s) written before it are kept" in err
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.name != MANIFEST_NAME)
     assert len(files) == 2 and all(name.endswith(".json") for name in files)
-    for file in out.iterdir():
+    for file in out.glob("*.json"):
         assert json.loads(file.read_text())["resourceType"] == "Bundle"
 
 

@@ -16,11 +16,13 @@ The server logs every request (path and query parameters) for the assertions.
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
 import random
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -465,7 +467,7 @@ def test_cli_fetch_ids_to_a_directory_then_convert_it(replay: Replay, tmp_path: 
 
     converted = runner.invoke(app, ["convert", str(studies), "-o", str(tmp_path / "bundles"), "-q"])
     assert converted.exit_code == 0, converted.stderr
-    assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "bundles").glob("*.json")) == [
         "NCT00184067.json", "NCT02513394.json"]
 
 
@@ -505,6 +507,30 @@ def test_cli_fetch_ids_since_refreshes_only_the_updated_ones(
     assert replay.log[0][1]["filter.ids"] == "NCT00007696,NCT03511846,NCT05798663"
 
 
+def test_fetch_since_alone_feeds_an_incremental_convert(replay: Replay, tmp_path: Path) -> None:
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    everything = fetch_cli(replay, "--query", "term=a OR NOT a", "-o", str(corpus))
+    assert everything.exit_code == 0, everything.stderr
+    first = runner.invoke(app, ["convert", str(corpus), "-o", str(out), "-q"])
+    assert f"refresh: {len(RECORDS)} new, 0 changed, 0 unchanged, 0 gone" in first.stderr
+    # Upstream, one study recently updated changes; another, updated long ago, changes too
+    # but is not fetched by --since (its last update is old), so it stays as it was.
+    for nct_id, title in [("NCT00499317", "New"), ("NCT00007696", "Old")]:
+        changed = copy.deepcopy(RECORDS[nct_id])  # RECORDS is shared by every test
+        changed["protocolSection"]["identificationModule"]["briefTitle"] = title
+        replay.studies[nct_id] = changed
+    replay.log.clear()
+    since = fetch_cli(replay, "--since", "2023-07-01", "-o", str(corpus))
+    assert since.exit_code == 0, since.stderr
+    assert replay.log[0][1]["filter.advanced"] == "AREA[LastUpdatePostDate]RANGE[2023-07-01,MAX]"
+    again = runner.invoke(app, ["convert", str(corpus), "-o", str(out), "-q"])
+    assert again.exit_code == 0, again.stderr
+    unchanged = len(RECORDS) - 1
+    assert f"refresh: 0 new, 1 changed, {unchanged} unchanged, 0 gone" in again.stderr
+    bundle = json.loads((out / "NCT00499317.json").read_text())
+    assert bundle["entry"][0]["resource"]["title"] == "New"
+
+
 def test_cli_fetch_a_missing_id_fails_but_the_others_are_written(
     replay: Replay, tmp_path: Path
 ) -> None:
@@ -516,7 +542,7 @@ def test_cli_fetch_a_missing_id_fails_but_the_others_are_written(
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "give NCT ids, --query"),
+    ([], "give NCT ids, --query, --since"),
     (["NCT1234"], "not an NCT id"),
     (["--query", "colour=red"], "unknown query key"),
     (["NCT00184067", "--since", "last tuesday"], "YYYY-MM-DD"),
@@ -552,7 +578,8 @@ def test_convert_reports_a_missing_nct_id_and_converts_the_rest(
                                  "NCT00205894", "-o", str(tmp_path), "-q"])
     assert result.exit_code == 1
     assert "no such study NCT99999999" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["NCT00184067.json", "NCT00205894.json"]
+    written = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert written == ["NCT00184067.json", "NCT00205894.json"]
 
 
 def test_convert_prefers_an_existing_path_named_like_an_id(
@@ -574,24 +601,22 @@ def test_study_fetcher_opens_no_connection_until_used(replay: Replay) -> None:
         assert _nct(json.loads(fetcher("NCT00184067"))) == "NCT00184067"
 
 
-def test_progress_bar_draws_in_place_and_only_when_enabled() -> None:
-    import io
+def test_progress_bar_is_off_under_quiet_and_off_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fhirconv.cli.progress import progress_bar
 
-    from fhirconv.cli.fetch import _ProgressBar
-
-    screen = io.StringIO()
-    bar = _ProgressBar(enabled=True, stream=screen, width=10)
-    bar.update(2, 8)
-    bar.update(8, 8)
-    bar.update(9, None)
-    bar.finish()
-    assert screen.getvalue() == (
-        "\rfetching [##--------] 2/8\rfetching [##########] 8/8\rfetching … 9\n")
-    silent = io.StringIO()
-    off = _ProgressBar(enabled=False, stream=silent)
-    off.update(1, 2)
-    off.finish()
-    assert silent.getvalue() == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress_bar("fetching", quiet=True) as quiet_bar:
+        quiet_bar.update(1, 2)
+        quiet_bar.echo("a line")
+    assert not quiet_bar.enabled
+    assert "a line" in capsys.readouterr().err
+    with progress_bar("fetching", quiet=False) as bar:
+        assert bar.enabled
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    with progress_bar("fetching", quiet=False) as piped:
+        assert not piped.enabled
 
 
 def _full_disk(monkeypatch: pytest.MonkeyPatch, successes: int) -> None:

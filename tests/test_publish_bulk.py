@@ -23,7 +23,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from fhirconv.cli import app
-from fhirconv.errors import InputError
+from fhirconv.errors import ExitCode, InputError
 from fhirconv.publish import FhirClient
 from fhirconv.publish.bulk import (
     JOURNAL_NAME,
@@ -234,7 +234,7 @@ def test_interrupted_load_resumes_without_resending(tmp_path: Path) -> None:
     first = DiesAfter(5)
     broken = push_ndjson(files, client_for(first), batch_size=4, concurrency=2,
                          stop_rule=StopRule(max_connection_failures=2))
-    assert broken.exit_code == 1 and broken.stopped is not None
+    assert broken.exit_code == ExitCode.SERVER_UNREACHABLE and broken.stopped is not None
     assert len(first.sent) == 5
     journal = (tmp_path / JOURNAL_NAME).read_text().splitlines()
     assert len(journal) == 5
@@ -303,12 +303,12 @@ def test_bad_lines_are_named_and_the_rest_is_sent(tmp_path: Path) -> None:
         + json.dumps({"resourceType": "Group", "id": "g5"}) + "\n"
     )
     summary = push_ndjson([path], client_for(ok), batch_size=10)
-    assert summary.exit_code == 1
+    assert summary.exit_code == ExitCode.BAD_NDJSON
     assert [b.line for b in summary.bad_lines] == [2, 3, 4]
     assert summary.total("created") == 2
     assert not (tmp_path / JOURNAL_NAME).exists()  # not journalled: reported again next time
     again = push_ndjson([path], client_for(ok), batch_size=10)
-    assert [b.line for b in again.bad_lines] == [2, 3, 4] and again.exit_code == 1
+    assert [b.line for b in again.bad_lines] == [2, 3, 4] and again.exit_code == ExitCode.BAD_NDJSON
     text = "\n".join(summary.lines())
     assert "3 lines are no resource and were not sent: Group.ndjson:2: not valid JSON" in text
     assert "Group.ndjson:3: Group without a valid id" in text
@@ -385,6 +385,8 @@ def test_cli_bulk_dry_run_and_load(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         if request.method == "GET":
             return httpx.Response(200, json={"resourceType": "CapabilityStatement", "rest": [
                 {"mode": "server", "operation": [{"name": "import", "definition": "x"}]}]})
+        if request.url.path.endswith("/$import"):
+            return httpx.Response(501)  # offered, then refused: nothing imported, fall back
         return ok(request)
 
     real = FhirClient
@@ -396,6 +398,7 @@ def test_cli_bulk_dry_run_and_load(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                        str(journal), "--batch-size", "2"))
     assert run.exit_code == 0, run.output
     assert "the server offers $import" in run.stderr
+    assert "refused $import: HTTP 501; loading with batched transactions instead" in run.stderr
     assert "Loaded " in run.stdout and f"Journal: {journal}" in run.stdout
     assert journal.exists()
 
@@ -451,7 +454,7 @@ def test_killed_load_resumes_and_every_resource_is_there_once(
     dying = RealUntil(k=total // 2)
     with FhirClient(fhir_server_url, transport=dying) as client:
         first = push_ndjson(files, client, batch_size=4, concurrency=3)
-    assert first.stopped is not None and first.exit_code == 1
+    assert first.stopped is not None and first.exit_code == ExitCode.SERVER_UNREACHABLE
     landed = len((tmp_path / JOURNAL_NAME).read_text().splitlines())
     assert landed == total // 2 == len(dying.posts)
 
@@ -505,3 +508,4 @@ def test_sigkilled_cli_load_resumes(fhir_server_url: str, tmp_path: Path) -> Non
         for kind, kind_ids in ids.items():
             counts = _count_on_server(client, kind, kind_ids)
             assert set(counts) == set(kind_ids) and set(counts.values()) == {1}, kind
+

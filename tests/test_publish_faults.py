@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import fhirconv.cli.push as cli_push
 from fhirconv.cli import app
+from fhirconv.errors import ExitCode
 from fhirconv.publish import (
     AuthConfigError,
     AuthError,
@@ -739,7 +740,7 @@ def test_bad_files_fail_alone(tmp_path: Path) -> None:
     summary = push_bundles([tmp_path], client_for(script))
     by_study = {s.study: s for s in summary.studies}
     assert set(by_study) == {nct(1), nct(2), nct(3), nct(4), nct(5)}
-    assert "not valid JSON" in (by_study[nct(2)].error or "")
+    assert "truncated JSON (the text ends too early) at line 1" in (by_study[nct(2)].error or "")
     assert "collection" in (by_study[nct(3)].error or "")
     assert [s.ok for s in summary.studies] == [True, False, False, True, True]
     assert len(script.requests) == 3
@@ -885,7 +886,7 @@ def test_tls_failure_stops_the_push_at_once(ten_studies: Path) -> None:
     first = summary.failed[0]
     assert first.line().startswith(
         f"{first.study} FAILED: TLS certificate verification failed for URL: {BASE}")
-    assert len(summary.not_sent) >= 8 and summary.exit_code == 1
+    assert len(summary.not_sent) >= 8 and summary.exit_code == ExitCode.TLS_FAILED
     assert summary.stopped is not None and "TLS certificate" in summary.stopped
     assert "NOT SENT: the push stopped: TLS certificate" in summary.not_sent[0].line()
 
@@ -904,7 +905,7 @@ def test_dead_server_stops_after_n_connection_failures(
     mock_cli_transport.append(refused)
     result = CliRunner().invoke(app, _cli(str(tmp_path), "--server", BASE, "--concurrency", "2",
                                           "--max-connection-failures", "3"))
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.SERVER_UNREACHABLE, result.output
     out = result.stdout
     failed = [line for line in out.splitlines() if " FAILED: " in line]
     # 3 in a row stop it; at most the 2 in flight then also finish; nothing else is sent.
@@ -974,7 +975,7 @@ def test_401_403_stop_at_once_with_a_hint(
     token = ["--token-env", "MY_FHIR_TOKEN"] if with_token else []
     result = CliRunner().invoke(app, _cli(str(ten_studies), "--server", BASE,
                                           "--concurrency", "1", *token))
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.AUTH_REFUSED, result.output
     assert len(seen) <= 2, "every remaining bundle was sent after the refusal"
     out = result.stdout
     assert words in out

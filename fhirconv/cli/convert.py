@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass, field
+import shlex
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fhirconv.cli import app, fail, usage_error
-from fhirconv.cli.push import push
-from fhirconv.convert import convert_inputs
-from fhirconv.errors import ExitCode, FhirconvError, OutputError, RecordError
+from fhirconv.cli.progress import Bar, progress_bar
+from fhirconv.convert import ConvertedStudy, convert_inputs
+from fhirconv.errors import ExitCode, FhirconvError, OutputError, PublishError, RecordError
 from fhirconv.fetch import StudyFetcher
+from fhirconv.manifest import Manifest
+from fhirconv.pipeline import ConvertSummary, write_converted
+from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
+from fhirconv.publish.client import FhirClient
+from fhirconv.publish.push import push_stream
 from fhirconv.sources import FORMATS
-from fhirconv.validate import errors
+from fhirconv.sources.inputs import holds_several
 from fhirconv.write import BundleWriter, NdjsonWriter
 
 
@@ -79,42 +84,78 @@ def convert(
         Path | None,
         typer.Option("--push-token-file", metavar="PATH", help="--push: bearer token file."),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Convert every study even when the output directory's manifest says it is"
+            " unchanged (the manifest is still updated).",
+        ),
+    ] = False,
 ) -> None:
-    """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
+    """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON).
+
+    Into a directory, a re-run converts and writes only the studies whose record changed (see
+    fhirconv-manifest.sqlite there), deletes those gone from the inputs, and says how many were
+    new, changed, unchanged and gone; --push then pushes only the new and changed."""
     if source_format and source_format not in FORMATS:
         raise usage_error(f"--from must be one of {', '.join(FORMATS)}, not {source_format!r}")
     if output_format not in {"bundle", "ndjson"}:
         raise usage_error("--format must be bundle or ndjson")
     if push_to and output_format != "bundle":
         raise usage_error("--push sends transaction Bundles: use it with --format bundle")
-    several = len(inputs) > 1 or any(Path(name).is_dir() for name in inputs if name != "-")
+    if push_to and not push_to.startswith(("http://", "https://")):
+        raise usage_error(f"--push must be an http:// or https:// URL, not {push_to!r}")
+    several = holds_several(inputs)
     if several and output_format == "bundle" and _names_one_file(output):
         raise usage_error(
             f"-o {output} names one file, but the inputs hold several studies",
             "Give a directory (e.g. -o out/) for one NCTxxxxxxxx.json per study.",
         )
-    with tempfile.TemporaryDirectory(prefix="fhirconv-") as scratch:
-        if push_to and output in (None, "-"):
-            output = scratch + "/"  # nothing asked on stdout: push from a scratch directory
-        run = _convert_and_write(
-            inputs, output, source_format, output_format, pretty, several, timestamp, quiet
-        )
-        for failure in run.failures:
-            typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
-        noun = "study" if run.converted == 1 else "studies"
-        typer.echo(f"converted {run.converted} {noun}, {len(run.failures)} failed", err=True)
-        if run.write_error is not None:
-            kept = (
-                f"{len(run.written)} complete file(s) written before it are kept"
-                if run.written
-                else "nothing was written"
+    push_only = bool(push_to) and output in (None, "-")  # nothing asked on stdout: push only
+    client = _push_client(push_to, push_token_env, push_token_file) if push_to else None
+    fetcher = StudyFetcher()  # NCT-id inputs: downloaded ($FHIRCONV_CTGOV_BASE_URL: a mirror)
+    try:
+        with progress_bar("converting", quiet=quiet) as bar:
+            summary = _run(
+                inputs,
+                None if push_only else output,
+                push_only,
+                source_format,
+                output_format,
+                pretty,
+                several,
+                timestamp,
+                quiet,
+                full,
+                fetcher,
+                client,
+                bar,
             )
-            raise fail(f"{run.write_error}; stopped, {kept}", ExitCode.OUTPUT_FAILED)
-        push_code = 0
-        if push_to and run.converted and output:
-            push_code = _push_written(Path(output), push_to, push_token_env, push_token_file)
-    if run.failures or push_code:
-        raise typer.Exit(code=max(ExitCode.RECORDS_FAILED if run.failures else 0, push_code))
+    finally:
+        fetcher.close()
+        if client is not None:
+            client.close()
+    for failure in summary.failures:
+        typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
+    for line in summary.lines():
+        typer.echo(line, err=True)
+    if summary.pushed is not None:
+        for study in [*summary.pushed.failed, *summary.pushed.not_sent[:1]]:
+            for line in [study.line(), *study.detail_lines()]:
+                typer.secho(line, err=True, fg=typer.colors.RED)
+        for line in summary.pushed.lines():
+            typer.echo(line, err=True)
+    if summary.write_error is not None:
+        kept = (
+            f"{summary.written} complete file(s) written before it are kept"
+            if summary.written
+            else "nothing was written"
+        )
+        raise fail(f"{summary.write_error}; stopped, {kept}", ExitCode.OUTPUT_FAILED)
+    push_code = summary.pushed.exit_code if summary.pushed is not None else ExitCode.OK
+    if summary.failures or push_code:
+        raise typer.Exit(code=max(ExitCode.RECORDS_FAILED if summary.failures else 0, push_code))
 
 
 def _names_one_file(output: str | None) -> bool:
@@ -129,76 +170,73 @@ def _echo(text: str) -> None:
     typer.echo(text, nl=False)
 
 
-@dataclass
-class _Run:
-    converted: int = 0
-    failures: list[str] = field(default_factory=list)
-    written: list[Path] = field(default_factory=list)
-    write_error: OutputError | None = None
-
-
-def _convert_and_write(
+def _run(
     inputs: list[str],
     output: str | None,
+    push_only: bool,
     source_format: str | None,
     output_format: str,
     pretty: bool,
     several: bool,
     timestamp: bool,
     quiet: bool,
-) -> _Run:
-    """Convert and write study by study (constant memory). A write failure stops the run: what
-    was written completely is kept and listed, nothing partial is left."""
-    run = _Run()
-    fetcher = StudyFetcher()  # NCT-id inputs: downloaded ($FHIRCONV_CTGOV_BASE_URL: a mirror)
-    bundles: BundleWriter | None = None
-    resources: NdjsonWriter | None = None
+    full: bool,
+    fetcher: StudyFetcher,
+    client: FhirClient | None,
+    bar: Bar,
+) -> ConvertSummary:
+    """Open the writer (and the manifest of a Bundle directory), then convert, write and push
+    study by study through the library."""
+    writer: BundleWriter | NdjsonWriter | None = None
+    manifest: Manifest | None = None
     try:
-        if output_format == "ndjson":
-            resources = NdjsonWriter(output, echo=_echo)
+        if push_only:
+            writer = None
+        elif output_format == "ndjson":
+            writer = NdjsonWriter(
+                output, echo=_echo, request=shlex.join(["fhirconv", "convert", *inputs])
+            )
         else:
-            bundles = BundleWriter(output, pretty=pretty, several=several, echo=_echo)
-        converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
-        for result in convert_inputs(inputs, source_format, converted_at, fetcher=fetcher):
-            if isinstance(result, RecordError):
-                run.failures.append(str(result))
-            elif not result.ok:
-                shown = "; ".join(str(i) for i in errors(result.issues)[:5])
-                run.failures.append(f"{result.trial.source.describe()}: validation failed: {shown}")
-            else:
-                if resources is not None:
-                    resources.add(result.resources)
-                elif bundles is not None:
-                    bundles.add(result.nct_id, result.bundle)
-                run.converted += 1
-                if not quiet:
-                    for warning in result.warnings:
-                        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
-        if bundles is not None:
-            bundles.close()
-        if resources is not None:
-            resources.close()
+            writer = BundleWriter(output, pretty=pretty, several=several, echo=_echo)
+            if writer.directory is not None:
+                manifest = Manifest(
+                    writer.directory, f"pretty={pretty} timestamp={timestamp}", full=full
+                )
     except OutputError as error:
-        run.write_error = error
+        raise fail(str(error), ExitCode.OUTPUT_FAILED) from None
+
+    def shown(result: ConvertedStudy | RecordError) -> None:
+        bar.advance()
+        if not quiet and isinstance(result, ConvertedStudy):
+            for warning in result.warnings:
+                bar.echo(f"warning: {warning}", color="yellow")
+
+    converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
+    try:
+        results = convert_inputs(
+            inputs,
+            source_format,
+            converted_at,
+            fetcher=fetcher,
+            manifest=manifest,
+            studies=bar.set_total,
+        )
+        push = partial(push_stream, client=client) if client is not None else None
+        return write_converted(results, writer, manifest=manifest, push=push, on_result=shown)
+    except OutputError as error:
+        raise fail(str(error), ExitCode.OUTPUT_FAILED) from None
     except FhirconvError as error:
         raise usage_error(str(error)) from None
     finally:
-        fetcher.close()
-        if bundles is not None:
-            bundles.abort()
-            run.written = bundles.written
-        if resources is not None:
-            resources.abort()
-            run.written = resources.written
-    return run
+        if manifest is not None:
+            manifest.close()
 
 
-def _push_written(
-    written: Path, server: str, token_env: str | None, token_file: Path | None
-) -> int:
-    """Run `fhirconv push` on what was just written; its exit code."""
+def _push_client(server: str, token_env: str | None, token_file: Path | None) -> FhirClient:
+    """The client `--push` sends through: a bearer token at most (other authentication:
+    write with -o, then `fhirconv push`)."""
     try:
-        push(paths=[written], server=server, token_env=token_env, token_file=token_file)
-    except typer.Exit as done:
-        return done.exit_code
-    return 0
+        auth = build_auth(AuthOptions(token_env=token_env, token_file=token_file))
+        return FhirClient(server, auth=auth)
+    except (AuthConfigError, PublishError) as error:
+        raise usage_error(str(error)) from None

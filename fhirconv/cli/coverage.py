@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from fhirconv.cli import app, usage_error
+from fhirconv.cli.progress import progress_bar
 from fhirconv.coverage import Coverage, measure_inputs
 from fhirconv.errors import ExitCode
 
@@ -76,12 +77,14 @@ def coverage(
     output_format: Annotated[
         str, typer.Option("--format", help="table (for people) or json (for machines).")
     ] = "table",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Convert API v2 records and report, per field path, how many records had it and how many
     carried it into the Bundle; the carried/present figure; fields the spec does not know."""
     if output_format not in {"table", "json"}:
         raise usage_error("--format must be table or json")
-    result = measure_inputs(inputs)
+    with progress_bar("measuring", quiet=quiet, unit="records") as bar:
+        result = measure_inputs(inputs, progress=bar.advance)
     if output_format == "json":
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:

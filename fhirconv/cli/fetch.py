@@ -22,6 +22,7 @@ import typer
 
 from fhirconv.atomic import AtomicFile, make_directory, write_text_atomically
 from fhirconv.cli import app, fail, usage_error
+from fhirconv.cli.progress import progress_bar
 from fhirconv.errors import ExitCode, OutputError
 from fhirconv.fetch import (
     DEFAULT_PAGE_SIZE,
@@ -95,34 +96,6 @@ class _Output:
             except OutputError as error:
                 self.failed = True
                 self.close_error = f"{error}; stopped, no partial file left"
-
-
-class _ProgressBar:
-    """``fetching [########------] 12/20`` on stderr, redrawn in place; only on a terminal."""
-
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.enabled = enabled
-        self.stream = stream
-        self.width = width
-        self._drawn = False
-
-    def update(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        if total:
-            filled = min(self.width, self.width * done // total)
-            line = f"fetching [{'#' * filled}{'-' * (self.width - filled)}] {done}/{total}"
-        else:
-            line = f"fetching … {done}"
-        self.stream.write("\r" + line)
-        self.stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
 
 
 @contextmanager
@@ -233,16 +206,17 @@ def fetch(
     except ValueError:
         raise _usage(f"--since must be a date as YYYY-MM-DD, not {since!r}") from None
     if not ids and not searches:
-        raise _usage("give NCT ids, --query, or both")
+        if when is None:
+            raise _usage("give NCT ids, --query, --since, or several of them")
+        searches = [{}]  # --since alone: every study updated since then
 
     failures: list[str] = []
     notes: list[str] = []
     written: set[str] = set()
-    bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
-
     with (
         _opened(output) as sink,
         CtgovClient(base_url, rate=rate, retries=retries, timeout=timeout) as client,
+        progress_bar("fetching", quiet=quiet) as bar,
     ):
 
         def keep(study: Json, requested: str | None = None) -> None:
@@ -297,8 +271,6 @@ def fetch(
         except OutputError as error:
             sink.failed = True
             failures.append(f"{error}; stopped, no partial file left")
-        finally:
-            bar.finish()
         stats = client.stats
 
     if sink.close_error:

@@ -11,6 +11,7 @@ import typer
 
 from fhirconv.atomic import write_text_atomically
 from fhirconv.cli import app, fail, usage_error
+from fhirconv.cli.progress import progress_bar
 from fhirconv.errors import ExitCode, OutputError
 from fhirconv.match import Options, load_studies, match, render_table
 from fhirconv.match.records import InputError, iter_patients
@@ -64,6 +65,7 @@ def match_command(
     summary_top: Annotated[
         int, typer.Option("--summary-top", help="Candidates listed per study in the summary.")
     ] = 100,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate every patient against every study's eligibility criteria, with reasons.
 
@@ -90,23 +92,25 @@ def match_command(
     failures = 0
     first = True
     try:
-        for record in iter_patients(patients):
-            if isinstance(record, InputError):
-                failures += 1
-                typer.secho(f"error: {record}", err=True, fg=typer.colors.RED)
-                continue
-            for trial in studies:
-                result = match(record, trial, options)
-                line = result.as_json()
-                if summary is not None:
-                    summary.add(line)
-                if output_format == "json":
-                    typer.echo(json.dumps(line, ensure_ascii=False))
-                else:
-                    if not first:
-                        typer.echo("")
-                    typer.echo(render_table(result))
-                first = False
+        with progress_bar("matching", quiet=quiet, unit="patients") as bar:
+            for record in iter_patients(patients):
+                bar.advance()
+                if isinstance(record, InputError):
+                    failures += 1
+                    bar.echo(f"error: {record}", color="red")
+                    continue
+                for trial in studies:
+                    result = match(record, trial, options)
+                    line = result.as_json()
+                    if summary is not None:
+                        summary.add(line)
+                    if output_format == "json":
+                        typer.echo(json.dumps(line, ensure_ascii=False))
+                    else:
+                        if not first:
+                            typer.echo("")
+                        typer.echo(render_table(result))
+                    first = False
     except BrokenPipeError:
         raise  # the reader closed stdout (`| head`): the CLI ends quietly
     except (InputError, OSError, UnicodeDecodeError) as error:

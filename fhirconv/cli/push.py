@@ -3,7 +3,9 @@
 Thin: parses options, builds a ``FhirClient`` and calls ``fhirconv.publish.push_bundles`` —
 or, for a directory of resource NDJSON (``convert --format ndjson``), the bulk load
 ``fhirconv.publish.bulk.push_ndjson``; prints per-study (per-batch) lines and a summary.
-Exit 0 all pushed, 1 some study failed (the others were still pushed), 2 usage error.
+Exits with ``fhirconv.errors.ExitCode`` names: OK, RECORDS_FAILED (some study or batch refused;
+the others were still pushed), USAGE, SERVER_UNREACHABLE, AUTH_REFUSED, TLS_FAILED,
+OUTCOME_UNKNOWN, BAD_NDJSON, INTERRUPTED.
 Secrets are only ever read from environment variables or files.
 """
 
@@ -17,11 +19,19 @@ from typing import Annotated
 
 import typer
 
-from fhirconv.cli import app
-from fhirconv.errors import InputError, PublishError
+from fhirconv.cli import app, usage_error
+from fhirconv.cli.progress import progress_bar
+from fhirconv.errors import ExitCode, InputError, PublishError
 from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
-from fhirconv.publish.bulk import DEFAULT_BATCH_SIZE, import_operation, push_ndjson, resource_files
+from fhirconv.publish.bulk import (
+    DEFAULT_BATCH_SIZE,
+    import_operation,
+    ordered_files,
+    push_ndjson,
+    resource_files,
+)
 from fhirconv.publish.client import FhirClient, Timeouts, sends_credentials_in_clear
+from fhirconv.publish.importer import ImportRefused, import_ndjson
 from fhirconv.publish.push import StopRule, push_bundles
 from fhirconv.publish.report import StudyResult
 from fhirconv.publish.retry import RetryPolicy
@@ -30,10 +40,7 @@ Progress = Callable[[StudyResult, int, int], None]
 
 
 def _usage(message: str) -> typer.Exit:
-    """Print a usage error and return the exit (code 2) for the caller to raise."""
-    typer.echo(f"Error: {message}", err=True)
-    typer.echo("Try 'fhirconv push --help' for help.", err=True)
-    return typer.Exit(2)
+    return usage_error(message, "Try 'fhirconv push --help' for help.")
 
 
 def _shown(result: StudyResult) -> bool:
@@ -50,46 +57,18 @@ def _echo_result(result: StudyResult) -> None:
 
 
 @contextmanager
-def _progress(dry_run: bool) -> Iterator[Progress]:
-    """A progress display on stderr when it is a terminal; study lines always go to stdout."""
-    interactive = sys.stderr.isatty()
-    if interactive and sys.stdout.isatty() and not dry_run:
-        try:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import Progress as RichProgress
-        except ImportError:
-            pass
-        else:
-            with RichProgress(
-                TextColumn("pushing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-                redirect_stdout=False,
-                redirect_stderr=False,
-            ) as bar:
-                task = bar.add_task("push", total=None)
+def _progress(quiet: bool, unit: str = "studies") -> Iterator[Progress]:
+    """The shared progress bar (not under -q or for a dry run, whose plan is the output);
+    study lines always go to stdout, printed above the bar when both are this terminal."""
+    with progress_bar("pushing", quiet=quiet, unit=unit) as bar:
 
-                def update(result: StudyResult, done: int, total: int) -> None:
-                    # Both streams are this terminal: print above the bar, through its console.
-                    for line in [result.line(), *result.detail_lines()] if _shown(result) else []:
-                        bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
-                    bar.update(task, completed=done, total=total)
+        def update(result: StudyResult, done: int, total: int) -> None:
+            if _shown(result):
+                for line in [result.line(), *result.detail_lines()]:
+                    bar.echo(line, err=bar.enabled and sys.stdout.isatty())
+            bar.update(done, total)
 
-                yield update
-            return
-
-    def plain(result: StudyResult, done: int, total: int) -> None:
-        _echo_result(result)
-        if interactive and not dry_run:
-            end = "\n" if done >= total else ""
-            sys.stderr.write(f"\r[{done}/{total}] studies done{end}")
-            sys.stderr.flush()
-
-    yield plain
+        yield update
 
 
 @app.command("push")
@@ -197,11 +176,31 @@ def push(
             metavar="PATH",
         ),
     ] = None,
+    use_import: Annotated[
+        bool,
+        typer.Option(
+            "--import/--no-import",
+            help="Resource NDJSON: load through the server's bulk $import when its"
+            " CapabilityStatement offers it (the files are served to it from this machine);"
+            " --no-import always uses batched transactions.",
+        ),
+    ] = True,
+    import_address: Annotated[
+        str | None,
+        typer.Option(
+            help="$import: the host[:port] the server reaches this machine at (default: "
+            "127.0.0.1, for a server on this machine); files are served on all interfaces then.",
+            metavar="HOST[:PORT]",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
             "--dry-run", help="Print what would be sent (method and URL per entry); send nothing."
         ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar (study lines still print).")
     ] = False,
     insecure: Annotated[
         bool,
@@ -265,10 +264,28 @@ def push(
     except InputError as exc:
         raise _usage(str(exc)) from None
     if bulk_files is not None:
-        _bulk(bulk_files, client, server, concurrency, batch_size, journal, dry_run,
-              max_connection_failures)
+        if client is not None and use_import and import_operation(client):
+            _import(bulk_files, client, import_address)  # falls back when refused
+        elif client is not None:
+            typer.echo(
+                "note: loading with batched transactions"
+                + ("" if use_import else " (--no-import)")
+                + ("; the server does not offer $import" if use_import else ""),
+                err=True,
+            )
+        _bulk(
+            bulk_files,
+            client,
+            server,
+            concurrency,
+            batch_size,
+            journal,
+            dry_run,
+            max_connection_failures,
+            quiet,
+        )
     try:
-        with _progress(dry_run) as progress:
+        with _progress(quiet or dry_run) as progress:
             summary = push_bundles(
                 paths,
                 client,
@@ -281,13 +298,39 @@ def push(
         raise _usage(str(exc)) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: studies in flight may or may not have been pushed", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
         if client is not None:
             client.close()
     for line in summary.lines():
         typer.echo(line)
     raise typer.Exit(summary.exit_code)
+
+
+def _import(files: list[Path], client: FhirClient, address: str | None) -> None:
+    """Load through $import and exit; return (to fall back) only when the server refused the
+    kick-off, so nothing was imported."""
+    typer.echo("note: the server offers $import; serving the files to it", err=True)
+    try:
+        result = import_ndjson(
+            ordered_files(files),
+            client,
+            bind="0.0.0.0" if address else "127.0.0.1",
+            advertise=address,
+        )
+    except ImportRefused as exc:
+        typer.echo(f"note: {exc}; loading with batched transactions instead", err=True)
+        return
+    except PublishError as exc:
+        client.close()
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(ExitCode.OUTCOME_UNKNOWN) from None
+    client.close()
+    typer.echo(
+        f"Imported {result.resources} resources from {result.files} files through "
+        f"$import in {result.elapsed:.1f} s"
+    )
+    raise typer.Exit(ExitCode.OK)
 
 
 def _bulk(
@@ -299,18 +342,11 @@ def _bulk(
     journal: Path | None,
     dry_run: bool,
     max_connection_failures: int,
+    quiet: bool,
 ) -> None:
     """The bulk load of resource NDJSON; exits with its code."""
-    if client is not None:
-        offered = import_operation(client)
-        typer.echo(
-            "note: the server offers $import, but fhirconv cannot serve the files to it yet; "
-            "loading with batched transactions" if offered else
-            "note: the server does not offer $import; loading with batched transactions",
-            err=True,
-        )
     try:
-        with _progress(dry_run) as progress:
+        with _progress(quiet or dry_run, "batches") as progress:
             summary = push_ndjson(
                 files,
                 client,
@@ -325,9 +361,12 @@ def _bulk(
     except InputError as exc:
         raise _usage(str(exc)) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted: batches in flight may or may not have landed; run the same "
-                   "command again to resume from the journal", err=True)
-        raise typer.Exit(130) from None
+        typer.echo(
+            "interrupted: batches in flight may or may not have landed; run the same "
+            "command again to resume from the journal",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
         if client is not None:
             client.close()

@@ -1166,6 +1166,7 @@ def _structured_text(item: Item) -> str:
 
 
 def match(record: PatientRecord, study: Study, options: Options) -> MatchResult:
+    """One patient against one study's eligibility: a verdict with every criterion's outcome."""
     outcomes: list[CriterionOutcome] = []
     facts = _facts(record, options)
     if facts.deceased:

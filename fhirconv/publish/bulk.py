@@ -24,9 +24,9 @@ How it loads:
 * **stop rules and faults** as for bundles (``push.StopRule``): a dead server, a 401/403 or a
   TLS failure stops the load; the rest is reported not sent and the journal keeps what landed.
 
-HAPI's bulk ``$import`` would let the server fetch the files itself; ``import_operation``
-reports whether a server's CapabilityStatement offers it. fhirconv does not drive it yet (the
-files must be served from a URL the server can reach), so the load always uses transactions.
+HAPI's bulk ``$import`` lets the server fetch the files itself; ``import_operation`` reports
+whether a server's CapabilityStatement offers it, and ``importer.import_ndjson`` drives it
+(``fhirconv push`` uses it when offered, these transactions otherwise).
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from fhirconv.errors import InputError, PublishError
+from fhirconv.errors import ExitCode, InputError, PublishError
 from fhirconv.publish.bundles import BundleSource, LoadedBundle
 from fhirconv.publish.client import FhirClient
 from fhirconv.publish.push import Breaker, StopRule, not_sent_result, push_watched
-from fhirconv.publish.report import StudyResult, retry_line
+from fhirconv.publish.report import StudyResult, push_exit_code, retry_line
+from fhirconv.write import BULK_MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _first_record(path: Path) -> Any:
             for line in handle:
                 if line.strip():
                     return json.loads(line)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return None
 
@@ -104,6 +105,17 @@ def is_resource_ndjson(path: Path) -> bool:
             and first["resourceType"] != "Bundle")
 
 
+def is_bulk_manifest(path: Path) -> bool:
+    """A Bulk Data manifest (``convert --format ndjson`` writes ``manifest.json``)."""
+    if path.name != BULK_MANIFEST_NAME:
+        return False
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and isinstance(manifest.get("output"), list)
+
+
 def resource_files(sources: Iterable[Path]) -> list[Path] | None:
     """The resource NDJSON files named by ``sources`` when *all* of them are that (a directory
     stands for its ``*.ndjson`` files); ``None`` when they hold Bundles (``push_bundles``).
@@ -117,10 +129,14 @@ def resource_files(sources: Iterable[Path]) -> list[Path] | None:
             candidates = sorted(p for p in path.iterdir()
                                 if p.is_file() and p.suffix.lower() == ".ndjson")
             bundles = sorted(p for p in path.iterdir()
-                             if p.is_file() and p.suffix.lower() in (".json", ".jsonl"))
+                             if p.is_file() and p.suffix.lower() in (".json", ".jsonl")
+                             and not is_bulk_manifest(p))
         else:
             candidates, bundles = [path], []
         for candidate in candidates:
+            if candidate.suffix.lower() != ".ndjson":
+                others.append(candidate)  # a Bundle file: not read here
+                continue
             if _first_record(candidate) is None and _blank(candidate):
                 continue  # an empty file holds neither resources nor bundles
             (files if is_resource_ndjson(candidate) else others).append(candidate)
@@ -396,10 +412,10 @@ class BulkSummary:
         return [b for b in self.batches if b.status == status]
 
     @property
-    def exit_code(self) -> int:
-        """0 when every resource is on the server (sent now or before), else 1."""
-        bad = self._of("failed") or self._of("not-sent") or self.bad_lines
-        return 1 if bad else 0
+    def exit_code(self) -> ExitCode:
+        """OK when every resource is on the server (sent now or before); else as
+        ``report.push_exit_code`` (bad lines: BAD_NDJSON)."""
+        return push_exit_code(self.batches, bad_lines=bool(self.bad_lines))
 
     def total(self, kind: str) -> int:
         return sum(len(getattr(b, kind)) for b in self.batches)
@@ -468,6 +484,14 @@ def _group_files(files: Iterable[Path]) -> dict[str, list[Path]]:
         kind = first.get("resourceType") if isinstance(first, dict) else None
         grouped.setdefault(str(kind or path.stem), []).append(path)
     return grouped
+
+
+def ordered_files(files: Iterable[Path]) -> list[tuple[str, Path]]:
+    """(resource type, file) in dependency order: the order a bulk ``$import`` lists them."""
+    grouped = _group_files(files)
+    graph, _ = referenced_types(grouped)
+    return [(kind, path) for layer in load_layers(graph) for kind in layer
+            for path in grouped[kind]]
 
 
 def push_ndjson(

@@ -8,7 +8,6 @@ still pushed.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fhirconv.errors import InputError
+from fhirconv.jsonio import parse_json
 
 NDJSON_SUFFIXES = frozenset({".ndjson", ".jsonl"})
 BUNDLE_SUFFIXES = frozenset({".json"}) | NDJSON_SUFFIXES
@@ -54,8 +54,9 @@ def discover(sources: Iterable[Path]) -> list[Path]:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in BUNDLE_SUFFIXES)
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in BUNDLE_SUFFIXES
+            )
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -151,13 +152,9 @@ def plan(bundle: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _parse(text: str | bytes, source: BundleSource) -> LoadedBundle | BundleLoadError:
     try:
-        bundle = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return BundleLoadError(source, _fallback_study(source),
-                               f"not valid JSON (line {exc.lineno}, column {exc.colno}): "
-                               f"{exc.msg}")
-    except UnicodeDecodeError:
-        return BundleLoadError(source, _fallback_study(source), "not UTF-8 text")
+        bundle = parse_json(text, source.line or 1)
+    except InputError as exc:
+        return BundleLoadError(source, _fallback_study(source), str(exc))
     if not isinstance(bundle, dict):
         return BundleLoadError(source, _fallback_study(source), "not a FHIR Bundle")
     return LoadedBundle(source, study_id(bundle, source), bundle)
@@ -176,5 +173,4 @@ def iter_bundles(files: Iterable[Path]) -> Iterator[LoadedBundle | BundleLoadErr
                 yield _parse(path.read_bytes(), BundleSource(path))
         except OSError as exc:
             source = BundleSource(path)
-            yield BundleLoadError(source, _fallback_study(source),
-                                  f"cannot read: {exc.strerror}")
+            yield BundleLoadError(source, _fallback_study(source), f"cannot read: {exc.strerror}")

@@ -46,24 +46,30 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[StudyResult, int, int], None]
 
 
-AUTH_OPTIONS = ("--token-env VAR or --token-file PATH (a bearer token); --basic-user with "
-                "--basic-password-env or --basic-password-file; or SMART Backend Services: "
-                "--smart-client-id, --smart-key, --smart-token-url")
+AUTH_OPTIONS = (
+    "--token-env VAR or --token-file PATH (a bearer token); --basic-user with "
+    "--basic-password-env or --basic-password-file; or SMART Backend Services: "
+    "--smart-client-id, --smart-key, --smart-token-url"
+)
 
 
 def auth_hint(status_code: int | None, has_auth: bool) -> str:
     """What to do about a refusal of our credentials (never shows a secret)."""
     if status_code == 403:
-        return ("the server refused access (HTTP 403 Forbidden): the credentials given lack "
-                "the right to write these resources (check the token's scopes or the "
-                f"account's rights; SMART scopes: --smart-scope), or give others: {AUTH_OPTIONS}"
-                if has_auth else
-                "the server refused access (HTTP 403 Forbidden) and no credentials were "
-                f"given: authenticate with {AUTH_OPTIONS}")
+        return (
+            "the server refused access (HTTP 403 Forbidden): the credentials given lack "
+            "the right to write these resources (check the token's scopes or the "
+            f"account's rights; SMART scopes: --smart-scope), or give others: {AUTH_OPTIONS}"
+            if has_auth
+            else "the server refused access (HTTP 403 Forbidden) and no credentials were "
+            f"given: authenticate with {AUTH_OPTIONS}"
+        )
     what = f"HTTP {status_code} Unauthorized" if status_code else "authentication failed"
     if has_auth:
-        return (f"the server refused our credentials ({what}): check the token or password "
-                f"(expired? for another server?); the options are {AUTH_OPTIONS}")
+        return (
+            f"the server refused our credentials ({what}): check the token or password "
+            f"(expired? for another server?); the options are {AUTH_OPTIONS}"
+        )
     return f"the server wants credentials ({what}) and none were given: use {AUTH_OPTIONS}"
 
 
@@ -109,21 +115,28 @@ class Breaker:
         elif result.fault == "connection":
             self.in_a_row += 1
             if self.in_a_row >= self.rule.max_connection_failures:
-                self.reason = (f"the server could not be reached for {self.in_a_row} bundles "
-                               f"in a row (last: {result.error})")
+                self.reason = (
+                    f"the server could not be reached for {self.in_a_row} bundles "
+                    f"in a row (last: {result.error})"
+                )
         elif result.status in ("pushed", "failed"):
             self.in_a_row = 0
 
 
 def not_sent_result(loaded: LoadedBundle | BundleLoadError, reason: str) -> StudyResult:
     """The result for a bundle the push did not send because it stopped."""
-    return StudyResult(study=loaded.study, source=loaded.source.label, status="not-sent",
-                       error=f"the push stopped: {reason}")
+    return StudyResult(
+        study=loaded.study,
+        source=loaded.source.label,
+        status="not-sent",
+        error=f"the push stopped: {reason}",
+    )
 
 
 def _failed(loaded: LoadedBundle | BundleLoadError, message: str) -> StudyResult:
-    return StudyResult(study=loaded.study, source=loaded.source.label, status="failed",
-                       error=message)
+    return StudyResult(
+        study=loaded.study, source=loaded.source.label, status="failed", error=message
+    )
 
 
 def plan_one(loaded: LoadedBundle) -> StudyResult:
@@ -131,8 +144,13 @@ def plan_one(loaded: LoadedBundle) -> StudyResult:
     problems = check_bundle(loaded.bundle)
     if problems:
         return _failed(loaded, "; ".join(problems))
-    return StudyResult(study=loaded.study, source=loaded.source.label, status="planned",
-                       planned=plan(loaded.bundle), idempotent=is_idempotent(loaded.bundle))
+    return StudyResult(
+        study=loaded.study,
+        source=loaded.source.label,
+        status="planned",
+        planned=plan(loaded.bundle),
+        idempotent=is_idempotent(loaded.bundle),
+    )
 
 
 def push_watched(loaded: LoadedBundle, client: FhirClient, breaker: Breaker) -> StudyResult:
@@ -154,8 +172,9 @@ def push_one(
     if problems:
         return _failed(loaded, "not sent: " + "; ".join(problems))
     idempotent = is_idempotent(loaded.bundle)
-    base = StudyResult(study=loaded.study, source=loaded.source.label, status="pushed",
-                       idempotent=idempotent)
+    base = StudyResult(
+        study=loaded.study, source=loaded.source.label, status="pushed", idempotent=idempotent
+    )
     started = time.monotonic()
     attempts = Attempts()
     try:
@@ -167,10 +186,12 @@ def push_one(
             base.fault = "auth"
             said = next((i.diagnostics or i.details for i in exc.issues if i.is_error), None)
             base.error = auth_hint(exc.status_code, client.has_auth) + (
-                f" [the server said: {said}]" if said else "")
+                f" [the server said: {said}]" if said else ""
+            )
             return _finish(base, attempts, started)
-        base.issues = explain_http_error(exc.status_code, exc.reason, exc.body, loaded.bundle,
-                                         loaded.study)
+        base.issues = explain_http_error(
+            exc.status_code, exc.reason, exc.body, loaded.bundle, loaded.study
+        )
         base.error = str(exc)
     except TlsFailure as exc:
         base.status, base.attempts, base.error, base.fault = "failed", exc.attempts, str(exc), "tls"
@@ -181,11 +202,13 @@ def push_one(
         base.error = f"outcome unknown: {exc}"
     except RetriesExhausted as exc:
         base.status, base.attempts, base.error = "failed", exc.attempts, str(exc)
+        base.gave_up = True
         if attempts.connection_failed:
             base.fault = "connection"
         if exc.status_code is not None and parse_operation_outcome(exc.body):
-            base.issues = explain_http_error(exc.status_code, exc.reason, exc.body,
-                                             loaded.bundle, loaded.study)
+            base.issues = explain_http_error(
+                exc.status_code, exc.reason, exc.body, loaded.bundle, loaded.study
+            )
     except PublishError as exc:
         base.status, base.error = "failed", str(exc)
     except Exception as exc:  # a bug must cost one study, not the whole push
@@ -205,12 +228,12 @@ def push_one(
                 issues = [i for i in entry.issues if i.is_error] or list(entry.issues)
                 reports = explain(issues, loaded.bundle, loaded.study)
                 if not reports:
-                    reports = explain_http_error(entry.status, "", None, loaded.bundle,
-                                                 loaded.study)
+                    reports = explain_http_error(
+                        entry.status, "", None, loaded.bundle, loaded.study
+                    )
                 for report in reports:
                     if report.entry_index is None:
-                        report = replace(report, entry_index=entry.index,
-                                         entry_ref=entry.ref)
+                        report = replace(report, entry_index=entry.index, entry_ref=entry.ref)
                     base.issues.append(report)
     return _finish(base, attempts, started)
 
@@ -235,29 +258,53 @@ def push_bundles(
     exist (before anything is sent); everything after that is reported per study. When
     ``stop_rule`` (default ``StopRule()``) stops the push, the rest are ``not-sent``.
     """
+    files = discover(sources)
+    return push_stream(
+        iter_bundles(files),
+        client,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        progress=progress,
+        stop_rule=stop_rule,
+        total=count_bundles(files),
+    )
+
+
+def push_stream(
+    bundles: Iterable[LoadedBundle | BundleLoadError],
+    client: FhirClient | None,
+    *,
+    concurrency: int = 4,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+    stop_rule: StopRule | None = None,
+    total: int | None = None,
+) -> PushSummary:
+    """Push bundles as they come (read from files, or made by ``convert`` in this process): at
+    most ``2 * concurrency`` are held. ``total`` (when known) is passed on to ``progress``;
+    otherwise ``progress`` gets the number done so far as the total."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     if client is None and not dry_run:
         raise ValueError("a FhirClient is needed unless dry_run is set")
     started = time.monotonic()
-    files = discover(sources)
-    total = count_bundles(files)
     results: dict[int, StudyResult] = {}
 
     def finish(seq: int, result: StudyResult) -> None:
         results[seq] = result
         if progress is not None:
-            progress(result, len(results), max(total, len(results)))
+            progress(result, len(results), max(total or 0, len(results)))
 
-    loaded_iter = enumerate(iter_bundles(files))
+    loaded_iter = enumerate(bundles)
     if dry_run or client is None:
         for seq, loaded in loaded_iter:
             if isinstance(loaded, BundleLoadError):
                 finish(seq, _failed(loaded, loaded.message))
             else:
                 finish(seq, plan_one(loaded))
-        return PushSummary([results[k] for k in sorted(results)], dry_run=True,
-                           elapsed=time.monotonic() - started)
+        return PushSummary(
+            [results[k] for k in sorted(results)], dry_run=True, elapsed=time.monotonic() - started
+        )
 
     breaker = Breaker(stop_rule or StopRule())
     window = 2 * concurrency
@@ -284,8 +331,12 @@ def push_bundles(
             for future in in_flight:
                 future.cancel()
             raise
-    return PushSummary([results[k] for k in sorted(results)], dry_run=False,
-                       elapsed=time.monotonic() - started, stopped=breaker.reason)
+    return PushSummary(
+        [results[k] for k in sorted(results)],
+        dry_run=False,
+        elapsed=time.monotonic() - started,
+        stopped=breaker.reason,
+    )
 
 
 def _cancel_waiting(

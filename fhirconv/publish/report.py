@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fhirconv.errors import ExitCode
 from fhirconv.publish.outcome import IssueReport
 
 StudyStatus = Literal["pushed", "failed", "planned", "not-sent"]
@@ -22,6 +23,29 @@ def retry_line(causes: Iterable[str]) -> str | None:
         return None
     parts = ", ".join(f"{n}×{cause}" for cause, n in counted.most_common())
     return f"{total} {'retry' if total == 1 else 'retries'}: {parts}"
+
+
+_FAULT_CODES: dict[str, ExitCode] = {
+    "tls": ExitCode.TLS_FAILED,
+    "auth": ExitCode.AUTH_REFUSED,
+    "connection": ExitCode.SERVER_UNREACHABLE,
+}
+
+
+def push_exit_code(results: Iterable[StudyResult], bad_lines: bool = False) -> ExitCode:
+    """The exit code of a push: the failure that stopped it or left it in doubt, most decisive
+    first (TLS, credentials, an unreachable server, outcome unknown, bad NDJSON lines), else
+    RECORDS_FAILED when a study or batch was refused or not sent, else OK."""
+    failed = [r for r in results if r.status in ("failed", "not-sent")]
+    faults = {r.fault for r in failed if r.fault is not None}
+    for fault, code in _FAULT_CODES.items():
+        if fault in faults:
+            return code
+    if any(r.outcome_unknown or r.gave_up for r in failed):
+        return ExitCode.OUTCOME_UNKNOWN
+    if bad_lines:
+        return ExitCode.BAD_NDJSON
+    return ExitCode.RECORDS_FAILED if failed else ExitCode.OK
 
 
 @dataclass
@@ -45,6 +69,7 @@ class StudyResult:
     idempotent: bool = True
     retry_causes: list[str] = field(default_factory=list)  # one label per retry: "429", …
     fault: Fault | None = None
+    gave_up: bool = False  # every retry failed with a retryable answer (429, 503 …)
 
     @property
     def ok(self) -> bool:
@@ -54,12 +79,20 @@ class StudyResult:
     def entry_count(self) -> int:
         if self.status == "planned":
             return len(self.planned)
-        return (len(self.created) + len(self.updated) + len(self.unchanged)
-                + len(self.deleted) + len(self.other))
+        return (
+            len(self.created)
+            + len(self.updated)
+            + len(self.unchanged)
+            + len(self.deleted)
+            + len(self.other)
+        )
 
     def counts(self) -> str:
-        parts = [f"created {len(self.created)}", f"updated {len(self.updated)}",
-                 f"unchanged {len(self.unchanged)}"]
+        parts = [
+            f"created {len(self.created)}",
+            f"updated {len(self.updated)}",
+            f"unchanged {len(self.unchanged)}",
+        ]
         if self.deleted:
             parts.append(f"deleted {len(self.deleted)}")
         if self.other:
@@ -125,9 +158,9 @@ class PushSummary:
         return [s for s in self.studies if s.ok]
 
     @property
-    def exit_code(self) -> int:
-        """0 when every study was pushed (or planned), 1 when any failed or was not sent."""
-        return 1 if self.failed or self.not_sent else 0
+    def exit_code(self) -> ExitCode:
+        """OK when every study was pushed (or planned); else the code `push_exit_code` gives."""
+        return push_exit_code(self.studies)
 
     def total(self, kind: Literal["created", "updated", "unchanged", "deleted"]) -> int:
         return sum(len(getattr(s, kind)) for s in self.studies)
@@ -136,8 +169,10 @@ class PushSummary:
         n = len(self.studies)
         if self.dry_run:
             entries = sum(s.entry_count for s in self.succeeded)
-            line = (f"Dry run: {len(self.succeeded)} of {n} studies would be sent "
-                    f"({entries} entries); nothing was sent")
+            line = (
+                f"Dry run: {len(self.succeeded)} of {n} studies would be sent "
+                f"({entries} entries); nothing was sent"
+            )
             if self.failed:
                 line += f"; {len(self.failed)} cannot be sent"
             return [line]

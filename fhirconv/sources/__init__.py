@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from fhirconv.errors import InputError, RecordError, UnknownFormatError, unexpected
 from fhirconv.model import Trial
 from fhirconv.sources import ctgov_json, ctgov_xml, registry_text
+from fhirconv.sources.inputs import InputUnit, Unit, iter_input_files, path_units
 
 Reader = Callable[[str, str], Iterator[Trial | RecordError]]
 _READERS: dict[str, Reader] = {
@@ -26,7 +27,6 @@ _READERS: dict[str, Reader] = {
     "registry-text": registry_text.read_text,
 }
 FORMATS = tuple(_READERS)
-_SUFFIXES = {".json", ".ndjson", ".jsonl", ".xml", ".txt"}
 
 
 def detect_format(text: str, file: str) -> str:
@@ -53,7 +53,12 @@ def read_text(text: str, file: str, fmt: str | None = None) -> Iterator[Trial | 
     reader = _READERS.get(fmt)
     if reader is None:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    records = reader(text, file)
+    yield from _guarded(reader(text, file), file)
+
+
+def _guarded(records: Iterator[Trial | RecordError], file: str) -> Iterator[Trial | RecordError]:
+    """The reader's records, behind the file boundary: a reader failing part-way (a defect, not
+    bad data) ends the file with one RecordError; a Trial holding undecodable bytes fails alone."""
     while True:
         try:
             record = next(records)
@@ -93,9 +98,7 @@ def _undecodable_field(trial: Trial) -> str | None:
 
 def input_files(path: Path) -> list[Path]:
     """A file, or the readable files under a directory (sorted, so batches are deterministic)."""
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
-    return [path]
+    return list(iter_input_files(path))
 
 
 _XML_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -153,31 +156,41 @@ def read_stdin() -> str:
 def read_path(
     name: str, fmt: str | None = None, *, stdin: Callable[[], str] | None = None
 ) -> Iterator[Trial | RecordError]:
-    """Every record in a file, a directory of files, or `-` (`stdin()`). A file that cannot be
-    read or recognized becomes one RecordError; the others are still read. A directory holding no
-    input file is a RecordError too: a run over nothing must not look like success."""
+    """Every record in a file, a directory of files, a ZIP archive, or `-` (`stdin()`). A file
+    that cannot be read or recognized becomes one RecordError; the others are still read. A
+    directory holding no input file is a RecordError too: a run over nothing must not look like
+    success."""
     if name == "-":
         yield from _read_file_text((stdin or read_stdin)(), "-", fmt)
         return
+    for unit in units_of(name, fmt):
+        yield from read_unit(unit, fmt)
+
+
+def units_of(name: str, fmt: str | None = None) -> Iterator[Unit]:
+    """The units (`sources.inputs`) of a file, directory or archive named on the command line."""
     path = Path(name)
     if not path.exists():
         raise InputError(f"{name}: no such file or directory")
-    files = input_files(path)
-    if not files:
-        suffixes = ", ".join(sorted(_SUFFIXES))
-        yield RecordError(name, None, None, f"no records: the directory has no {suffixes} file")
+    yield from path_units(path, fmt)
+
+
+def read_unit(unit: Unit, fmt: str | None = None) -> Iterator[Trial | RecordError]:
+    """The records of one unit: a file's or archive member's, or one NDJSON line's."""
+    if isinstance(unit, RecordError):
+        yield unit
         return
-    for file in files:
-        try:
-            text = decode_input(file.read_bytes(), str(file))
-        except OSError as error:
-            yield RecordError(str(file), None, None, f"cannot read file: {error.strerror}")
-            continue
-        except InputError as error:
-            record = _lone_nct_id(file.read_bytes())
-            yield RecordError(str(file), record, None, str(error).split(": ", 1)[-1])
-            continue
-        yield from _read_file_text(text, str(file), fmt)
+    if unit.line is not None:
+        text = unit.data.decode("utf-8", errors="surrogateescape")
+        yield from _guarded(ctgov_json.read_line(text, unit.file, unit.line), unit.file)
+        return
+    try:
+        text = decode_input(unit.data, unit.file)
+    except InputError as error:
+        record = _lone_nct_id(unit.data)
+        yield RecordError(unit.file, record, None, str(error).split(": ", 1)[-1])
+        return
+    yield from _read_file_text(text, unit.file, fmt)
 
 
 def _read_file_text(text: str, file: str, fmt: str | None) -> Iterator[Trial | RecordError]:
@@ -192,10 +205,13 @@ def _read_file_text(text: str, file: str, fmt: str | None) -> Iterator[Trial | R
 
 __all__ = [
     "FORMATS",
+    "InputUnit",
     "decode_input",
     "detect_format",
     "input_files",
     "read_path",
     "read_stdin",
     "read_text",
+    "read_unit",
+    "units_of",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from fhirconv.errors import FieldError, InputError, RecordError
-from fhirconv.jsonio import json_documents
+from fhirconv.jsonio import json_documents, parse_json
 from fhirconv.model import (
     AgeLimit,
     Arm,
@@ -68,18 +68,39 @@ def raw_studies(text: str, file: str) -> Iterator[tuple[str, Json | RecordError]
             record = position if line is not None else _lone_nct_id(text)
             yield position, RecordError(file, record, None, str(document))
             continue
-        if isinstance(document, dict) and isinstance(document.get("studies"), list):
-            document = document["studies"]
-        if isinstance(document, list):
-            for index, study in enumerate(document, 1):
-                found = True
-                yield (f"#{index}" if line is None else f"{position} #{index}"), study
-        else:
+        for where, study in _studies_in(document, position, whole=line is None):
             found = True
-            yield position, document
+            yield where, study
     if not found:
         what = "the file is empty" if not text.strip("\ufeff \t\r\n") else "no studies in it"
         yield "#1", RecordError(file, None, None, f"no records: {what}")
+
+
+def _studies_in(document: Any, position: str, *, whole: bool) -> Iterator[tuple[str, Any]]:
+    """The studies of one JSON document: itself, a page's `studies`, or an array's items."""
+    if isinstance(document, dict) and isinstance(document.get("studies"), list):
+        document = document["studies"]
+    if isinstance(document, list):
+        for index, study in enumerate(document, 1):
+            yield (f"#{index}" if whole else f"{position} #{index}"), study
+    else:
+        yield position, document
+
+
+def read_line(text: str, file: str, number: int) -> Iterator[Trial | RecordError]:
+    """The studies on line `number` of an NDJSON stream (read one line at a time)."""
+    position = f"line {number}"
+    try:
+        document = parse_json(text, number)
+    except InputError as error:
+        yield RecordError(file, position, None, str(error))
+        return
+    found = False
+    for where, study in _studies_in(document, position, whole=False):
+        found = True
+        yield study_to_trial(study, file, where)
+    if not found:
+        yield RecordError(file, position, None, "no records: no studies in it")
 
 
 def _lone_nct_id(text: str) -> str | None:
