@@ -66,6 +66,7 @@ _MEDICATION_INCLUDES = {
     "MedicationStatement": "MedicationStatement:medication",
 }
 _STRUCTURED_LIMITS = ("age", "sex")
+_AGE_UNITS = ("a", "mo", "wk", "d")  # the units the evaluator counts completed ages in
 _GENDERS = ("male", "female", "other", "unknown")
 
 
@@ -153,23 +154,31 @@ class PatientSearch:
 
 
 def _age_bounds(item: Item, as_of: date) -> tuple[date | None, date | None]:
-    """(born after, born on or before) for "age ≥ low and ≤ high" in completed units."""
-    after: date | None = None
-    on_or_before: date | None = None
-    low = item.low
-    high = item.high
-    if item.comparator and item.quantity is not None:
-        if item.comparator in (">=", ">"):
-            low = item.quantity
-        elif item.comparator in ("<=", "<"):
-            high = item.quantity
-        if item.comparator in (">", "<"):
-            return None, None  # strict ages are rare in structured limits: do not narrow
-    if low is not None and low.unit and float(low.value).is_integer():
-        on_or_before = add_duration(as_of, low.value, low.unit, sign=-1)
-    if high is not None and high.unit and float(high.value).is_integer():
-        # completed age <= H  ⇔  born after as_of − (H + 1) units
-        after = add_duration(as_of, high.value + 1, high.unit, sign=-1)
+    """(born after, born on or before) for the item's age limits, read as the evaluator reads
+    them: ages in completed units, one unit for both ends (the first end's), strict bounds on
+    whole numbers. Anything else gives no bound."""
+    low: float | None = None
+    high: float | None = None
+    if item.quantity is not None:
+        unit = item.quantity.unit
+        value, comparator = item.quantity.value, item.comparator
+        if comparator in (">", ">="):
+            low = value + 1 if comparator == ">" else value
+        elif comparator in ("<", "<="):
+            high = value - 1 if comparator == "<" else value
+        else:
+            low = high = value
+    else:
+        unit = (item.low.unit if item.low else None) or (item.high.unit if item.high else None)
+        low = item.low.value if item.low else None
+        high = item.high.value if item.high else None
+    if unit not in _AGE_UNITS or any(
+        v is not None and not float(v).is_integer() for v in (low, high)
+    ):
+        return None, None
+    on_or_before = add_duration(as_of, low, unit, sign=-1) if low is not None else None
+    # completed age <= H  ⇔  born after as_of − (H + 1) units
+    after = add_duration(as_of, high + 1, unit, sign=-1) if high is not None else None
     return after, on_or_before
 
 
@@ -187,9 +196,7 @@ def patient_search(study: Study, as_of: date) -> PatientSearch:
         if item is None:
             continue
         if cid == "age" and item.kind == "age":
-            units = {q.unit for q in (item.low, item.high, item.quantity) if q is not None}
-            if units <= {"a", "mo", "wk", "d"}:
-                after, on_or_before = _age_bounds(item, as_of)
+            after, on_or_before = _age_bounds(item, as_of)
         elif cid == "sex" and item.value and item.value.codes:
             wanted = item.value.codes[0].code
             if wanted in ("male", "female"):
