@@ -33,6 +33,7 @@ import httpx
 from fhirconv.eligibility import codec
 from fhirconv.eligibility.model import Item
 from fhirconv.errors import PublishError
+from fhirconv.mapping.group import birthdate_bounds
 from fhirconv.match.evaluate import MatchResult, Options, match
 from fhirconv.match.records import PatientRecord, Study, add_duration, patient_records
 from fhirconv.publish.client import FhirClient
@@ -66,7 +67,6 @@ _MEDICATION_INCLUDES = {
     "MedicationStatement": "MedicationStatement:medication",
 }
 _STRUCTURED_LIMITS = ("age", "sex")
-_AGE_UNITS = ("a", "mo", "wk", "d")  # the units the evaluator counts completed ages in
 _GENDERS = ("male", "female", "other", "unknown")
 
 
@@ -172,13 +172,14 @@ def _age_bounds(item: Item, as_of: date) -> tuple[date | None, date | None]:
         unit = (item.low.unit if item.low else None) or (item.high.unit if item.high else None)
         low = item.low.value if item.low else None
         high = item.high.value if item.high else None
-    if unit not in _AGE_UNITS or any(
-        v is not None and not float(v).is_integer() for v in (low, high)
-    ):
-        return None, None
-    on_or_before = add_duration(as_of, low, unit, sign=-1) if low is not None else None
-    # completed age <= H  ⇔  born after as_of − (H + 1) units
-    after = add_duration(as_of, high + 1, unit, sign=-1) if high is not None else None
+    after: date | None = None
+    on_or_before: date | None = None
+    for prefix, offset in birthdate_bounds(low, high, unit) or []:
+        day = add_duration(as_of, offset, str(unit), sign=-1)
+        if prefix == "le":
+            on_or_before = day
+        else:
+            after = day
     return after, on_or_before
 
 
