@@ -20,6 +20,7 @@ Retries and back-off are `FhirClient.request`'s (`fhirconv.publish.retry`), shar
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -50,6 +51,7 @@ __all__ = [
     "limits_of",
     "match_server",
     "patient_search",
+    "resolve_today",
 ]
 
 # What the evaluator reads (fhirconv.match.facts); nothing else is fetched.
@@ -220,6 +222,19 @@ def _hull(searches: list[PatientSearch]) -> PatientSearch:
         None
         if None in genders
         else tuple(g for g in _GENDERS if any(g in (s or ()) for s in genders)),
+    )
+
+
+_TODAY_MINUS = re.compile(r"\{\{\s*today\(\)\s*-\s*(\d+)\s+(years|months|weeks|days)\s*\}\}")
+_UCUM_OF = {"years": "a", "months": "mo", "weeks": "wk", "days": "d"}
+
+
+def resolve_today(expression: str, day: date) -> str:
+    """A `member-filter` query with its embedded `{{today() - N unit}}` FHIRPath evaluated on
+    `day` (FHIR servers do not evaluate them: the client substitutes them before searching)."""
+    return _TODAY_MINUS.sub(
+        lambda m: add_duration(day, int(m.group(1)), _UCUM_OF[m.group(2)], sign=-1).isoformat(),
+        expression,
     )
 
 
