@@ -274,7 +274,7 @@ def _match_server(
     except PublishError as error:  # a bad URL or credentials that cannot be loaded
         raise usage_error(str(error)) from None
     traffic = Traffic()
-    failures = 0
+    failures = patients = fetched = 0
     by_id = {study.nct_id: study for study in studies}
     with client:
         writer = WriteBack(client, options.as_of) if run.write_back else None
@@ -288,6 +288,8 @@ def _match_server(
                 narrow=run.candidates_only,
                 traffic=traffic,
             ):
+                patients += 1
+                fetched += outcome.fetched
                 if outcome.error is not None:
                     failures += 1
                     typer.secho(f"error: {outcome.error}", err=True, fg=typer.colors.RED)
@@ -307,7 +309,8 @@ def _match_server(
                 typer.secho(f"error: write-back: {problem}", err=True, fg=typer.colors.RED)
             failures += len(writer.failures)
     typer.echo(
-        f"server: {traffic.requests} requests ({traffic.retries} retries),"
+        f"server: {patients} patients, {fetched} full records read;"
+        f" {traffic.requests} requests ({traffic.retries} retries),"
         f" {traffic.bytes:,} bytes received"
         + (", $everything refused: per-type searches used" if traffic.everything_refused else ""),
         err=True,
