@@ -259,6 +259,23 @@ def test_cli_server_equals_cli_files(
     assert len(verdicts(by_file.stdout)) == 10
 
 
+def test_cli_write_back_twice_changes_nothing(
+    fhir_server_url: str, study_folder: Path, patient_files: Path, client: FhirClient
+) -> None:
+    study = study_folder / "NCT05765006.json"
+    assert not client.post_transaction(json.loads(study.read_text(encoding="utf-8"))).failed_entries
+    arguments = ["match", "--server", fhir_server_url, "--study", str(study)]
+    arguments += ["--as-of", AS_OF.isoformat(), "--format", "json", "--write-back"]
+    runner = CliRunner()
+    first = runner.invoke(app, arguments)
+    assert first.exit_code == 0, first.stderr
+    second = runner.invoke(app, arguments)
+    assert second.exit_code == 0, second.stderr
+    summary = next(line for line in second.stderr.splitlines() if line.startswith("write-back"))
+    assert "unchanged" in summary
+    assert "created" not in summary and "updated" not in summary, summary
+
+
 def test_all_synthea_patients(
     client: FhirClient, studies: list[Study], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -277,20 +294,3 @@ def test_all_synthea_patients(
     assert {k: v["verdict"] for k, v in got.items()} == {
         k: v["verdict"] for k, v in expected.items()
     }
-
-
-def test_cli_write_back_twice_changes_nothing(
-    fhir_server_url: str, study_folder: Path, patient_files: Path, client: FhirClient
-) -> None:
-    study = study_folder / "NCT05765006.json"
-    assert not client.post_transaction(json.loads(study.read_text(encoding="utf-8"))).failed_entries
-    arguments = ["match", "--server", fhir_server_url, "--study", str(study)]
-    arguments += ["--as-of", AS_OF.isoformat(), "--format", "json", "--write-back"]
-    runner = CliRunner()
-    first = runner.invoke(app, arguments)
-    assert first.exit_code == 0, first.stderr
-    second = runner.invoke(app, arguments)
-    assert second.exit_code == 0, second.stderr
-    summary = next(line for line in second.stderr.splitlines() if line.startswith("write-back"))
-    assert "unchanged" in summary
-    assert "created" not in summary and "updated" not in summary, summary
