@@ -92,6 +92,10 @@ class Traffic:
             self.retries += max(0, attempts.count - 1)
             self.bytes += len(response.content)
 
+    def refused_everything(self) -> None:
+        with self._lock:
+            self.everything_refused += 1
+
 
 @dataclass
 class PatientOutcome:
@@ -351,8 +355,7 @@ class _Fetcher:
                 if not 400 <= refused.status < 500:
                     raise
                 self.everything = False  # unsupported here: every later patient per type
-                with self.traffic._lock:
-                    self.traffic.everything_refused += 1
+                self.traffic.refused_everything()
         if resources is None:
             resources = _per_type(self.client, patient, self.page_size, self.traffic)
         for record in patient_records(resources):
