@@ -153,7 +153,7 @@ def test_reference_example_people_places_and_plan(reference: ConvertedStudy) -> 
 
 
 def test_reference_example_eligibility_group(reference: ConvertedStudy) -> None:
-    (group,) = by_type(reference, "Group")
+    group = next(g for g in by_type(reference, "Group") if g["id"].endswith("-eligibility"))
     assert group["type"] == "person" and group["actual"] is False
     characteristics = group["characteristic"]
     age = next(c for c in characteristics if c["code"]["coding"][0]["code"] == "30525-0")

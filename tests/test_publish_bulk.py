@@ -373,7 +373,7 @@ def test_401_stops_the_bulk_load_at_once(tmp_path: Path) -> None:
 
 
 def test_cli_bulk_dry_run_and_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fhirconv.cli.push as cli_push
+    import fhirconv.cli.server_options as cli_server_options
 
     write_ndjson(tmp_path, [f"NCT{n:08d}" for n in range(1, 4)])
     dry = CliRunner().invoke(app, _cli(str(tmp_path), "--dry-run", "--batch-size", "2"))
@@ -390,7 +390,7 @@ def test_cli_bulk_dry_run_and_load(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return ok(request)
 
     real = FhirClient
-    monkeypatch.setattr(cli_push, "FhirClient", lambda url, **kw: real(
+    monkeypatch.setattr(cli_server_options, "FhirClient", lambda url, **kw: real(
         url, transport=httpx.MockTransport(capability),
         **{k: v for k, v in kw.items() if k != "verify"}))
     journal = tmp_path / "elsewhere" / "my.journal"

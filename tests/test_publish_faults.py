@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
-import fhirconv.cli.push as cli_push
+import fhirconv.cli.server_options as cli_server_options
 from fhirconv.cli import app
 from fhirconv.errors import ExitCode
 from fhirconv.publish import (
@@ -646,7 +646,8 @@ def mock_cli_transport(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Handler
         return real(base_url, transport=httpx.MockTransport(lambda r: handlers[0](r)),
                     sleep=lambda s: None, **kwargs)
 
-    monkeypatch.setattr(cli_push, "FhirClient", factory)
+    # push builds its client in fhirconv.cli.server_options (shared with match --server)
+    monkeypatch.setattr(cli_server_options, "FhirClient", factory)
     yield handlers
 
 

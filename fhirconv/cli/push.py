@@ -21,8 +21,24 @@ import typer
 
 from fhirconv.cli import app, usage_error
 from fhirconv.cli.progress import progress_bar
+from fhirconv.cli.server_options import (
+    BasicPasswordEnvOption,
+    BasicPasswordFileOption,
+    BasicUserOption,
+    ConnectTimeoutOption,
+    InsecureOption,
+    ServerArguments,
+    ServerOption,
+    SmartClientIdOption,
+    SmartKeyOption,
+    SmartKidOption,
+    SmartTokenUrlOption,
+    TokenEnvOption,
+    TokenFileOption,
+    build_client,
+)
 from fhirconv.errors import ExitCode, InputError, PublishError
-from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
+from fhirconv.publish.auth import AuthConfigError, AuthOptions
 from fhirconv.publish.bulk import (
     DEFAULT_BATCH_SIZE,
     import_operation,
@@ -30,11 +46,10 @@ from fhirconv.publish.bulk import (
     push_ndjson,
     resource_files,
 )
-from fhirconv.publish.client import FhirClient, Timeouts, sends_credentials_in_clear
+from fhirconv.publish.client import FhirClient
 from fhirconv.publish.importer import ImportRefused, import_ndjson
 from fhirconv.publish.push import StopRule, push_bundles
 from fhirconv.publish.report import StudyResult
-from fhirconv.publish.retry import RetryPolicy
 
 Progress = Callable[[StudyResult, int, int], None]
 
@@ -82,64 +97,27 @@ def push(
             "ndjson), loaded in batches with a journal to resume from.",
         ),
     ],
-    server: Annotated[
-        str | None,
-        typer.Option(
-            "--server",
-            envvar="FHIRCONV_SERVER",
-            help="FHIR base URL, e.g. https://fhir.example.org/r4 (or set FHIRCONV_SERVER).",
-        ),
-    ] = None,
+    server: ServerOption = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Bundles in flight at once.")] = 4,
-    token_env: Annotated[
-        str | None,
-        typer.Option(
-            help="Bearer token: the NAME of an environment variable holding it.", metavar="VAR"
-        ),
-    ] = None,
-    token_file: Annotated[
-        Path | None, typer.Option(help="Bearer token: a file holding it.", metavar="PATH")
-    ] = None,
-    basic_user: Annotated[str | None, typer.Option(help="HTTP basic user name.")] = None,
-    basic_password_env: Annotated[
-        str | None,
-        typer.Option(
-            help="HTTP basic password: the NAME of an environment variable holding it.",
-            metavar="VAR",
-        ),
-    ] = None,
-    basic_password_file: Annotated[
-        Path | None, typer.Option(help="HTTP basic password: a file holding it.", metavar="PATH")
-    ] = None,
-    smart_client_id: Annotated[
-        str | None, typer.Option(help="SMART Backend Services client id.")
-    ] = None,
-    smart_key: Annotated[
-        Path | None,
-        typer.Option(
-            help="SMART: PEM private key (RSA → RS384, EC P-384 → ES384).", metavar="PATH"
-        ),
-    ] = None,
-    smart_token_url: Annotated[
-        str | None,
-        typer.Option(help="SMART: the authorization server's token endpoint.", metavar="URL"),
-    ] = None,
+    token_env: TokenEnvOption = None,
+    token_file: TokenFileOption = None,
+    basic_user: BasicUserOption = None,
+    basic_password_env: BasicPasswordEnvOption = None,
+    basic_password_file: BasicPasswordFileOption = None,
+    smart_client_id: SmartClientIdOption = None,
+    smart_key: SmartKeyOption = None,
+    smart_token_url: SmartTokenUrlOption = None,
     smart_scope: Annotated[str, typer.Option(help="SMART: scopes to request.")] = (
         "system/*.write"
     ),
-    smart_kid: Annotated[
-        str | None,
-        typer.Option(help="SMART: key id for the JWT header (default: the key's JWK thumbprint)."),
-    ] = None,
+    smart_kid: SmartKidOption = None,
     timeout: Annotated[
         float,
         typer.Option(
             min=1.0, help="Seconds to wait for the server's answer to one bundle.", metavar="S"
         ),
     ] = 120.0,
-    connect_timeout: Annotated[
-        float, typer.Option(min=0.5, help="Seconds to wait for a connection.", metavar="S")
-    ] = 10.0,
+    connect_timeout: ConnectTimeoutOption = 10.0,
     retries: Annotated[
         int,
         typer.Option(
@@ -202,12 +180,7 @@ def push(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar (study lines still print).")
     ] = False,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            "--insecure", help="Do not verify the server's TLS certificate (testing only)."
-        ),
-    ] = False,
+    insecure: InsecureOption = False,
 ) -> None:
     """Push transaction Bundles to a FHIR server; report created / updated / unchanged."""
     if not dry_run and not server:
@@ -217,47 +190,32 @@ def push(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise _usage("no such file or directory: " + ", ".join(missing))
-    try:
-        auth = (
-            build_auth(
-                AuthOptions(
-                    token_env=token_env,
-                    token_file=token_file,
-                    basic_user=basic_user,
-                    basic_password_env=basic_password_env,
-                    basic_password_file=basic_password_file,
-                    smart_client_id=smart_client_id,
-                    smart_key=smart_key,
-                    smart_token_url=smart_token_url,
-                    smart_scope=smart_scope,
-                    smart_kid=smart_kid,
-                )
-            )
-            if not dry_run
-            else None
-        )
-    except AuthConfigError as exc:
-        raise _usage(str(exc)) from None
-
     client: FhirClient | None = None
     if not dry_run:
         assert server is not None
-        if insecure:
-            typer.echo(
-                "warning: --insecure: the server's TLS certificate is NOT verified", err=True
-            )
-        if sends_credentials_in_clear(server, auth is not None):
-            typer.echo("warning: credentials will be sent unencrypted over http://", err=True)
+        arguments = ServerArguments(
+            server=server,
+            auth=AuthOptions(
+                token_env=token_env,
+                token_file=token_file,
+                basic_user=basic_user,
+                basic_password_env=basic_password_env,
+                basic_password_file=basic_password_file,
+                smart_client_id=smart_client_id,
+                smart_key=smart_key,
+                smart_token_url=smart_token_url,
+                smart_scope=smart_scope,
+                smart_kid=smart_kid,
+            ),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retries=retries,
+            insecure=insecure,
+            max_connections=concurrency,
+        )
         try:
-            client = FhirClient(
-                server,
-                auth=auth,
-                verify=not insecure,
-                max_connections=concurrency,
-                timeouts=Timeouts(connect=connect_timeout, read=timeout, write=timeout),
-                retry=RetryPolicy(max_attempts=retries + 1),
-            )
-        except PublishError as exc:
+            client = build_client(arguments)
+        except (AuthConfigError, PublishError) as exc:
             raise _usage(str(exc)) from None
     try:
         bulk_files = resource_files(paths)

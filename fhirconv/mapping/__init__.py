@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhirconv.mapping.context import MappingContext, Warning_
-from fhirconv.mapping.group import to_group
+from fhirconv.mapping.group import to_cohort_group, to_group
 from fhirconv.mapping.location import to_locations
 from fhirconv.mapping.organization import to_organizations
 from fhirconv.mapping.plan_definition import to_plan_definition
@@ -33,9 +33,12 @@ class MappedStudy:
 def map_trial(trial: Trial) -> MappedStudy:
     ctx = MappingContext(trial)
     plan = to_plan_definition(ctx)
+    group = to_group(ctx)
+    cohort = to_cohort_group(ctx, group)
     resources = [
         to_research_study(ctx),
-        to_group(ctx),
+        group,
+        *([cohort] if cohort else []),
         *([plan] if plan else []),
         *to_organizations(ctx),
         *to_locations(ctx),

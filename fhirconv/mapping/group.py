@@ -46,6 +46,13 @@ _DAYS_PER_UNIT: dict[str, Fraction] = {
 _TIME_UNIT_NAMES = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours"}
 _TIME_UNIT_NAMES["min"] = "minutes"
 
+# Bulk Data Access IG (STU3): a cohort defined by FHIR searches (docs/matching.md "Cohorts").
+BULK_COHORT_GROUP = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
+MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
+FHIR_QUERY = "application/x-fhir-query"
+# FHIRPath calendar durations for the UCUM units ages are counted in (completed units).
+_CALENDAR_UNITS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days"}
+
 AGE = {"system": systems.LOINC, "code": "30525-0", "display": "Age"}
 SEX = {"system": systems.LOINC, "code": "46098-0", "display": "Sex"}
 
@@ -250,3 +257,89 @@ def to_group(ctx: MappingContext) -> Json:
     if characteristics:
         group["characteristic"] = characteristics
     return group
+
+
+def cohort_id(nct_id: str) -> str:
+    return f"{nct_id}-cohort"
+
+
+def birthdate_bounds(
+    low: float | None, high: float | None, unit: str | None
+) -> list[tuple[str, float]] | None:
+    """Age limits "at least `low` and at most `high` completed `unit`s" as FHIR date search
+    prefixes on the birth date with the offset (in `unit`s) to subtract from the evaluation day:
+    age >= L  ⇔  born on or before day − L (`le`); age <= H  ⇔  born after day − (H + 1)
+    (`gt`). None when a search cannot say it exactly (a fractional limit, a unit that is not a
+    calendar duration)."""
+    if unit not in _CALENDAR_UNITS:
+        return None
+    ends = [v for v in (low, high) if v is not None]
+    if not ends or any(not float(v).is_integer() for v in ends):
+        return None
+    bounds: list[tuple[str, float]] = []
+    if low is not None:
+        bounds.append(("le", low))
+    if high is not None:
+        bounds.append(("gt", high + 1))
+    return bounds
+
+
+def _fhirpath_days_ago(offset: float, unit: str) -> str:
+    return f"{{{{today() - {int(offset)} {_CALENDAR_UNITS[unit]}}}}}"
+
+
+def member_filters(characteristics: list[Json]) -> list[str]:
+    """FHIR searches for the structured limits that a search expresses exactly: age (relative
+    to the day the query runs, as an embedded FHIRPath `today()`) and sex. The free-text
+    criteria stay characteristics only."""
+    filters: list[str] = []
+    for characteristic in characteristics:
+        if characteristic.get("id") == "age":
+            value_range = characteristic.get("valueRange") or {}
+            low, high = value_range.get("low"), value_range.get("high")
+            units = {end.get("code") for end in (low, high) if end}
+            unit = units.pop() if len(units) == 1 else None
+            bounds = birthdate_bounds(
+                low["value"] if low else None, high["value"] if high else None, unit
+            )
+            if bounds and unit:
+                filters.append(
+                    "Patient?"
+                    + "&".join(
+                        f"birthdate={prefix}{_fhirpath_days_ago(offset, unit)}"
+                        for prefix, offset in bounds
+                    )
+                )
+        elif characteristic.get("id") == "sex":
+            codings = (characteristic.get("valueCodeableConcept") or {}).get("coding") or []
+            codes = [
+                c.get("code") for c in codings if c.get("system") == systems.ADMINISTRATIVE_GENDER
+            ]
+            if codes and codes[0] in ("male", "female"):
+                filters.append(f"Patient?gender={codes[0]}")
+    return filters
+
+
+def to_cohort_group(ctx: MappingContext, eligibility: Json) -> Json | None:
+    """The study's cohort as a Bulk Data `bulk-cohort-group`: one `member-filter` per structured
+    limit a FHIR search expresses exactly; None when there is none. A separate Group from the
+    eligibility Group because the profile forbids `characteristic` and `member-filter` is a
+    modifier extension (a reader that does not know it must not use the Group at all)."""
+    filters = member_filters(list(eligibility.get("characteristic", []) or []))
+    if not filters:
+        return None
+    trial = ctx.trial
+    return {
+        "resourceType": "Group",
+        "id": cohort_id(trial.nct_id),
+        "meta": {"profile": [BULK_COHORT_GROUP]},
+        "modifierExtension": [
+            {"url": MEMBER_FILTER, "valueExpression": {"language": FHIR_QUERY, "expression": f}}
+            for f in filters
+        ],
+        "identifier": [{"system": systems.STUDY_PART_KEY, "value": f"{trial.nct_id}/cohort"}],
+        "active": True,
+        "type": "person",
+        "actual": False,
+        "name": f"Cohort (structured age and sex limits): {trial.brief_title or trial.nct_id}",
+    }

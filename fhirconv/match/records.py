@@ -36,6 +36,7 @@ __all__ = [
     "load_studies",
     "parse_date",
     "patient_key",
+    "patient_records",
     "read_resources",
 ]
 
@@ -324,6 +325,12 @@ def _group(
                 if isinstance(contained, dict) and contained.get("id"):
                     record.by_reference[f"#{contained['id']}"] = contained
     return records
+
+
+def patient_records(resources: Iterable[Json]) -> list[PatientRecord]:
+    """Patients of one set of resources (a server's answer for one patient, say), grouped
+    exactly as a file holding the same resources would be."""
+    return _group([(None, resource) for resource in resources], {}, {})
 
 
 _Line = tuple[int, int, int]  # (file number, byte offset, length)

@@ -23,7 +23,9 @@ import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
 /**
  * Validates FHIR R4 JSON files with HAPI FHIR's instance validator, offline, in one JVM run.
  *
- * <p>Usage: {@code ValidateBundles [--all] [--xver TABLE.json] FILE_OR_@LIST...}. An argument
+ * <p>Usage: {@code ValidateBundles [--all] [--xver TABLE.json] [--definitions DIR] FILE_OR_@LIST...}.
+ * {@code --definitions} names a folder of StructureDefinition JSON files to know (profiles of
+ * implementation guides fhirconv claims, such as the Bulk Data cohort Group). An argument
  * {@code @list.txt} names a file holding one path per line; {@code --xver} names the table of the R5
  * cross-version extensions to define (mappings/r5-cross-version-extensions.json). For each file
  * one JSON line goes to stdout: {@code {"file": ..., "errors": N, "warnings": N, "messages": [{"severity", "location", "message"}]}}
@@ -45,6 +47,7 @@ public final class ValidateBundles {
   public static void main(String[] args) throws IOException {
     boolean all = false;
     Path crossVersionTable = null;
+    Path definitions = null;
     List<Path> files = new ArrayList<>();
     for (int i = 0; i < args.length; i++) {
       String arg = args[i];
@@ -52,6 +55,8 @@ public final class ValidateBundles {
         all = true;
       } else if (arg.equals("--xver") && i + 1 < args.length) {
         crossVersionTable = Path.of(args[++i]);
+      } else if (arg.equals("--definitions") && i + 1 < args.length) {
+        definitions = Path.of(args[++i]);
       } else if (arg.startsWith("@")) {
         for (String line : Files.readAllLines(Path.of(arg.substring(1)), StandardCharsets.UTF_8)) {
           if (!line.isBlank()) {
@@ -63,7 +68,8 @@ public final class ValidateBundles {
       }
     }
     if (files.isEmpty()) {
-      System.err.println("usage: ValidateBundles [--all] [--xver TABLE.json] FILE_OR_@LIST...");
+      System.err.println(
+          "usage: ValidateBundles [--all] [--xver TABLE.json] [--definitions DIR] FILE_OR_@LIST...");
       System.exit(2);
     }
 
@@ -71,6 +77,16 @@ public final class ValidateBundles {
     PrePopulatedValidationSupport crossVersion = new PrePopulatedValidationSupport(context);
     if (crossVersionTable != null) {
       R5CrossVersionExtensions.load(crossVersionTable).forEach(crossVersion::addStructureDefinition);
+    }
+    if (definitions != null) {
+      // StructureDefinitions of implementation guides fhirconv claims (the Bulk Data cohort
+      // Group), restated as JSON files: the validator has no package cache offline.
+      try (var found = Files.list(definitions)) {
+        for (Path path : found.filter(p -> p.toString().endsWith(".json")).sorted().toList()) {
+          crossVersion.addStructureDefinition(
+              context.newJsonParser().parseResource(Files.readString(path, StandardCharsets.UTF_8)));
+        }
+      }
     }
     ValidationSupportChain support =
         new ValidationSupportChain(
