@@ -94,14 +94,28 @@ def convert_inputs(
     converted_at: datetime | None = None,
     *,
     fetcher: Fetcher | None = None,
+    jobs: int = 1,
 ) -> Iterator[ConvertedStudy | RecordError]:
-    """Convert files, directories, `-`, and — given a `fetcher` — NCT ids that are not paths.
+    """Convert files, directories, `-`, and — given a `fetcher` — NCT ids that are not paths;
+    on `jobs` processes (`fhirconv.parallel`), the results in input order either way.
 
     One study is written once: when an NCT id occurs in several records of the run, the most
     recently updated one (last update posted, else submitted) is converted, the others skipped,
     and the kept study's warnings name every record (the same rule for Bundle and NDJSON output).
     Finding them costs a first, reading-only pass over the local inputs."""
-    names = list(names)
+    records = _selected_records(list(names), fmt, fetcher)
+    if jobs <= 1:
+        yield from convert_records(records, converted_at)
+        return
+    from fhirconv.parallel import convert_parallel  # it builds on this module
+
+    yield from convert_parallel(records, jobs, converted_at)
+
+
+def _selected_records(
+    names: list[str], fmt: str | None, fetcher: Fetcher | None
+) -> Iterator[Trial | RecordError]:
+    """Every record of the inputs, one per NCT id (see `convert_inputs`)."""
     stdin = _StdinOnce()
     local = [name for name in names if not _is_fetched(name, fetcher)]
     duplicates = _duplicates(
@@ -127,7 +141,7 @@ def convert_inputs(
                 record = record.model_copy(
                     update={"reader_warnings": (*record.reader_warnings, decision.warning)}
                 )
-            yield from convert_records([record], converted_at)
+            yield record
 
 
 def _is_fetched(name: str, fetcher: Fetcher | None) -> bool:

@@ -15,6 +15,7 @@ from fhirconv.cli.push import push
 from fhirconv.convert import convert_inputs
 from fhirconv.errors import ExitCode, FhirconvError, OutputError, RecordError
 from fhirconv.fetch import StudyFetcher
+from fhirconv.parallel import default_jobs
 from fhirconv.sources import FORMATS
 from fhirconv.validate import errors
 from fhirconv.write import BundleWriter, NdjsonWriter
@@ -79,6 +80,15 @@ def convert(
         Path | None,
         typer.Option("--push-token-file", metavar="PATH", help="--push: bearer token file."),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Worker processes (default: the machine's cores). Output is the same for any N.",
+        ),
+    ] = None,
 ) -> None:
     """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
     if source_format and source_format not in FORMATS:
@@ -97,7 +107,15 @@ def convert(
         if push_to and output in (None, "-"):
             output = scratch + "/"  # nothing asked on stdout: push from a scratch directory
         run = _convert_and_write(
-            inputs, output, source_format, output_format, pretty, several, timestamp, quiet
+            inputs,
+            output,
+            source_format,
+            output_format,
+            pretty,
+            several,
+            timestamp,
+            quiet,
+            jobs or default_jobs(),
         )
         for failure in run.failures:
             typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
@@ -146,6 +164,7 @@ def _convert_and_write(
     several: bool,
     timestamp: bool,
     quiet: bool,
+    jobs: int,
 ) -> _Run:
     """Convert and write study by study (constant memory). A write failure stops the run: what
     was written completely is kept and listed, nothing partial is left."""
@@ -159,7 +178,9 @@ def _convert_and_write(
         else:
             bundles = BundleWriter(output, pretty=pretty, several=several, echo=_echo)
         converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
-        for result in convert_inputs(inputs, source_format, converted_at, fetcher=fetcher):
+        for result in convert_inputs(
+            inputs, source_format, converted_at, fetcher=fetcher, jobs=jobs
+        ):
             if isinstance(result, RecordError):
                 run.failures.append(str(result))
             elif not result.ok:
