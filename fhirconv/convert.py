@@ -50,9 +50,12 @@ class ConvertedStudy:
         return [entry["resource"] for entry in self.bundle["entry"]]
 
 
-def convert_trial(trial: Trial, converted_at: datetime | None = None) -> ConvertedStudy:
+def convert_trial(
+    trial: Trial, converted_at: datetime | None = None, *, full_validation: bool = False
+) -> ConvertedStudy:
     """Map, add Provenance, bundle and validate one study. `converted_at` (off by default, to keep
-    output byte-identical) records the conversion time in the Provenance."""
+    output byte-identical) records the conversion time in the Provenance; `full_validation`
+    validates every resource through its model (`fhirconv.validate.validate_resource`)."""
     mapped = map_trial(trial)
     provenance = to_provenance(trial, mapped.resources, converted_at)
     bundle = transaction_bundle(trial.nct_id, [*mapped.resources, provenance])
@@ -60,17 +63,17 @@ def convert_trial(trial: Trial, converted_at: datetime | None = None) -> Convert
         trial=trial,
         bundle=bundle,
         warnings=[*trial.reader_warnings, *(str(w) for w in mapped.warnings)],
-        issues=validate_bundle(bundle),
+        issues=validate_bundle(bundle, full=full_validation),
     )
 
 
 def convert_or_report(
-    trial: Trial, converted_at: datetime | None = None
+    trial: Trial, converted_at: datetime | None = None, *, full_validation: bool = False
 ) -> ConvertedStudy | RecordError:
     """`convert_trial` inside the record boundary: a Trial that mapping cannot handle becomes
     this record's RecordError (naming it, and where in fhirconv it failed), never a traceback."""
     try:
-        return convert_trial(trial, converted_at)
+        return convert_trial(trial, converted_at, full_validation=full_validation)
     except FhirconvError as error:
         return RecordError(trial.source.file, trial.nct_id, None, str(error))
     except RecursionError:
@@ -82,10 +85,17 @@ def convert_or_report(
 
 
 def convert_records(
-    records: Iterable[Trial | RecordError], converted_at: datetime | None = None
+    records: Iterable[Trial | RecordError],
+    converted_at: datetime | None = None,
+    *,
+    full_validation: bool = False,
 ) -> Iterator[ConvertedStudy | RecordError]:
     for record in records:
-        yield record if isinstance(record, RecordError) else convert_or_report(record, converted_at)
+        yield (
+            record
+            if isinstance(record, RecordError)
+            else convert_or_report(record, converted_at, full_validation=full_validation)
+        )
 
 
 def convert_inputs(
@@ -95,6 +105,7 @@ def convert_inputs(
     *,
     fetcher: Fetcher | None = None,
     jobs: int = 1,
+    full_validation: bool = False,
 ) -> Iterator[ConvertedStudy | RecordError]:
     """Convert files, directories, `-`, and — given a `fetcher` — NCT ids that are not paths;
     on `jobs` processes (`fhirconv.parallel`), the results in input order either way.
@@ -105,11 +116,11 @@ def convert_inputs(
     Finding them costs a first, reading-only pass over the local inputs."""
     records = _selected_records(list(names), fmt, fetcher)
     if jobs <= 1:
-        yield from convert_records(records, converted_at)
+        yield from convert_records(records, converted_at, full_validation=full_validation)
         return
     from fhirconv.parallel import convert_parallel  # it builds on this module
 
-    yield from convert_parallel(records, jobs, converted_at)
+    yield from convert_parallel(records, jobs, converted_at, full_validation=full_validation)
 
 
 def _selected_records(

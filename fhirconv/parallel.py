@@ -66,11 +66,11 @@ def _ignore_interrupts() -> None:
 
 
 def _convert_chunk(
-    trials: list[Trial], converted_at: datetime | None
+    trials: list[Trial], converted_at: datetime | None, full_validation: bool
 ) -> list[_Converted | _Failed]:
     outcomes: list[_Converted | _Failed] = []
     for trial in trials:
-        result = convert_or_report(trial, converted_at)
+        result = convert_or_report(trial, converted_at, full_validation=full_validation)
         if isinstance(result, RecordError):
             outcomes.append(_Failed(result.file, result.record, result.field, result.message))
         else:
@@ -87,21 +87,20 @@ def _rebuilt(trial: Trial, outcome: _Converted | _Failed) -> ConvertedStudy | Re
 class _Pool:
     """A process pool that is replaced when one of its workers dies."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, converted_at: datetime | None, full_validation: bool) -> None:
         self.jobs = jobs
+        self.settings = (converted_at, full_validation)
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.jobs, initializer=_ignore_interrupts)
 
-    def submit(
-        self, trials: list[Trial], converted_at: datetime | None
-    ) -> Future[list[_Converted | _Failed]]:
+    def submit(self, trials: list[Trial]) -> Future[list[_Converted | _Failed]]:
         try:
-            return self.executor.submit(_convert_chunk, trials, converted_at)
+            return self.executor.submit(_convert_chunk, trials, *self.settings)
         except BrokenProcessPool:
             self.restart()
-            return self.executor.submit(_convert_chunk, trials, converted_at)
+            return self.executor.submit(_convert_chunk, trials, *self.settings)
 
     def restart(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -112,18 +111,18 @@ class _Pool:
 
 
 def _one_by_one(
-    chunk: list[Trial | RecordError], converted_at: datetime | None
+    chunk: list[Trial | RecordError], converted_at: datetime | None, full_validation: bool
 ) -> Iterator[ConvertedStudy | RecordError]:
     """A chunk whose worker died, each record converted alone in a pool of its own (so no other
     record can be blamed): the one that kills its worker again is reported by name."""
-    pool = _Pool(1)
+    pool = _Pool(1, converted_at, full_validation)
     try:
         for record in chunk:
             if isinstance(record, RecordError):
                 yield record
                 continue
             try:
-                (outcome,) = pool.submit([record], converted_at).result()
+                (outcome,) = pool.submit([record]).result()
             except BrokenProcessPool:
                 pool.restart()
                 yield RecordError(
@@ -139,7 +138,11 @@ def _one_by_one(
 
 
 def convert_parallel(
-    records: Iterable[Trial | RecordError], jobs: int, converted_at: datetime | None = None
+    records: Iterable[Trial | RecordError],
+    jobs: int,
+    converted_at: datetime | None = None,
+    *,
+    full_validation: bool = False,
 ) -> Iterator[ConvertedStudy | RecordError]:
     """`convert_records(records)` on `jobs` worker processes, results in input order."""
     stream = iter(records)
@@ -147,14 +150,14 @@ def convert_parallel(
     # before the workers are forked (they inherit them), and a small input needs no pool at all.
     converted_here = 0
     for record in stream:
-        yield from convert_records([record], converted_at)
+        yield from convert_records([record], converted_at, full_validation=full_validation)
         converted_here += 1
         if converted_here == CHUNK_SIZE:
             break
     if jobs <= 1 or converted_here < CHUNK_SIZE:
-        yield from convert_records(stream, converted_at)
+        yield from convert_records(stream, converted_at, full_validation=full_validation)
         return
-    pool = _Pool(jobs)
+    pool = _Pool(jobs, converted_at, full_validation)
     pending: deque[tuple[list[Trial | RecordError], Future[list[_Converted | _Failed]]]] = deque()
     reading_error: Exception | None = None
     try:
@@ -172,7 +175,7 @@ def convert_parallel(
                 if not chunk:
                     break
                 trials = [record for record in chunk if isinstance(record, Trial)]
-                pending.append((chunk, pool.submit(trials, converted_at)))
+                pending.append((chunk, pool.submit(trials)))
             if not pending:
                 if reading_error is not None:
                     raise reading_error
@@ -185,11 +188,10 @@ def convert_parallel(
                 # this one record by record.
                 pool.restart()
                 pending = deque(
-                    (waiting, pool.submit([r for r in waiting if isinstance(r, Trial)],
-                                          converted_at))
+                    (waiting, pool.submit([r for r in waiting if isinstance(r, Trial)]))
                     for waiting, _ in pending
                 )  # fmt: skip
-                yield from _one_by_one(chunk, converted_at)
+                yield from _one_by_one(chunk, converted_at, full_validation)
                 continue
             for record in chunk:
                 yield (

@@ -54,8 +54,11 @@ def _label(resource: Json, fallback: str) -> str:
     return str(resource.get("resourceType") or fallback)
 
 
-def validate_resource(resource: Json, label: str | None = None) -> list[Issue]:
-    """Structure (R4B model), id syntax and required bindings of one resource."""
+def validate_resource(
+    resource: Json, label: str | None = None, *, full: bool = False
+) -> list[Issue]:
+    """Structure (R4B model), id syntax and required bindings of one resource. The model is
+    skipped when `fhir.proves_valid` shows it would accept the resource (`full`: never)."""
     label = label or _label(resource, "resource")
     issues: list[Issue] = []
     try:
@@ -69,12 +72,13 @@ def validate_resource(resource: Json, label: str | None = None) -> list[Issue]:
                 f"unknown resource type {resource.get('resourceType')!r}",
             )
         ]
-    try:
-        fhir.parse_resource(resource)
-    except fhir.ValidationError as error:
-        for detail in error.errors():
-            path = _path(detail["loc"])
-            issues.append(Issue("error", label, path, detail["msg"]))
+    if full or not fhir.proves_valid(resource):
+        try:
+            fhir.parse_resource(resource)
+        except fhir.ValidationError as error:
+            for detail in error.errors():
+                path = _path(detail["loc"])
+                issues.append(Issue("error", label, path, detail["msg"]))
     if "id" in resource and not _ID.match(str(resource["id"])):
         issues.append(Issue("error", label, "id", f"invalid id {resource['id']!r}"))
     issues += _ElementChecks(label).run(resource)
@@ -365,14 +369,15 @@ def _resolve(reference: str, from_full_url: str | None) -> str:
     return reference
 
 
-def validate_bundle(bundle: Json) -> list[Issue]:
-    """All resources of a Bundle, the Bundle itself, and the bundle-level checks."""
+def validate_bundle(bundle: Json, *, full: bool = False) -> list[Issue]:
+    """All resources of a Bundle, the Bundle itself, and the bundle-level checks (`full`: every
+    resource through its model, see `validate_resource`)."""
     issues: list[Issue] = []
     if bundle.get("resourceType") != "Bundle":
         return [Issue("error", _label(bundle, "resource"), "resourceType", "not a Bundle")]
     entries = bundle.get("entry") or []
     shell = {k: v for k, v in bundle.items() if k != "entry"}
-    issues += validate_resource(shell, "Bundle")
+    issues += validate_resource(shell, "Bundle", full=full)
     full_urls: set[str] = set()
     seen_ids: dict[str, str | None] = {}  # Type/id → that entry's fullUrl
     for index, entry in enumerate(entries):
@@ -382,7 +387,7 @@ def validate_bundle(bundle: Json) -> list[Issue]:
             issues.append(Issue("error", where, "resource", "entry has no resource"))
             continue
         label = _label(resource, where)
-        issues += validate_resource(resource, label)
+        issues += validate_resource(resource, label, full=full)
         full_url = entry.get("fullUrl")
         if isinstance(full_url, str) and full_url:
             full_urls.add(full_url)

@@ -80,6 +80,14 @@ def convert(
         Path | None,
         typer.Option("--push-token-file", metavar="PATH", help="--push: bearer token file."),
     ] = None,
+    validation: Annotated[
+        str,
+        typer.Option(
+            "--validate",
+            help="fast: skip a resource's model when a quick walk proves it valid (the same"
+            " errors); full: validate every resource through its fhir.resources model.",
+        ),
+    ] = "fast",
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -93,6 +101,8 @@ def convert(
     """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON)."""
     if source_format and source_format not in FORMATS:
         raise usage_error(f"--from must be one of {', '.join(FORMATS)}, not {source_format!r}")
+    if validation not in {"fast", "full"}:
+        raise usage_error("--validate must be fast or full")
     if output_format not in {"bundle", "ndjson"}:
         raise usage_error("--format must be bundle or ndjson")
     if push_to and output_format != "bundle":
@@ -116,6 +126,7 @@ def convert(
             timestamp,
             quiet,
             jobs or default_jobs(),
+            validation == "full",
         )
         for failure in run.failures:
             typer.secho(f"error: {failure}", err=True, fg=typer.colors.RED)
@@ -165,6 +176,7 @@ def _convert_and_write(
     timestamp: bool,
     quiet: bool,
     jobs: int,
+    full_validation: bool,
 ) -> _Run:
     """Convert and write study by study (constant memory). A write failure stops the run: what
     was written completely is kept and listed, nothing partial is left."""
@@ -179,7 +191,12 @@ def _convert_and_write(
             bundles = BundleWriter(output, pretty=pretty, several=several, echo=_echo)
         converted_at = datetime.now(UTC).replace(microsecond=0) if timestamp else None
         for result in convert_inputs(
-            inputs, source_format, converted_at, fetcher=fetcher, jobs=jobs
+            inputs,
+            source_format,
+            converted_at,
+            fetcher=fetcher,
+            jobs=jobs,
+            full_validation=full_validation,
         ):
             if isinstance(result, RecordError):
                 run.failures.append(str(result))
