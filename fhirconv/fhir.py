@@ -138,7 +138,7 @@ class _Table:
     provable: bool  # no validators beyond the standard ones
     elements: dict[str, _Element]  # by JSON name
     required: tuple[str, ...]
-    choices: tuple[tuple[tuple[str, ...], bool], ...]  # (JSON names, one required)
+    choices: tuple[tuple[frozenset[str], bool], ...]  # (JSON names, one required)
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -204,7 +204,7 @@ def _table(model: type[BaseModel]) -> _Table:
         provable,
         elements,
         tuple(required),
-        tuple((tuple(names), needed) for names, needed in choices.values()),
+        tuple((frozenset(names), needed) for names, needed in choices.values()),
     )
 
 
@@ -233,10 +233,11 @@ def _proves(value: Any, model: type[BaseModel], top: bool) -> bool:
                 return False
     if any(key not in value for key in table.required):
         return False
-    return all(
-        (count := sum(name in value for name in names)) <= 1 and (count == 1 or not needed)
-        for names, needed in table.choices
-    )
+    for names, needed in table.choices:
+        count = sum(1 for key in value if key in names)  # an element has few keys, [x] many
+        if count > 1 or (needed and count == 0):
+            return False
+    return True
 
 
 def proves_valid(resource: dict[str, Any]) -> bool:

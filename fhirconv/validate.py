@@ -59,19 +59,25 @@ def validate_resource(
 ) -> list[Issue]:
     """Structure (R4B model), id syntax and required bindings of one resource. The model is
     skipped when `fhir.proves_valid` shows it would accept the resource (`full`: never)."""
-    label = label or _label(resource, "resource")
+    return _checked_resource(resource, label or _label(resource, "resource"), full)[0]
+
+
+def _checked_resource(
+    resource: Json, label: str, full: bool
+) -> tuple[list[Issue], list[tuple[str, str]] | None]:
+    """`validate_resource`'s issues and the (path, reference) pairs of the resource, found on
+    the same walk (None when the resource type is unknown and nothing was walked)."""
     issues: list[Issue] = []
     try:
         fhir.model_class(str(resource.get("resourceType")))
     except (KeyError, ValueError, AttributeError):
-        return [
-            Issue(
-                "error",
-                label,
-                "resourceType",
-                f"unknown resource type {resource.get('resourceType')!r}",
-            )
-        ]
+        unknown = Issue(
+            "error",
+            label,
+            "resourceType",
+            f"unknown resource type {resource.get('resourceType')!r}",
+        )
+        return [unknown], None
     if full or not fhir.proves_valid(resource):
         try:
             fhir.parse_resource(resource)
@@ -81,8 +87,9 @@ def validate_resource(
                 issues.append(Issue("error", label, path, detail["msg"]))
     if "id" in resource and not _ID.match(str(resource["id"])):
         issues.append(Issue("error", label, "id", f"invalid id {resource['id']!r}"))
-    issues += _ElementChecks(label).run(resource)
-    return issues
+    checks = _ElementChecks(label)
+    issues += checks.run(resource)
+    return issues, checks.references
 
 
 class _ElementChecks:
@@ -98,6 +105,7 @@ class _ElementChecks:
         self.cross_version: list[Issue] = []
         self.ranges: list[Issue] = []
         self.first_id_at: dict[str, str] = {}
+        self.references: list[tuple[str, str]] = []  # (path, reference), for the bundle checks
 
     def run(self, resource: Json) -> list[Issue]:
         self.cross_version += _cross_version_issues_of(resource, "", resource, self.label)
@@ -114,6 +122,8 @@ class _ElementChecks:
                 if isinstance(child, dict):
                     self._element(child_path, child, resource)
                 elif not isinstance(child, list):
+                    if key == "reference" and isinstance(child, str):
+                        self.references.append((child_path, child))
                     self._binding(child_path, child_plain, child)
                     continue
                 self._walk(child, child_path, child_plain, resource)
@@ -380,6 +390,7 @@ def validate_bundle(bundle: Json, *, full: bool = False) -> list[Issue]:
     issues += validate_resource(shell, "Bundle", full=full)
     full_urls: set[str] = set()
     seen_ids: dict[str, str | None] = {}  # Type/id → that entry's fullUrl
+    references: dict[int, list[tuple[str, str]] | None] = {}  # by entry index
     for index, entry in enumerate(entries):
         resource = entry.get("resource")
         where = f"Bundle.entry[{index}]"
@@ -387,7 +398,8 @@ def validate_bundle(bundle: Json, *, full: bool = False) -> list[Issue]:
             issues.append(Issue("error", where, "resource", "entry has no resource"))
             continue
         label = _label(resource, where)
-        issues += validate_resource(resource, label, full=full)
+        found, references[index] = _checked_resource(resource, label, full)
+        issues += found
         full_url = entry.get("fullUrl")
         if isinstance(full_url, str) and full_url:
             full_urls.add(full_url)
@@ -416,7 +428,8 @@ def validate_bundle(bundle: Json, *, full: bool = False) -> list[Issue]:
             continue
         label = _label(resource, f"Bundle.entry[{index}]")
         own_full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        for path, target in _references(resource):
+        walked = references.get(index)
+        for path, target in _references(resource) if walked is None else walked:
             if target.startswith("#"):
                 continue
             resolved = _resolve(target, own_full_url)

@@ -12,13 +12,13 @@ only when the whole run has been written (`close()`); `abort()` removes them all
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fhirconv.atomic import AtomicFile, make_directory, write_text_atomically
 from fhirconv.bundle import dumps
+from fhirconv.jsonio import compact_json
 
 Json = dict[str, Any]
 Echo = Callable[[str], None]
@@ -100,7 +100,7 @@ class NdjsonWriter:
             if key in self.seen:
                 continue
             self.seen.add(key)
-            line = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+            line = compact_json(resource)
             if self.directory is None:
                 self.echo(line + "\n")
                 continue
