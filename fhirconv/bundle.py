@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from fhirconv.jsonio import compact_json
 from fhirconv.mapping import ids
 
 Json = dict[str, Any]
@@ -37,4 +38,4 @@ def transaction_bundle(nct_id: str, resources: Iterable[Json]) -> Json:
 def dumps(resource: Json, pretty: bool = False) -> str:
     if pretty:
         return json.dumps(resource, ensure_ascii=False, indent=2) + "\n"
-    return json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return compact_json(resource) + "\n"

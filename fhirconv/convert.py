@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,9 +56,12 @@ class ConvertedStudy:
         return [entry["resource"] for entry in self.bundle["entry"]]
 
 
-def convert_trial(trial: Trial, converted_at: datetime | None = None) -> ConvertedStudy:
+def convert_trial(
+    trial: Trial, converted_at: datetime | None = None, *, full_validation: bool = False
+) -> ConvertedStudy:
     """Map, add Provenance, bundle and validate one study. `converted_at` (off by default, to keep
-    output byte-identical) records the conversion time in the Provenance."""
+    output byte-identical) records the conversion time in the Provenance; `full_validation`
+    validates every resource through its model (`fhirconv.validate.validate_resource`)."""
     mapped = map_trial(trial)
     provenance = to_provenance(trial, mapped.resources, converted_at)
     bundle = transaction_bundle(trial.nct_id, [*mapped.resources, provenance])
@@ -65,17 +69,17 @@ def convert_trial(trial: Trial, converted_at: datetime | None = None) -> Convert
         trial=trial,
         bundle=bundle,
         warnings=[*trial.reader_warnings, *(str(w) for w in mapped.warnings)],
-        issues=validate_bundle(bundle),
+        issues=validate_bundle(bundle, full=full_validation),
     )
 
 
 def convert_or_report(
-    trial: Trial, converted_at: datetime | None = None
+    trial: Trial, converted_at: datetime | None = None, *, full_validation: bool = False
 ) -> ConvertedStudy | RecordError:
     """`convert_trial` inside the record boundary: a Trial that mapping cannot handle becomes
     this record's RecordError (naming it, and where in fhirconv it failed), never a traceback."""
     try:
-        return convert_trial(trial, converted_at)
+        return convert_trial(trial, converted_at, full_validation=full_validation)
     except FhirconvError as error:
         return RecordError(trial.source.file, trial.nct_id, None, str(error))
     except RecursionError:
@@ -87,10 +91,17 @@ def convert_or_report(
 
 
 def convert_records(
-    records: Iterable[Trial | RecordError], converted_at: datetime | None = None
+    records: Iterable[Trial | RecordError],
+    converted_at: datetime | None = None,
+    *,
+    full_validation: bool = False,
 ) -> Iterator[ConvertedStudy | RecordError]:
     for record in records:
-        yield record if isinstance(record, RecordError) else convert_or_report(record, converted_at)
+        yield (
+            record
+            if isinstance(record, RecordError)
+            else convert_or_report(record, converted_at, full_validation=full_validation)
+        )
 
 
 def convert_inputs(
@@ -101,6 +112,8 @@ def convert_inputs(
     fetcher: Fetcher | None = None,
     manifest: Manifest | None = None,
     studies: Callable[[int], None] | None = None,
+    jobs: int = 1,
+    full_validation: bool = False,
 ) -> Iterator[ConvertedStudy | RecordError]:
     """Convert files, directories, ZIP archives, `-`, and — given a `fetcher` — NCT ids that are
     not paths, unit by unit (`fhirconv.sources.inputs`) in constant memory.
@@ -110,24 +123,36 @@ def convert_inputs(
     study's warnings name every record. Given the output's incremental `manifest`, a unit it
     knows unchanged is skipped unread (`Manifest.skip`), and a unit with a failure is noted.
     `studies(n)`, when given, is told how many distinct studies the local inputs hold before
-    the first is converted (a progress bar's total)."""
+    the first is converted (a progress bar's total). With `jobs` > 1 the studies are converted
+    on that many processes (`fhirconv.parallel`); the results come in input order either way."""
     names = list(names)
     stdin = _StdinOnce()
     local = [name for name in names if not _is_fetched(name, fetcher)]
     known = manifest.known if manifest is not None else None
     duplicates = find_duplicates(lambda: _numbered(local, fmt, stdin), fmt, known, studies)
     records = _records(names, fmt, stdin, fetcher, duplicates, manifest)
-    for record, digest in records:
-        for result in convert_records([record], converted_at):
-            if isinstance(result, ConvertedStudy):
-                result.source_digest = digest
-            if (
-                manifest is not None
-                and digest
-                and (isinstance(result, RecordError) or not result.ok)
-            ):
-                manifest.failed(digest)
-            yield result
+    # One result per record, in input order (also from the pool, which reads ahead): the
+    # digests wait in a queue for their record's result.
+    digests: deque[str | None] = deque()
+
+    def trials() -> Iterator[Trial | RecordError]:
+        for record, digest in records:
+            digests.append(digest)
+            yield record
+
+    if jobs <= 1:
+        results = convert_records(trials(), converted_at, full_validation=full_validation)
+    else:
+        from fhirconv.parallel import convert_parallel  # it builds on this module
+
+        results = convert_parallel(trials(), jobs, converted_at, full_validation=full_validation)
+    for result in results:
+        digest = digests.popleft()
+        if isinstance(result, ConvertedStudy):
+            result.source_digest = digest
+        if manifest is not None and digest and (isinstance(result, RecordError) or not result.ok):
+            manifest.failed(digest)
+        yield result
 
 
 def _records(

@@ -50,8 +50,10 @@ def load_csv(name: str) -> tuple[dict[str, str], ...]:
     return tuple(csv.DictReader(io.StringIO("\n".join(lines))))
 
 
+@cache
 def table_version() -> str:
-    """A short content hash of all tables, recorded in Provenance so outputs can be traced."""
+    """A short content hash of all tables, recorded in Provenance so outputs can be traced
+    (hashed once per process, like the tables are loaded once)."""
     import hashlib
 
     digest = hashlib.sha256()

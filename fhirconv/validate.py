@@ -54,116 +54,153 @@ def _label(resource: Json, fallback: str) -> str:
     return str(resource.get("resourceType") or fallback)
 
 
-def validate_resource(resource: Json, label: str | None = None) -> list[Issue]:
-    """Structure (R4B model), id syntax and required bindings of one resource."""
-    label = label or _label(resource, "resource")
+def validate_resource(
+    resource: Json, label: str | None = None, *, full: bool = False
+) -> list[Issue]:
+    """Structure (R4B model), id syntax and required bindings of one resource. The model is
+    skipped when `fhir.proves_valid` shows it would accept the resource (`full`: never)."""
+    return _checked_resource(resource, label or _label(resource, "resource"), full)[0]
+
+
+def _checked_resource(
+    resource: Json, label: str, full: bool
+) -> tuple[list[Issue], list[tuple[str, str]] | None]:
+    """`validate_resource`'s issues and the (path, reference) pairs of the resource, found on
+    the same walk (None when the resource type is unknown and nothing was walked)."""
     issues: list[Issue] = []
     try:
         fhir.model_class(str(resource.get("resourceType")))
     except (KeyError, ValueError, AttributeError):
-        return [
-            Issue(
-                "error",
-                label,
-                "resourceType",
-                f"unknown resource type {resource.get('resourceType')!r}",
-            )
-        ]
-    try:
-        fhir.parse_resource(resource)
-    except fhir.ValidationError as error:
-        for detail in error.errors():
-            path = _path(detail["loc"])
-            issues.append(Issue("error", label, path, detail["msg"]))
+        unknown = Issue(
+            "error",
+            label,
+            "resourceType",
+            f"unknown resource type {resource.get('resourceType')!r}",
+        )
+        return [unknown], None
+    if full or not fhir.proves_valid(resource):
+        try:
+            fhir.parse_resource(resource)
+        except fhir.ValidationError as error:
+            for detail in error.errors():
+                path = _path(detail["loc"])
+                issues.append(Issue("error", label, path, detail["msg"]))
     if "id" in resource and not _ID.match(str(resource["id"])):
         issues.append(Issue("error", label, "id", f"invalid id {resource['id']!r}"))
-    issues += _binding_issues(resource, label)
-    issues += _element_id_issues(resource, label)
-    issues += _ucum_issues(resource, label)
-    issues += _cross_version_issues(resource, label)
-    issues += _range_issues(resource, label)
-    return issues
+    checks = _ElementChecks(label)
+    issues += checks.run(resource)
+    return issues, checks.references
 
 
-def _range_issues(resource: Json, label: str) -> list[Issue]:
+class _ElementChecks:
+    """The checks the models cannot make, in one walk over the resource (nested resources
+    excluded): required bindings on every primitive, then unique element ids, UCUM codes, R5
+    cross-version extensions and rng-2 on every element — reported in that order."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bindings: list[Issue] = []
+        self.element_ids: list[Issue] = []
+        self.ucum: list[Issue] = []
+        self.cross_version: list[Issue] = []
+        self.ranges: list[Issue] = []
+        self.first_id_at: dict[str, str] = {}
+        self.references: list[tuple[str, str]] = []  # (path, reference), for the bundle checks
+
+    def run(self, resource: Json) -> list[Issue]:
+        self.cross_version += _cross_version_issues_of(resource, "", resource, self.label)
+        self._walk(resource, "", str(resource.get("resourceType")), resource)
+        return self.bindings + self.element_ids + self.ucum + self.cross_version + self.ranges
+
+    def _walk(self, value: Any, path: str, plain: str, resource: Json) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if key in {"resource", "contained"}:
+                    continue  # nested resources are validated on their own
+                child_path = f"{path}.{key}" if path else key
+                child_plain = f"{plain}.{key}"
+                if isinstance(child, dict):
+                    self._element(child_path, child, resource)
+                elif not isinstance(child, list):
+                    if key == "reference" and isinstance(child, str):
+                        self.references.append((child_path, child))
+                    self._binding(child_path, child_plain, child)
+                    continue
+                self._walk(child, child_path, child_plain, resource)
+        elif isinstance(value, list):
+            for index, child in enumerate(value):
+                child_path = f"{path}[{index}]"
+                if isinstance(child, dict):
+                    self._element(child_path, child, resource)
+                elif not isinstance(child, list):
+                    self._binding(child_path, plain, child)
+                    continue
+                self._walk(child, child_path, plain, resource)
+
+    def _binding(self, path: str, plain: str, value: Any) -> None:
+        if not isinstance(value, str):
+            return
+        allowed = _allowed_codes(plain)
+        if allowed is not None and value not in allowed:
+            self.bindings.append(
+                Issue(
+                    "error",
+                    self.label,
+                    path,
+                    f"code {value!r} is not allowed (required binding: {', '.join(allowed)})",
+                )
+            )
+
+    def _element(self, path: str, element: Json, resource: Json) -> None:
+        label = self.label
+        element_id = element.get("id")
+        if isinstance(element_id, str):
+            if element_id in self.first_id_at:
+                self.element_ids.append(
+                    Issue(
+                        "error",
+                        label,
+                        f"{path}.id",
+                        f"element id {element_id!r} is not unique within the resource "
+                        f"(also at {self.first_id_at[element_id]})",
+                    )
+                )
+            else:
+                self.first_id_at[element_id] = f"{path}.id"
+        if element.get("system") == UCUM and "code" in element:
+            code = element["code"]
+            if not isinstance(code, str) or not is_valid_ucum(code):
+                self.ucum.append(
+                    Issue("error", label, f"{path}.code", f"{code!r} is not a valid UCUM code")
+                )
+        if "extension" in element:
+            self.cross_version += _cross_version_issues_of(element, path, resource, label)
+        range_issue = _range_issue(element, path, label)
+        if range_issue is not None:
+            self.ranges.append(range_issue)
+
+
+def _range_issue(element: Json, path: str, label: str) -> Issue | None:
     """FHIR rng-2, low <= high, which HAPI's validator can check only when both ends share a unit
     (it has no UCUM conversion): a Range with ends in two units is an error there, and here."""
-    issues = []
-    for path, element in _elements(resource, ""):
-        low, high = element.get("low"), element.get("high")
-        if not (isinstance(low, dict) and isinstance(high, dict)):
-            continue
-        if not (
-            isinstance(low.get("value"), int | float) and isinstance(high.get("value"), int | float)
-        ):
-            continue
-        if (low.get("system"), low.get("code")) != (high.get("system"), high.get("code")):
-            issues.append(
-                Issue(
-                    "error",
-                    label,
-                    path,
-                    f"range ends in different units ({low.get('code')!r}, {high.get('code')!r}): "
-                    "low <= high (rng-2) cannot be checked without unit conversion",
-                )
-            )
-        elif low["value"] > high["value"]:
-            issues.append(Issue("error", label, path, "range low is above high (rng-2)"))
-    return issues
-
-
-def _elements(value: Any, path: str) -> Iterator[tuple[str, Json]]:
-    """(path, element) of every object below a resource, nested resources excluded."""
-    if isinstance(value, dict):
-        for key, child in value.items():
-            if key in {"resource", "contained"}:
-                continue
-            child_path = f"{path}.{key}" if path else key
-            if isinstance(child, dict):
-                yield child_path, child
-            yield from _elements(child, child_path)
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            child_path = f"{path}[{index}]"
-            if isinstance(child, dict):
-                yield child_path, child
-            yield from _elements(child, child_path)
-
-
-def _element_id_issues(resource: Json, label: str) -> list[Issue]:
-    """Element ids (`id` on any element below the resource) must be unique within the resource."""
-    first_at: dict[str, str] = {}
-    issues = []
-    for path, element in _elements(resource, ""):
-        element_id = element.get("id")
-        if not isinstance(element_id, str):
-            continue
-        if element_id in first_at:
-            issues.append(
-                Issue(
-                    "error",
-                    label,
-                    f"{path}.id",
-                    f"element id {element_id!r} is not unique within the resource "
-                    f"(also at {first_at[element_id]})",
-                )
-            )
-        else:
-            first_at[element_id] = f"{path}.id"
-    return issues
-
-
-def _ucum_issues(resource: Json, label: str) -> list[Issue]:
-    issues = []
-    for path, element in _elements(resource, ""):
-        if element.get("system") != UCUM or "code" not in element:
-            continue
-        code = element["code"]
-        if not isinstance(code, str) or not is_valid_ucum(code):
-            issues.append(
-                Issue("error", label, f"{path}.code", f"{code!r} is not a valid UCUM code")
-            )
-    return issues
+    low, high = element.get("low"), element.get("high")
+    if not (isinstance(low, dict) and isinstance(high, dict)):
+        return None
+    if not (
+        isinstance(low.get("value"), int | float) and isinstance(high.get("value"), int | float)
+    ):
+        return None
+    if (low.get("system"), low.get("code")) != (high.get("system"), high.get("code")):
+        return Issue(
+            "error",
+            label,
+            path,
+            f"range ends in different units ({low.get('code')!r}, {high.get('code')!r}): "
+            "low <= high (rng-2) cannot be checked without unit conversion",
+        )
+    if low["value"] > high["value"]:
+        return Issue("error", label, path, "range low is above high (rng-2)")
+    return None
 
 
 @cache
@@ -183,21 +220,21 @@ def _type_allowed(value_type: str, types: list[str]) -> bool:
     return any(value_type.lower() == t.split("(", 1)[0].lower() for t in types)
 
 
-def _cross_version_issues(resource: Json, label: str) -> list[Issue]:
-    """R5 cross-version extensions against their R5 definitions (see the table's `source`)."""
+def _cross_version_issues_of(element: Json, path: str, resource: Json, label: str) -> list[Issue]:
+    """R5 cross-version extensions on one element against their R5 definitions (see the table's
+    `source`); `path` "" is the resource itself."""
     prefix, table = _cross_version_table()
     issues: list[Issue] = []
-    for path, element in [("", resource), *_elements(resource, "")]:
-        for index, extension in enumerate(element.get("extension") or []):
-            if not isinstance(extension, dict):
-                continue
-            url = extension.get("url")
-            if not isinstance(url, str) or not url.startswith(prefix):
-                continue
-            where = f"{path}.extension[{index}]" if path else f"extension[{index}]"
-            issues += _one_cross_version(
-                url, table.get(url[len(prefix) :]), extension, path, resource, label, where
-            )
+    for index, extension in enumerate(element.get("extension") or []):
+        if not isinstance(extension, dict):
+            continue
+        url = extension.get("url")
+        if not isinstance(url, str) or not url.startswith(prefix):
+            continue
+        where = f"{path}.extension[{index}]" if path else f"extension[{index}]"
+        issues += _one_cross_version(
+            url, table.get(url[len(prefix) :]), extension, path, resource, label, where
+        )
     return issues
 
 
@@ -282,37 +319,21 @@ def _bindings() -> tuple[dict[str, tuple[str, ...]], list[tuple[str, tuple[str, 
     return exact, suffix
 
 
-def _leaves(value: Any, path: str, plain: str) -> Iterator[tuple[str, str, Any]]:
-    """(indexed path, index-free path, value) of every primitive under `value`."""
-    if isinstance(value, dict):
-        for key, child in value.items():
-            if key in {"resource", "contained"}:
-                continue  # nested resources are validated on their own
-            yield from _leaves(child, f"{path}.{key}" if path else key, f"{plain}.{key}")
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _leaves(child, f"{path}[{index}]", plain)
-    else:
-        yield path, plain, value
+_ALLOWED_BY_PATH: dict[str, tuple[str, ...] | None] = {}
+_REMEMBERED_PATHS = 20_000  # element paths are few; an adversarial document cannot grow it past
 
 
-def _binding_issues(resource: Json, label: str) -> list[Issue]:
+def _allowed_codes(plain: str) -> tuple[str, ...] | None:
+    """The codes a required binding allows at the index-free path `plain`, if one applies."""
+    if plain in _ALLOWED_BY_PATH:
+        return _ALLOWED_BY_PATH[plain]
     exact, suffixes = _bindings()
-    issues = []
-    for path, plain, value in _leaves(resource, "", str(resource.get("resourceType"))):
-        allowed = exact.get(plain)
-        if allowed is None:
-            allowed = next((codes for end, codes in suffixes if plain.endswith(end)), None)
-        if allowed is not None and isinstance(value, str) and value not in allowed:
-            issues.append(
-                Issue(
-                    "error",
-                    label,
-                    path,
-                    f"code {value!r} is not allowed (required binding: {', '.join(allowed)})",
-                )
-            )
-    return issues
+    allowed = exact.get(plain)
+    if allowed is None:
+        allowed = next((codes for end, codes in suffixes if plain.endswith(end)), None)
+    if len(_ALLOWED_BY_PATH) < _REMEMBERED_PATHS:
+        _ALLOWED_BY_PATH[plain] = allowed
+    return allowed
 
 
 def _references(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -358,16 +379,18 @@ def _resolve(reference: str, from_full_url: str | None) -> str:
     return reference
 
 
-def validate_bundle(bundle: Json) -> list[Issue]:
-    """All resources of a Bundle, the Bundle itself, and the bundle-level checks."""
+def validate_bundle(bundle: Json, *, full: bool = False) -> list[Issue]:
+    """All resources of a Bundle, the Bundle itself, and the bundle-level checks (`full`: every
+    resource through its model, see `validate_resource`)."""
     issues: list[Issue] = []
     if bundle.get("resourceType") != "Bundle":
         return [Issue("error", _label(bundle, "resource"), "resourceType", "not a Bundle")]
     entries = bundle.get("entry") or []
     shell = {k: v for k, v in bundle.items() if k != "entry"}
-    issues += validate_resource(shell, "Bundle")
+    issues += validate_resource(shell, "Bundle", full=full)
     full_urls: set[str] = set()
     seen_ids: dict[str, str | None] = {}  # Type/id → that entry's fullUrl
+    references: dict[int, list[tuple[str, str]] | None] = {}  # by entry index
     for index, entry in enumerate(entries):
         resource = entry.get("resource")
         where = f"Bundle.entry[{index}]"
@@ -375,7 +398,8 @@ def validate_bundle(bundle: Json) -> list[Issue]:
             issues.append(Issue("error", where, "resource", "entry has no resource"))
             continue
         label = _label(resource, where)
-        issues += validate_resource(resource, label)
+        found, references[index] = _checked_resource(resource, label, full)
+        issues += found
         full_url = entry.get("fullUrl")
         if isinstance(full_url, str) and full_url:
             full_urls.add(full_url)
@@ -404,7 +428,8 @@ def validate_bundle(bundle: Json) -> list[Issue]:
             continue
         label = _label(resource, f"Bundle.entry[{index}]")
         own_full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        for path, target in _references(resource):
+        walked = references.get(index)
+        for path, target in _references(resource) if walked is None else walked:
             if target.startswith("#"):
                 continue
             resolved = _resolve(target, own_full_url)

@@ -22,6 +22,7 @@ from typing import Any
 
 from fhirconv.atomic import AtomicFile, make_directory, write_text_atomically
 from fhirconv.bundle import dumps
+from fhirconv.jsonio import compact_json
 
 Json = dict[str, Any]
 Echo = Callable[[str], None]
@@ -138,7 +139,7 @@ class NdjsonWriter:
                 if key in self.seen:
                     continue
                 self.seen.add(key)
-            line = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+            line = compact_json(resource)
             if self.directory is None:
                 self.echo(line + "\n")
                 continue

@@ -16,6 +16,7 @@ from fhirconv.convert import ConvertedStudy, convert_inputs
 from fhirconv.errors import ExitCode, FhirconvError, OutputError, PublishError, RecordError
 from fhirconv.fetch import StudyFetcher
 from fhirconv.manifest import Manifest
+from fhirconv.parallel import default_jobs
 from fhirconv.pipeline import ConvertSummary, write_converted
 from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
 from fhirconv.publish.client import FhirClient
@@ -92,6 +93,23 @@ def convert(
             " unchanged (the manifest is still updated).",
         ),
     ] = False,
+    validation: Annotated[
+        str,
+        typer.Option(
+            "--validate",
+            help="fast: skip a resource's model when a quick walk proves it valid (the same"
+            " errors); full: validate every resource through its fhir.resources model.",
+        ),
+    ] = "fast",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Worker processes (default: the machine's cores). Output is the same for any N.",
+        ),
+    ] = None,
 ) -> None:
     """Convert trial records into validated FHIR R4 transaction Bundles (or NDJSON).
 
@@ -100,6 +118,8 @@ def convert(
     new, changed, unchanged and gone; --push then pushes only the new and changed."""
     if source_format and source_format not in FORMATS:
         raise usage_error(f"--from must be one of {', '.join(FORMATS)}, not {source_format!r}")
+    if validation not in {"fast", "full"}:
+        raise usage_error("--validate must be fast or full")
     if output_format not in {"bundle", "ndjson"}:
         raise usage_error("--format must be bundle or ndjson")
     if push_to and output_format != "bundle":
@@ -128,6 +148,8 @@ def convert(
                 timestamp,
                 quiet,
                 full,
+                jobs or default_jobs(),
+                validation == "full",
                 fetcher,
                 client,
                 bar,
@@ -181,6 +203,8 @@ def _run(
     timestamp: bool,
     quiet: bool,
     full: bool,
+    jobs: int,
+    full_validation: bool,
     fetcher: StudyFetcher,
     client: FhirClient | None,
     bar: Bar,
@@ -220,6 +244,8 @@ def _run(
             fetcher=fetcher,
             manifest=manifest,
             studies=bar.set_total,
+            jobs=jobs,
+            full_validation=full_validation,
         )
         push = partial(push_stream, client=client) if client is not None else None
         return write_converted(results, writer, manifest=manifest, push=push, on_result=shown)

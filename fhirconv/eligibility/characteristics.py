@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from fhirconv.eligibility import codec, model, vocab
 from fhirconv.eligibility.extract import ExtractedItem, extract_items
 from fhirconv.eligibility.units import convert
 from fhirconv.mapping import systems
-from fhirconv.model import Trial
+from fhirconv.model import MeshTerm, Trial
 
 Json = dict[str, Any]
 
@@ -196,18 +196,40 @@ class _ConditionConcept:
     synonyms: tuple[str, ...]
 
 
-def _condition_concepts(trial: Trial, criteria_text: str) -> list[_ConditionConcept]:
+@dataclass(frozen=True)
+class _TrialConditions:
+    concepts: tuple[_ConditionConcept, ...]
+    index: vocab.PhraseIndex  # the concepts' synonyms, compiled once
+
+
+def _trial_conditions(trial: Trial, criteria_text: str) -> _TrialConditions:
+    return _conditions_of(trial.condition_meshes, trial.conditions, criteria_text)
+
+
+# Every criterion of a study asks for the same vocabulary: built once per study, not per
+# criterion (which made extraction quadratic in the length of the criteria text).
+@lru_cache(maxsize=8)
+def _conditions_of(
+    condition_meshes: tuple[MeshTerm, ...], conditions: tuple[str, ...], criteria_text: str
+) -> _TrialConditions:
+    concepts = _condition_concepts(condition_meshes, conditions, criteria_text)
+    return _TrialConditions(tuple(concepts), vocab.PhraseIndex([c.synonyms for c in concepts]))
+
+
+def _condition_concepts(
+    condition_meshes: tuple[MeshTerm, ...], conditions: tuple[str, ...], criteria_text: str
+) -> list[_ConditionConcept]:
     """The study's own conditions (MeSH-coded where ClinicalTrials.gov gave an id), then the
     conditions table; each with synonyms and acronyms ("Systemic Lupus Erythematosus" → "SLE")."""
     concepts: list[_ConditionConcept] = []
     seen: set[str] = set()
     names: list[tuple[str, Json | None]] = []
-    for mesh in trial.condition_meshes:
+    for mesh in condition_meshes:
         coding = (
             {"system": systems.MESH, "code": mesh.id, "display": mesh.term} if mesh.id else None
         )
         names.append((mesh.term, coding))
-    names += [(c, None) for c in trial.conditions]
+    names += [(c, None) for c in conditions]
     for name, coding in names:
         synonyms = {name}
         row = next(
@@ -221,7 +243,7 @@ def _condition_concepts(trial: Trial, criteria_text: str) -> list[_ConditionConc
         )
         if row is not None:
             synonyms |= {row.term, *row.synonyms}
-            if coding is None and any(m.id == row.mesh for m in trial.condition_meshes):
+            if coding is None and any(m.id == row.mesh for m in condition_meshes):
                 coding = {"system": systems.MESH, "code": row.mesh, "display": row.term}
         if "," in name:  # MeSH inverted form "Lupus Erythematosus, Systemic"
             head, _, tail = name.partition(",")
@@ -313,16 +335,14 @@ def _find_drug(
 ) -> tuple[Json, tuple[int, int], vocab.Medication | vocab.DrugClass] | None:
     """The last drug or drug class named in `text`."""
     found: tuple[Json, tuple[int, int], vocab.Medication | vocab.DrugClass] | None = None
-    for med in vocab.medications():
-        regex = vocab.phrase_regex(med.synonyms)
-        for match in regex.finditer(text) if regex else ():
-            if found is None or match.start() > found[1][0]:
-                found = (_medication_code(med), match.span(), med)
-    for drug_class in vocab.drug_classes():
-        regex = vocab.phrase_regex(drug_class.synonyms)
-        for match in regex.finditer(text) if regex else ():
-            if found is None or match.start() > found[1][0]:
-                found = (_class_code(drug_class), match.span(), drug_class)
+    medications, classes = vocab.medications(), vocab.drug_classes()
+    lowered = vocab.folded(text)
+    for index, match in vocab.medication_index().finditer(text, lowered):
+        if found is None or match.start() > found[1][0]:
+            found = (_medication_code(medications[index]), match.span(), medications[index])
+    for index, match in vocab.drug_class_index().finditer(text, lowered):
+        if found is None or match.start() > found[1][0]:
+            found = (_class_code(classes[index]), match.span(), classes[index])
     return found
 
 
@@ -511,15 +531,23 @@ def _dose_item(text: str, raw: ExtractedItem) -> Item | None:
 
 
 def _own_conditions(trial: Trial) -> tuple[Json, ...]:
+    return _own_conditions_of(trial.condition_meshes, trial.conditions)
+
+
+# Built once per study (every criterion asks for the same answer).
+@lru_cache(maxsize=8)
+def _own_conditions_of(
+    condition_meshes: tuple[MeshTerm, ...], conditions: tuple[str, ...]
+) -> tuple[Json, ...]:
     """The study's own conditions as coded concepts (its MeSH terms, and the conditions table's
     row for each condition it names), or none at all when a named condition has no code: "other
     malignancies" can only leave out what is coded."""
     own = [
         {"coding": [{"system": systems.MESH, "code": m.id, "display": m.term}], "text": m.term}
-        for m in trial.condition_meshes
+        for m in condition_meshes
         if m.id
     ]
-    for name in trial.conditions:
+    for name in conditions:
         row = next(
             (
                 r
@@ -538,34 +566,31 @@ def _own_conditions(trial: Trial) -> tuple[Json, ...]:
 
 def _mentions(
     text: str,
-    concepts: list[_ConditionConcept],
+    conditions: _TrialConditions,
     taken: list[tuple[int, int]],
     own: tuple[Json, ...] = (),
 ) -> list[Item]:
-    """Conditions, medications and drug classes named in the text (not inside other items)."""
+    """Conditions, medications, drug classes and procedures named in the text (not inside other
+    items)."""
     items: list[Item] = []
     found: list[tuple[tuple[int, int], str, Json]] = []
-    for concept in concepts:
-        regex = vocab.phrase_regex(concept.synonyms)
-        for match in regex.finditer(text) if regex else ():
-            code: Json = (
-                {"coding": [concept.mesh], "text": concept.name}
-                if concept.mesh
-                else {"coding": [UNCODED_CONDITION], "text": concept.name}
-            )
-            found.append((match.span(), "condition", code))
-    for med in vocab.medications():
-        regex = vocab.phrase_regex(med.synonyms)
-        for match in regex.finditer(text) if regex else ():
-            found.append((match.span(), "medication", _medication_code(med)))
-    for drug_class in vocab.drug_classes():
-        regex = vocab.phrase_regex(drug_class.synonyms)
-        for match in regex.finditer(text) if regex else ():
-            found.append((match.span(), "medication", _class_code(drug_class)))
-    for procedure in vocab.procedures():
-        regex = vocab.phrase_regex(procedure.synonyms)
-        for match in regex.finditer(text) if regex else ():
-            found.append((match.span(), "procedure", _procedure_code(procedure)))
+    lowered = vocab.folded(text)
+    for index, match in conditions.index.finditer(text, lowered):
+        concept = conditions.concepts[index]
+        code: Json = (
+            {"coding": [concept.mesh], "text": concept.name}
+            if concept.mesh
+            else {"coding": [UNCODED_CONDITION], "text": concept.name}
+        )
+        found.append((match.span(), "condition", code))
+    medications, classes = vocab.medications(), vocab.drug_classes()
+    for index, match in vocab.medication_index().finditer(text, lowered):
+        found.append((match.span(), "medication", _medication_code(medications[index])))
+    for index, match in vocab.drug_class_index().finditer(text, lowered):
+        found.append((match.span(), "medication", _class_code(classes[index])))
+    procedures = vocab.procedures()
+    for index, match in vocab.procedure_index().finditer(text, lowered):
+        found.append((match.span(), "procedure", _procedure_code(procedures[index])))
     # Longest first, then no overlaps ("lupus nephritis" over "SLE" inside a longer name).
     found.sort(key=lambda f: (-(f[0][1] - f[0][0]), f[0][0]))
     used = list(taken)
@@ -1318,10 +1343,10 @@ def computable_characteristics(
     text = _without_advisory_note(text)
     extracted = extract_items(text, exclude=exclude)
     items, windows = _from_extracted(text, extracted)
-    concepts = _condition_concepts(trial, trial.eligibility.criteria or text)
+    conditions = _trial_conditions(trial, trial.eligibility.criteria or text)
     taken = [i.span for i in items] + [i.name_span for i in items if i.name_span]
     taken += [w.span for w in windows]
-    items += _mentions(text, concepts, taken, _own_conditions(trial))
+    items += _mentions(text, conditions, taken, _own_conditions(trial))
     items += _postpartum(text, [i.span for i in items])
     items += _within_normal_range(text, exclude, [i.span for i in items])
     items.sort(key=lambda i: i.span)

@@ -8,8 +8,10 @@ the same things in a patient's record). The data live in `mappings/eligibility-*
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from re import Match
 
 from fhirconv.tables import load_csv
 
@@ -19,16 +21,21 @@ __all__ = [
     "Condition",
     "DrugClass",
     "Medication",
+    "PhraseIndex",
     "Procedure",
     "Score",
     "condition_by_mesh",
     "conditions",
     "drug_class",
+    "drug_class_index",
     "drug_classes",
+    "folded",
     "medication",
     "medication_by_rxnorm",
+    "medication_index",
     "medications",
     "phrase_regex",
+    "procedure_index",
     "procedures",
     "score_by_code",
     "scores",
@@ -154,6 +161,12 @@ def score_by_code(code: str) -> Score | None:
 def phrase_regex(phrases: tuple[str, ...] | list[str]) -> re.Pattern[str] | None:
     """One regex finding any of `phrases` as whole words; short all-capital abbreviations
     ("SLE", "MI", "TB") match only as written, everything else in any case."""
+    return _phrase_regex(tuple(phrases))
+
+
+@lru_cache(maxsize=4096)
+def _phrase_regex(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    # Cached: the extractor and the matcher ask for the same vocabularies over and over.
     exact = sorted({p for p in phrases if len(p) <= 4 and p.isupper()}, key=len, reverse=True)
     loose = sorted({p for p in phrases if p not in exact}, key=len, reverse=True)
     parts: list[str] = []
@@ -165,6 +178,67 @@ def phrase_regex(phrases: tuple[str, ...] | list[str]) -> re.Pattern[str] | None
     if not parts:
         return None
     return re.compile(rf"(?<![\w-])(?:{'|'.join(parts)})(?![\w])")
+
+
+# The only non-ASCII characters that Python's case-insensitive matching equates with an ASCII
+# letter (İ ı → i, ſ → s, Kelvin sign → k; tests/test_vocab_speed.py enumerates them): folded
+# to those letters, a text holds the lower-cased words of every ASCII phrase `phrase_regex` can
+# find in it.
+_ASCII_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def folded(text: str) -> str:
+    """`text` as `PhraseIndex` searches it for key words."""
+    return text.translate(_ASCII_FOLD).lower()
+
+
+def _key_word(phrases: tuple[str, ...]) -> tuple[str, ...] | None:
+    """One word per phrase that every match of the phrase contains (lower case), or None when
+    some phrase has none that can be checked that way (not ASCII)."""
+    keys: list[str] = []
+    for phrase in phrases:
+        longest = max(phrase.split(" "), key=len)
+        if not longest or not phrase.isascii():
+            return None
+        keys.append(longest.lower())
+    return tuple(keys)
+
+
+class PhraseIndex:
+    """The `phrase_regex` of each entry's phrases, compiled once, searched only when one of the
+    entry's key words occurs in the text: `finditer` yields exactly what running every entry's
+    regex in turn yields, without scanning the text once per entry."""
+
+    def __init__(self, entries: list[tuple[str, ...]] | tuple[tuple[str, ...], ...]) -> None:
+        self._entries = [(_phrase_regex(tuple(p)), _key_word(tuple(p))) for p in entries]
+
+    def finditer(
+        self, text: str, folded_text: str | None = None
+    ) -> Iterator[tuple[int, Match[str]]]:
+        """(entry index, match) for every match of every entry, in entry order."""
+        lowered = folded(text) if folded_text is None else folded_text
+        for index, (regex, keys) in enumerate(self._entries):
+            if regex is None:
+                continue
+            if keys is not None and not any(key in lowered for key in keys):
+                continue
+            for match in regex.finditer(text):
+                yield index, match
+
+
+@cache
+def medication_index() -> PhraseIndex:
+    return PhraseIndex([m.synonyms for m in medications()])
+
+
+@cache
+def drug_class_index() -> PhraseIndex:
+    return PhraseIndex([c.synonyms for c in drug_classes()])
+
+
+@cache
+def procedure_index() -> PhraseIndex:
+    return PhraseIndex([p.synonyms for p in procedures()])
 
 
 @cache

@@ -9,6 +9,7 @@ written only when asked for (`converted_at`, the CLI's `--timestamp`), as `recor
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import PurePath
 from typing import Any
@@ -27,6 +28,7 @@ PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant
 ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 
 
+@cache  # the installed distribution's metadata is read from disk
 def fhirconv_version() -> str:
     try:
         return version("fhirconv")
