@@ -129,13 +129,13 @@ def test_a_refused_kickoff_and_a_failed_job_are_told_apart(ndjson_dir: Path) -> 
 def test_cli_push_uses_import_when_offered(
     ndjson_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fhirconv.cli.push as cli_push
+    import fhirconv.cli.server_options as cli_server_options
     import fhirconv.publish.importer as importer
 
     server = FakeImportServer()
     real = FhirClient
     monkeypatch.setattr(
-        cli_push,
+        cli_server_options,
         "FhirClient",
         lambda url, **kw: real(
             url,
