@@ -298,3 +298,40 @@ def test_cli_needs_files_or_server(tmp_path: Path, example_study: Study) -> None
         app, ["match", str(study), "--study", str(study), "--write-back"]
     )
     assert write_back.exit_code == 2 and "--write-back" in write_back.output
+
+
+def test_cli_refused_credentials_and_dead_server_give_the_named_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import fhirconv.cli.server_options as cli_server_options
+    from fhirconv.cli import app
+    from fhirconv.errors import ExitCode
+    from tests.conftest import EXAMPLE
+
+    study = tmp_path / "study.json"
+    made = CliRunner().invoke(app, ["convert", str(EXAMPLE), "-o", str(study), "-q"])
+    assert made.exit_code == 0
+
+    def refuses(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401)
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    real = FhirClient
+    cases = ((refuses, ExitCode.AUTH_REFUSED), (unreachable, ExitCode.SERVER_UNREACHABLE))
+    for handler, code in cases:
+        monkeypatch.setattr(
+            cli_server_options,
+            "FhirClient",
+            lambda url, h=handler, **kw: real(
+                url,
+                transport=httpx.MockTransport(h),
+                **{k: v for k, v in kw.items() if k != "verify"},
+                sleep=lambda _: None,  # retries without waiting
+            ),
+        )
+        result = CliRunner().invoke(app, ["match", "--study", str(study), "--server", BASE, "-q"])
+        assert result.exit_code == code, result.output

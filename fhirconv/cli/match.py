@@ -28,6 +28,7 @@ from fhirconv.cli.server_options import (
     TokenEnvOption,
     TokenFileOption,
     build_client,
+    exit_code_of,
 )
 from fhirconv.errors import ExitCode, OutputError, PublishError
 from fhirconv.match import MatchResult, Options, Study, load_studies, match, render_table
@@ -303,9 +304,9 @@ def _match_server(
                     if writer is not None:
                         writer.add(result, by_id[result.study])
         except ServerError as error:
-            raise fail(str(error), ExitCode.RECORDS_FAILED) from None
+            raise fail(str(error), error.exit_code) from None
         except PublishError as error:
-            raise fail(f"{arguments.server}: {error}", ExitCode.RECORDS_FAILED) from None
+            raise fail(f"{arguments.server}: {error}", exit_code_of(error)) from None
         if writer is not None:
             writer.flush()
             typer.echo(writer.line(), err=True)

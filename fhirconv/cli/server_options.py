@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from fhirconv.errors import PublishError
-from fhirconv.publish.auth import AuthOptions, build_auth
+from fhirconv.errors import ExitCode, PublishError
+from fhirconv.publish.auth import AuthError, AuthOptions, build_auth
 from fhirconv.publish.client import FhirClient, Timeouts, sends_credentials_in_clear
-from fhirconv.publish.retry import RetryPolicy
+from fhirconv.publish.retry import OutcomeUnknown, RetriesExhausted, RetryPolicy, TlsFailure
 
 ServerOption = Annotated[
     str | None,
@@ -123,3 +123,17 @@ def build_client(arguments: ServerArguments) -> FhirClient:
         ),
         retry=RetryPolicy(max_attempts=arguments.retries + 1),
     )
+
+
+def exit_code_of(error: PublishError) -> ExitCode:
+    """The named exit code of an error that stopped a whole run against the server (the codes
+    `push` gives for the same faults)."""
+    if isinstance(error, TlsFailure):
+        return ExitCode.TLS_FAILED
+    if isinstance(error, AuthError):
+        return ExitCode.AUTH_REFUSED
+    if isinstance(error, RetriesExhausted) and error.status_code is None:
+        return ExitCode.SERVER_UNREACHABLE  # every attempt failed to connect
+    if isinstance(error, OutcomeUnknown):
+        return ExitCode.OUTCOME_UNKNOWN
+    return ExitCode.RECORDS_FAILED

@@ -33,7 +33,7 @@ import httpx
 
 from fhirconv.eligibility import codec
 from fhirconv.eligibility.model import Item
-from fhirconv.errors import PublishError
+from fhirconv.errors import ExitCode, PublishError
 from fhirconv.mapping.group import birthdate_bounds
 from fhirconv.match.evaluate import MatchResult, Options, match
 from fhirconv.match.records import PatientRecord, Study, add_duration, patient_records
@@ -74,6 +74,10 @@ _GENDERS = ("male", "female", "other", "unknown")
 
 class ServerError(PublishError):
     """The server cannot be used for the run (refused credentials, no Patient search): stop."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.RECORDS_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -267,7 +271,8 @@ def _get(
     if response.status_code in (401, 403):
         raise ServerError(
             f"GET {url}: HTTP {response.status_code}: the server refused the credentials "
-            "(see --token-env/--token-file, --basic-user, --smart-client-id)"
+            "(see --token-env/--token-file, --basic-user, --smart-client-id)",
+            ExitCode.AUTH_REFUSED,
         )
     return response
 
