@@ -199,7 +199,7 @@ def match_command(
             studies,
             options,
             output,
-            ServerRun(concurrency, page_size, candidates_only, write_back),
+            ServerRun(concurrency, page_size, candidates_only, write_back, quiet),
         )
     else:
         failures = _match_files(patients or [], studies, options, output, quiet)
@@ -265,6 +265,7 @@ class ServerRun:
     page_size: int
     candidates_only: bool
     write_back: bool
+    quiet: bool
 
 
 def _match_server(
@@ -284,25 +285,27 @@ def _match_server(
     with client:
         writer = WriteBack(client, options.as_of) if run.write_back else None
         try:
-            for outcome in match_server(
-                client,
-                studies,
-                options,
-                concurrency=run.concurrency,
-                page_size=run.page_size,
-                narrow=run.candidates_only,
-                traffic=traffic,
-            ):
-                patients += 1
-                fetched += outcome.fetched
-                if outcome.error is not None:
-                    failures += 1
-                    typer.secho(f"error: {outcome.error}", err=True, fg=typer.colors.RED)
-                    continue
-                for result in outcome.results:
-                    output.emit(result)
-                    if writer is not None:
-                        writer.add(result, by_id[result.study])
+            with progress_bar("matching", quiet=run.quiet, unit="patients") as bar:
+                for outcome in match_server(
+                    client,
+                    studies,
+                    options,
+                    concurrency=run.concurrency,
+                    page_size=run.page_size,
+                    narrow=run.candidates_only,
+                    traffic=traffic,
+                ):
+                    bar.advance()
+                    patients += 1
+                    fetched += outcome.fetched
+                    if outcome.error is not None:
+                        failures += 1
+                        bar.echo(f"error: {outcome.error}", color="red")
+                        continue
+                    for result in outcome.results:
+                        output.emit(result)
+                        if writer is not None:
+                            writer.add(result, by_id[result.study])
         except ServerError as error:
             raise fail(str(error), error.exit_code) from None
         except PublishError as error:
