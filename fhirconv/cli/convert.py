@@ -12,13 +12,14 @@ import typer
 
 from fhirconv.cli import app, fail, usage_error
 from fhirconv.cli.progress import Bar, progress_bar
+from fhirconv.cli.server_options import ServerArguments, build_client
 from fhirconv.convert import ConvertedStudy, convert_inputs
 from fhirconv.errors import ExitCode, FhirconvError, OutputError, PublishError, RecordError
 from fhirconv.fetch import StudyFetcher
 from fhirconv.manifest import Manifest
 from fhirconv.parallel import default_jobs
 from fhirconv.pipeline import ConvertSummary, write_converted
-from fhirconv.publish.auth import AuthConfigError, AuthOptions, build_auth
+from fhirconv.publish.auth import AuthOptions
 from fhirconv.publish.client import FhirClient
 from fhirconv.publish.push import push_stream
 from fhirconv.sources import FORMATS
@@ -259,10 +260,18 @@ def _run(
 
 
 def _push_client(server: str, token_env: str | None, token_file: Path | None) -> FhirClient:
-    """The client `--push` sends through: a bearer token at most (other authentication:
-    write with -o, then `fhirconv push`)."""
+    """The client `--push` sends through, with `fhirconv push`'s defaults: a bearer token at most
+    (other authentication: write with -o, then `fhirconv push`)."""
+    arguments = ServerArguments(
+        server=server,
+        auth=AuthOptions(token_env=token_env, token_file=token_file),
+        timeout=120.0,
+        connect_timeout=10.0,
+        retries=4,
+        insecure=False,
+        max_connections=10,
+    )
     try:
-        auth = build_auth(AuthOptions(token_env=token_env, token_file=token_file))
-        return FhirClient(server, auth=auth)
-    except (AuthConfigError, PublishError) as error:
+        return build_client(arguments)
+    except PublishError as error:  # a bad URL, or a token that cannot be read
         raise usage_error(str(error)) from None
